@@ -1,0 +1,1 @@
+"""Model backends behind one protocol; implementations are imported only when chosen."""

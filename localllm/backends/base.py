@@ -1,0 +1,70 @@
+"""The Backend protocol: backends yield text and token counts only; timing is done by metrics."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from localllm.config import LoadOptions, SamplingParams
+
+Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
+
+
+@dataclass
+class ModelInfo:
+    """What a loaded model is; shown in the status bar and kept with each run."""
+
+    name: str
+    path: str
+    backend: str
+    quant: str = "unknown"
+    n_ctx: int = 0
+    n_ctx_train: int | None = None
+    n_threads: int = 0
+    n_gpu_layers: int = 0
+    size_bytes: int = 0
+    chat_template: str = "model"  # "model": from the file; otherwise the fallback's name
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Prefill:
+    """First event of a reply: how many prompt tokens the backend evaluates."""
+
+    prompt_tokens: int
+    cached_tokens: int = 0
+
+
+@dataclass
+class Chunk:
+    """Decoded text for n_tokens new tokens (text may be empty mid UTF-8 sequence)."""
+
+    text: str
+    n_tokens: int = 1
+
+
+@dataclass
+class Finish:
+    reason: str  # "stop" (end of turn), "length" (max_tokens or context), "cancelled"
+
+
+StreamEvent = Prefill | Chunk | Finish
+
+
+class Backend(Protocol):
+    name: str
+
+    def load(self, path: str, options: LoadOptions) -> ModelInfo: ...
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        """Tokens of the rendered chat prompt, generation prompt included."""
+        ...
+
+    def stream_chat(self, messages: list[Message], sampling: SamplingParams,
+                    cancel: threading.Event) -> Iterator[StreamEvent]:
+        """Yield Prefill, then Chunks, then exactly one Finish. Stops soon after cancel is set."""
+        ...
+
+    def unload(self) -> None: ...

@@ -1,0 +1,125 @@
+"""GGUF models through llama-cpp-python, decoding with the lean Llama.generate() loop
+(create_chat_completion(stream=True) measured ~6% slower here)."""
+
+from __future__ import annotations
+
+import codecs
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import llama_cpp
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from localllm.backends.base import Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent
+from localllm.config import LoadOptions, SamplingParams
+from localllm.errors import ModelLoadError, NoModelLoaded
+
+# Used only when a GGUF carries no chat template: ChatML, the most common instruct format.
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+class LlamaCppBackend:
+    name = "llama_cpp"
+
+    def __init__(self) -> None:
+        self._llm: llama_cpp.Llama | None = None
+        self._formatter: Jinja2ChatFormatter | None = None
+
+    def load(self, path: str, options: LoadOptions) -> ModelInfo:
+        opts = options.resolved()
+        try:
+            llm = llama_cpp.Llama(
+                model_path=path, n_ctx=opts.n_ctx, n_threads=opts.n_threads,
+                n_threads_batch=opts.n_threads, n_gpu_layers=opts.n_gpu_layers,
+                seed=opts.seed, verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(f"llama.cpp could not load {path}: {exc}. "
+                                 "The file may be damaged or its architecture unsupported.") from None
+        template = llm.metadata.get("tokenizer.chat_template")
+        model = llm._model
+        eos, bos = llm.token_eos(), llm.token_bos()
+        self._formatter = Jinja2ChatFormatter(
+            template=template or CHATML,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+            add_generation_prompt=True,
+        )
+        self._llm = llm
+        ctx_train = llm._model.n_ctx_train()
+        return ModelInfo(
+            name=llm.metadata.get("general.name") or Path(path).stem,
+            path=path, backend=self.name,
+            quant=Path(path).stem.rsplit(".", 1)[-1] if "." in Path(path).stem else "gguf",
+            n_ctx=llm.n_ctx(), n_ctx_train=ctx_train, n_threads=opts.n_threads,
+            n_gpu_layers=opts.n_gpu_layers, size_bytes=Path(path).stat().st_size,
+            chat_template="model" if template else "chatml (fallback: the file has none)",
+        )
+
+    def _require(self) -> llama_cpp.Llama:
+        if self._llm is None:
+            raise NoModelLoaded()
+        return self._llm
+
+    def _prompt_tokens(self, messages: list[Message]) -> list[int]:
+        llm = self._require()
+        assert self._formatter is not None
+        prompt = self._formatter(messages=messages).prompt
+        # The template already wrote BOS where the model wants it.
+        return llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return len(self._prompt_tokens(messages))
+
+    def stream_chat(self, messages: list[Message], sampling: SamplingParams,
+                    cancel: threading.Event) -> Iterator[StreamEvent]:
+        llm = self._require()
+        tokens = self._prompt_tokens(messages)
+        n_ctx = llm.n_ctx()
+        if len(tokens) >= n_ctx:
+            raise ValueError(f"prompt of {len(tokens)} tokens does not fit the context of {n_ctx}")
+        cached = 0
+        for a, b in zip(llm._input_ids[: llm.n_tokens], tokens):
+            if a != b:
+                break
+            cached += 1
+        yield Prefill(prompt_tokens=len(tokens), cached_tokens=cached)
+        if sampling.seed is not None:
+            llm.set_seed(sampling.seed)
+        vocab = llm._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        budget = min(sampling.max_tokens, n_ctx - len(tokens))
+        produced = 0
+        reason = "length"
+        if cancel.is_set():
+            yield Finish("cancelled")
+            return
+        for token in llm.generate(
+            tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
+            temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True,
+        ):
+            if not sampling.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
+                reason = "stop"
+                break
+            produced += 1
+            yield Chunk(decoder.decode(llm.detokenize([token])), 1)
+            if cancel.is_set():
+                reason = "cancelled"
+                break
+            if produced >= budget:
+                reason = "length"
+                break
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield Chunk(tail, 0)
+        yield Finish(reason)
+
+    def unload(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+        self._llm = None
+        self._formatter = None

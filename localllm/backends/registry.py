@@ -1,0 +1,27 @@
+"""Backend names -> implementations, imported only when one is chosen (rule 2)."""
+
+from __future__ import annotations
+
+import importlib
+
+from localllm.backends.base import Backend
+from localllm.errors import BackendNotInstalled
+
+# name: (module, class, the import that must succeed, install command)
+BACKENDS: dict[str, tuple[str, str, str, str]] = {
+    "llama_cpp": ("localllm.backends.llama_cpp", "LlamaCppBackend", "llama_cpp",
+                  "pip install llama-cpp-python"),
+}
+
+
+def is_installed(name: str) -> bool:
+    return importlib.util.find_spec(BACKENDS[name][2]) is not None
+
+
+def create(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+    module, cls, needs, install = BACKENDS[name]
+    if not is_installed(name):
+        raise BackendNotInstalled(name, install)
+    return getattr(importlib.import_module(module), cls)()

@@ -1,0 +1,165 @@
+"""Command line: `localllm` starts the TUI; `localllm chat` works without it.
+Heavy modules are imported inside the commands so --help stays instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from localllm import __version__
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", metavar="PATH", help="a GGUF file (default: the embedded SmolLM2-135M)")
+    p.add_argument("--ctx", type=int, default=2048, help="context size in tokens (default 2048)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: physical cores)")
+    p.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU")
+    p.add_argument("--system", default=None, help="system prompt")
+    p.add_argument("--max-tokens", type=int, default=512, help="longest reply in tokens")
+    p.add_argument("--temp", type=float, default=0.7, help="sampling temperature (0: greedy)")
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--repeat-penalty", type=float, default=1.1)
+    p.add_argument("--seed", type=int, default=None, help="sampling seed for repeatable replies")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="localllm",
+        description="Run local quantized LLMs in the terminal, with live run metrics. "
+                    "With no command, starts the TUI chatting with the embedded model.",
+    )
+    parser.add_argument("--version", action="version", version=f"localllm {__version__}")
+    _model_args(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chat = sub.add_parser("chat", help="chat without the TUI: one-shot with -p, else a plain REPL")
+    _model_args(chat)
+    chat.add_argument("-p", "--prompt", help="send one message, print the reply and its stats")
+    chat.add_argument("--json", action="store_true", help="print one JSON record: reply and every number")
+    chat.add_argument("--quiet", action="store_true", help="print the reply only, no stats")
+    sub.add_parser("tui", help="start the TUI (the default)").set_defaults(command="tui")
+    return parser
+
+
+def _options(args):
+    from localllm.config import LoadOptions, SamplingParams
+
+    load = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
+                       seed=args.seed or 0)
+    sampling = SamplingParams(temperature=args.temp, top_p=args.top_p, top_k=args.top_k,
+                              repeat_penalty=args.repeat_penalty, max_tokens=args.max_tokens,
+                              seed=args.seed)
+    return load, sampling
+
+
+def _model_path(args) -> str:
+    if args.model:
+        return args.model
+    from localllm.embedded import embedded_model_path
+
+    return str(embedded_model_path())
+
+
+def _new_session(args):
+    from localllm.session import ChatSession
+
+    load, sampling = _options(args)
+    session = ChatSession(sampling=sampling)
+    if args.system is not None:
+        session.system_prompt = args.system
+    session.load(_model_path(args), load)
+    return session
+
+
+def _stream_reply(session, text: str, echo: bool):
+    from localllm.session import ReplyDone, TextDelta, TrimNotice
+
+    done = None
+    for event in session.send(text):
+        if isinstance(event, TextDelta) and echo:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif isinstance(event, TrimNotice):
+            print(f"[notice] {event}", file=sys.stderr)
+        elif isinstance(event, ReplyDone):
+            done = event
+    return done
+
+
+def cmd_chat(args) -> int:
+    from localllm.report import full_report
+
+    session = _new_session(args)
+    try:
+        if args.prompt is not None:
+            if not args.prompt.strip():
+                print("error: the prompt is empty; give some text with -p", file=sys.stderr)
+                return 2
+            done = _stream_reply(session, args.prompt, echo=not args.json)
+            assert done is not None
+            if args.json:
+                record = {"model": vars(session.model), "prompt": args.prompt, "reply": done.turn.content,
+                          "status": done.turn.status, "stats": done.stats.to_dict()}
+                print(json.dumps(record, indent=2))
+            else:
+                print()
+                if not args.quiet:
+                    print(full_report(done.stats), file=sys.stderr)
+            return 0
+        return _repl(session, args)
+    finally:
+        session.close()
+
+
+def _repl(session, args) -> int:
+    from localllm.report import stats_line
+
+    model = session.model
+    print(f"localllm chat · {model.name} ({model.quant}, ctx {model.n_ctx}) · /exit to leave, "
+          "/reset to start over, Ctrl-C stops a reply", file=sys.stderr)
+    while True:
+        try:
+            text = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if text.strip() in ("/exit", "/quit"):
+            return 0
+        if text.strip() == "/reset":
+            session.clear()
+            continue
+        try:
+            done = _stream_reply(session, text, echo=True)
+        except KeyboardInterrupt:
+            session.stop()
+            print("\n[stopped]", file=sys.stderr)
+            continue
+        if done is not None:
+            print()
+            if not args.quiet:
+                print(f"[{stats_line(done.stats)}]", file=sys.stderr)
+
+
+def cmd_tui(args) -> int:
+    from localllm.ui.app import LocalLLMApp
+
+    load, sampling = _options(args)
+    app = LocalLLMApp(model_path=args.model, load_options=load, sampling=sampling, system_prompt=args.system)
+    app.run()
+    return app.return_code or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from localllm.errors import LocalLLMError
+
+    try:
+        if args.command == "chat":
+            return cmd_chat(args)
+        return cmd_tui(args)
+    except LocalLLMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,58 @@
+"""Paths and run settings: platformdirs locations, LOCALLLM_HOME overrides them all."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def home() -> Path:
+    """Root for localllm's own files (logs, settings, conversations)."""
+    override = os.environ.get("LOCALLLM_HOME")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("localllm", appauthor=False))
+
+
+def logs_dir() -> Path:
+    path = home() / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_threads() -> int:
+    """Physical cores: llama.cpp decodes fastest with one thread per physical core."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+@dataclass
+class LoadOptions:
+    """How a model is loaded; passed unchanged to the worker and the backend."""
+
+    n_ctx: int = 2048
+    n_threads: int = 0  # 0: default_threads()
+    n_gpu_layers: int = 0
+    seed: int = 0
+
+    def resolved(self) -> LoadOptions:
+        threads = self.n_threads or default_threads()
+        return LoadOptions(self.n_ctx, threads, self.n_gpu_layers, self.seed)
+
+
+@dataclass
+class SamplingParams:
+    """Sampling settings for one reply."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    max_tokens: int = 512
+    seed: int | None = None
+    ignore_eos: bool = False  # fixed-length runs for benchmarks

@@ -1,0 +1,19 @@
+"""The worker pipe protocol: one JSON object per line in each direction.
+
+app -> worker: {"op": "load"|"count"|"chat"|"cancel"|"unload"|"exit", ...}
+worker -> app: {"ev": "ready"|"loaded"|"count"|"prefill"|"tok"|"done"|"error"|"unloaded", ...}
+"""
+
+from __future__ import annotations
+
+import json
+
+OPS = ("load", "count", "chat", "cancel", "unload", "exit")
+
+
+def encode(obj: dict) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def decode(line: bytes) -> dict:
+    return json.loads(line)

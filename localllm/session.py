@@ -1,0 +1,226 @@
+"""A chat session: history, system prompt, trimming to the context, streaming with the meter.
+Headless: the TUI and the CLI both drive this."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localllm.backends.base import Message, ModelInfo
+from localllm.config import LoadOptions, SamplingParams
+from localllm.errors import LocalLLMError, NoModelLoaded, PromptTooLong, WorkerDied
+from localllm.metrics import Meter, ProcessSampler, ReplyStats
+from localllm.worker import WorkerClient
+
+
+@dataclass
+class Turn:
+    role: str  # "user" | "assistant"
+    content: str
+    stats: ReplyStats | None = None
+    status: str = "ok"  # assistant turns: "ok" | "stopped" | "length" | "error"
+
+
+@dataclass
+class TrimNotice:
+    """Old turns that no longer fit the context and are not sent to the model any more."""
+
+    dropped_turns: int
+    prompt_tokens: int
+    n_ctx: int
+
+    def __str__(self) -> str:
+        return (f"{self.dropped_turns} older message(s) no longer fit the {self.n_ctx}-token context "
+                f"and are not sent to the model (prompt now {self.prompt_tokens} tokens).")
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class ReplyDone:
+    turn: Turn
+    stats: ReplyStats
+
+
+ReplyEvent = TrimNotice | TextDelta | ReplyDone
+
+FINISH_STATUS = {"stop": "ok", "cancelled": "stopped", "length": "length"}
+
+
+@dataclass
+class ChatSession:
+    system_prompt: str = "You are a helpful assistant."
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    history: list[Turn] = field(default_factory=list)
+    context_start: int = 0  # history[context_start:] is what the model sees
+    model: ModelInfo | None = None
+    _client: WorkerClient | None = None
+    _meter: Meter | None = None
+    _load_args: tuple[str, LoadOptions, str] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- model -------------------------------------------------------------------------------
+    def load(self, path: str | Path, options: LoadOptions | None = None,
+             backend: str = "llama_cpp") -> ModelInfo:
+        """Validate the file, start a fresh worker, load. The conversation is kept."""
+        options = options or LoadOptions()
+        path = str(path)
+        if backend == "llama_cpp":
+            from localllm.gguf_check import inspect_gguf
+
+            inspect_gguf(path)  # a clear error before llama.cpp can abort on a bad file
+        self.unload()
+        client = WorkerClient()
+        try:
+            client.start()
+            self.model = client.load(path, options, backend)
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+        self._load_args = (path, options, backend)
+        return self.model
+
+    def unload(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+        self.model = None
+
+    @property
+    def worker_pid(self) -> int | None:
+        return self._client.pid if self._client is not None and self._client.alive else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._client.log_path if self._client is not None else None
+
+    def _require_client(self) -> WorkerClient:
+        if self._client is None or not self._client.alive:
+            if self._load_args is None:
+                raise NoModelLoaded()
+            self.load(*self._load_args)  # the last worker died: start again
+        assert self._client is not None
+        return self._client
+
+    # -- conversation --------------------------------------------------------------------------
+    def messages(self, start: int | None = None) -> list[Message]:
+        msgs: list[Message] = []
+        if self.system_prompt:
+            msgs.append({"role": "system", "content": self.system_prompt})
+        for turn in self.history[self.context_start if start is None else start:]:
+            if turn.content or turn.role == "user":
+                msgs.append({"role": turn.role, "content": turn.content})
+        return msgs
+
+    def _fit(self, client: WorkerClient) -> TrimNotice | None:
+        """Drop the oldest turns (whole exchanges) until prompt + reply reserve fit the context."""
+        assert self.model is not None
+        n_ctx = self.model.n_ctx
+        reserve = min(self.sampling.max_tokens, n_ctx // 4)
+        start = self.context_start
+        n = client.count_tokens(self.messages(start))
+        dropped = 0
+        while n + reserve > n_ctx and start < len(self.history) - 1:
+            start += 1
+            while start < len(self.history) - 1 and self.history[start].role != "user":
+                start += 1  # keep exchanges whole: the context starts at a user turn
+            dropped = start - self.context_start
+            n = client.count_tokens(self.messages(start))
+        if n + min(reserve, 16) > n_ctx:
+            raise PromptTooLong(n, n_ctx, min(reserve, 16))
+        self.context_start = start
+        return TrimNotice(dropped, n, n_ctx) if dropped else None
+
+    def send(self, text: str) -> Iterator[ReplyEvent]:
+        """Add a user message and stream the reply. An empty message does nothing."""
+        text = text.strip()
+        if not text:
+            return iter(())
+        self.history.append(Turn("user", text))
+        return self._reply(new_user_turn=True)
+
+    def regenerate(self) -> Iterator[ReplyEvent]:
+        """Drop the last reply and answer the last user message again."""
+        if self.history and self.history[-1].role == "assistant":
+            self.history.pop()
+        if not self.history:
+            return iter(())
+        return self._reply(new_user_turn=False)
+
+    def _reply(self, new_user_turn: bool) -> Iterator[ReplyEvent]:
+        try:
+            client = self._require_client()
+            notice = self._fit(client)
+        except LocalLLMError:
+            if new_user_turn:
+                self.history.pop()  # refused: the message is not kept half-sent
+            raise
+        return self._stream(client, notice)
+
+    def _stream(self, client: WorkerClient, notice: TrimNotice | None) -> Iterator[ReplyEvent]:
+        if notice is not None:
+            yield notice
+        turn = Turn("assistant", "")
+        self.history.append(turn)
+        meter = Meter(ProcessSampler(client.pid))
+        self._meter = meter
+        parts: list[str] = []
+        meter.start()
+        reason = "error"
+        try:
+            for event in client.chat(self.messages(), self.sampling):
+                kind = event["ev"]
+                if kind == "tok":
+                    meter.tokens(event["n"], at=event["_t"])
+                    if event["t"]:
+                        parts.append(event["t"])
+                        yield TextDelta(event["t"])
+                elif kind == "prefill":
+                    meter.prompt(event["n"], event.get("cached", 0))
+                elif kind == "done":
+                    reason = event["reason"]
+                elif kind == "error":
+                    raise LocalLLMError(event["message"])
+        except (LocalLLMError, WorkerDied):
+            turn.status = "error"
+            raise
+        except GeneratorExit:  # the consumer walked away: stop the worker too
+            client.cancel()
+            reason = "cancelled"
+            self._drain(client)
+            raise
+        finally:
+            turn.content = "".join(parts)
+            turn.stats = meter.finish(reason)
+            if turn.status != "error":
+                turn.status = FINISH_STATUS.get(reason, reason)
+        yield ReplyDone(turn, turn.stats)
+
+    @staticmethod
+    def _drain(client: WorkerClient) -> None:
+        try:
+            while client.next_event(timeout=30)["ev"] not in ("done", "error"):
+                pass
+        except (WorkerDied, TimeoutError):
+            pass
+
+    def stop(self) -> None:
+        """Stop the reply being generated (Esc). Harmless when nothing is generating."""
+        if self._client is not None:
+            self._client.cancel()
+
+    def live_stats(self) -> ReplyStats | None:
+        return self._meter.snapshot() if self._meter is not None else None
+
+    def clear(self) -> None:
+        self.history.clear()
+        self.context_start = 0
+
+    def close(self) -> None:
+        self.unload()

@@ -1,0 +1,176 @@
+"""The app's side of a model worker process: spawn, talk over a pipe, explain a death."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from localllm import config, protocol
+from localllm.backends.base import Message, ModelInfo
+from localllm.config import LoadOptions, SamplingParams
+from localllm.errors import ModelLoadError, WorkerDied
+
+SIGNAL_REASONS = {
+    signal.SIGKILL: "it was killed (SIGKILL), most likely by the system's out-of-memory killer. "
+                    "Try a smaller model or quantization, or a shorter context (--ctx)",
+    signal.SIGABRT: "native code aborted (SIGABRT), usually llama.cpp rejecting a malformed or "
+                    "unsupported model file",
+    signal.SIGSEGV: "it crashed (SIGSEGV), usually a malformed or unsupported model file",
+    signal.SIGBUS: "it crashed (SIGBUS): the model file changed or was truncated while mapped",
+    signal.SIGTERM: "it was terminated (SIGTERM)",
+}
+
+
+def explain_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "its pipe closed while it was still running"
+    if returncode < 0:
+        sig = -returncode
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return SIGNAL_REASONS.get(sig, f"it was stopped by {name}")  # type: ignore[call-overload]
+    return f"it exited with status {returncode}"
+
+
+def tail(path: Path, lines: int = 12) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 8192))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+class WorkerClient:
+    """One worker process. Events carry "_t", the perf_counter time the app received them."""
+
+    def __init__(self, log_dir: Path | None = None) -> None:
+        log_dir = log_dir or config.logs_dir()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.log_path = log_dir / f"worker-{stamp}-{os.getpid()}-{id(self) & 0xFFFF:04x}.log"
+        self._events: queue.Queue[dict] = queue.Queue()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._write_lock = threading.Lock()
+        self.pid: int = 0
+
+    def start(self, timeout: float = 60.0) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with self.log_path.open("ab") as log:
+            # A new session: Ctrl-C in the app's terminal must not kill the model.
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "localllm.worker_main"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                env=env, start_new_session=True, bufsize=0,
+            )
+        self.pid = self._proc.pid
+        threading.Thread(target=self._read, name=f"worker-{self.pid}", daemon=True).start()
+        self._expect("ready", timeout=timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        clock = time.perf_counter
+        put = self._events.put
+        for line in self._proc.stdout:
+            try:
+                event = protocol.decode(line)
+            except ValueError:
+                continue
+            event["_t"] = clock()
+            put(event)
+        try:
+            rc = self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        put({"ev": "died", "rc": rc, "_t": clock()})
+
+    def _died(self, rc: int | None) -> WorkerDied:
+        return WorkerDied(rc, explain_exit(rc), tail(self.log_path), str(self.log_path))
+
+    def send(self, obj: dict) -> None:
+        if self._proc is None or self._proc.stdin is None:
+            raise self._died(None)
+        try:
+            with self._write_lock:
+                self._proc.stdin.write(protocol.encode(obj))
+        except (BrokenPipeError, OSError):
+            try:
+                rc = self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                rc = None
+            raise self._died(rc) from None
+
+    def next_event(self, timeout: float | None = None) -> dict:
+        try:
+            event = self._events.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"the model worker did not answer within {timeout} s") from None
+        if event["ev"] == "died":
+            self._events.put(event)  # every later call sees the death too
+            raise self._died(event["rc"])
+        return event
+
+    def _expect(self, kind: str, timeout: float | None = None) -> dict:
+        event = self.next_event(timeout)
+        if event["ev"] == "error":
+            raise ModelLoadError(event["message"])
+        if event["ev"] != kind:
+            raise ModelLoadError(f"the worker sent {event['ev']!r} where {kind!r} was expected")
+        return event
+
+    def load(self, path: str, options: LoadOptions, backend: str = "llama_cpp") -> ModelInfo:
+        self.send({"op": "load", "backend": backend, "path": path,
+                   "options": vars(options.resolved())})
+        return ModelInfo(**self._expect("loaded")["info"])
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        self.send({"op": "count", "messages": messages})
+        return int(self._expect("count")["n"])
+
+    def chat(self, messages: list[Message], sampling: SamplingParams) -> Iterator[dict]:
+        """Yield prefill/tok events; the last one is done or error."""
+        self.send({"op": "chat", "messages": messages, "sampling": vars(sampling)})
+        while True:
+            event = self.next_event()
+            yield event
+            if event["ev"] in ("done", "error"):
+                return
+
+    def cancel(self) -> None:
+        if self.alive:
+            try:
+                self.send({"op": "cancel"})
+            except WorkerDied:
+                pass
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Ask the worker to leave; kill it if it does not. Its memory goes back to the OS."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                self.send({"op": "exit"})
+                proc.stdin.close()  # type: ignore[union-attr]
+            except (WorkerDied, OSError):
+                pass
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._proc = None

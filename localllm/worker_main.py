@@ -1,0 +1,115 @@
+"""Entry point of a model worker process: `python -m localllm.worker_main`.
+
+The app's pipe is fd 1 when we start; we keep a private copy of it for the protocol and point
+fd 1 at stderr (the log file), so anything native code prints cannot garble the protocol or the TUI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import sys
+import threading
+import traceback
+
+from localllm import protocol
+from localllm.backends import registry
+from localllm.backends.base import Chunk, Finish, Prefill
+from localllm.config import LoadOptions, SamplingParams
+from localllm.errors import LocalLLMError
+
+
+class Worker:
+    def __init__(self, out_fd: int) -> None:
+        self._out = out_fd
+        self._write_lock = threading.Lock()
+        self.requests: queue.Queue[dict] = queue.Queue()
+        self.cancel = threading.Event()
+        self.backend = None
+
+    def send(self, obj: dict) -> None:
+        data = protocol.encode(obj)
+        with self._write_lock:
+            os.write(self._out, data)
+
+    def read_requests(self) -> None:
+        """Stdin reader thread: cancel acts at once, everything else is queued in order."""
+        for line in sys.stdin.buffer:
+            try:
+                req = protocol.decode(line)
+            except ValueError:
+                continue
+            if req.get("op") == "cancel":
+                self.cancel.set()
+            else:
+                self.requests.put(req)
+        self.cancel.set()
+        self.requests.put({"op": "exit"})  # the app closed the pipe: leave
+
+    def handle(self, req: dict) -> bool:
+        op = req.get("op")
+        if op == "exit":
+            return False
+        if op == "load":
+            if self.backend is not None:
+                self.backend.unload()
+            self.backend = registry.create(req.get("backend", "llama_cpp"))
+            info = self.backend.load(req["path"], LoadOptions(**req.get("options", {})))
+            self.send({"ev": "loaded", "info": dataclasses.asdict(info)})
+        elif op == "count":
+            self.send({"ev": "count", "n": self._backend().count_tokens(req["messages"])})
+        elif op == "chat":
+            self.cancel.clear()
+            sampling = SamplingParams(**req.get("sampling", {}))
+            send = self.send
+            for ev in self._backend().stream_chat(req["messages"], sampling, self.cancel):
+                if type(ev) is Chunk:  # hot path: one small line per token
+                    send({"ev": "tok", "t": ev.text, "n": ev.n_tokens})
+                elif type(ev) is Prefill:
+                    send({"ev": "prefill", "n": ev.prompt_tokens, "cached": ev.cached_tokens})
+                elif type(ev) is Finish:
+                    send({"ev": "done", "reason": ev.reason})
+        elif op == "unload":
+            if self.backend is not None:
+                self.backend.unload()
+            self.backend = None
+            self.send({"ev": "unloaded"})
+        else:
+            self.send({"ev": "error", "kind": "protocol", "message": f"unknown op {op!r}"})
+        return True
+
+    def _backend(self):
+        if self.backend is None:
+            from localllm.errors import NoModelLoaded
+
+            raise NoModelLoaded()
+        return self.backend
+
+    def serve(self) -> None:
+        threading.Thread(target=self.read_requests, name="requests", daemon=True).start()
+        self.send({"ev": "ready", "pid": os.getpid()})
+        while True:
+            req = self.requests.get()
+            try:
+                if not self.handle(req):
+                    break
+            except LocalLLMError as exc:
+                self.send({"ev": "error", "kind": type(exc).__name__, "message": str(exc)})
+            except Exception as exc:
+                traceback.print_exc()  # to the log file
+                self.send({"ev": "error", "kind": type(exc).__name__,
+                           "message": f"{type(exc).__name__}: {exc}"})
+        if self.backend is not None:
+            self.backend.unload()
+
+
+def main() -> None:
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    Worker(out_fd).serve()
+
+
+if __name__ == "__main__":
+    main()
