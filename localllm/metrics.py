@@ -157,7 +157,8 @@ class Meter:
     def tokens(self, n: int = 1, at: float | None = None) -> None:
         """n tokens arrived together (one chunk): counted once each, stamped with the arrival."""
         now = self.clock() if at is None else at
-        self._token_times.extend([now] * n) if n > 1 else self._token_times.append(now)
+        if n:  # a zero-token chunk is only the tail of a UTF-8 sequence
+            self._token_times.extend([now] * n)
         self._completion_tokens += n
 
     def finish(self, reason: str) -> ReplyStats:
@@ -176,6 +177,8 @@ class Meter:
     def snapshot(self) -> ReplyStats:
         """The numbers so far (live) or final after finish()."""
         end = self._end if self._end is not None else self.clock()
+        if self._end is None and self.sampler is not None:  # live: CPU times as of now
+            self._cpu_last = self.sampler.cpu_times() or self._cpu_last
         times = self._token_times
         stats = ReplyStats(
             wall_s=end - self._t0,
@@ -196,7 +199,7 @@ class Meter:
             if evaluated > 0 and stats.ttft_s > 0:
                 stats.prefill_tok_s = evaluated / stats.ttft_s
             stats.decode_tok_s = decode_rate(times)
-            gaps = [(b - a) * 1000 for a, b in zip(times, times[1:])]
+            gaps = [(b - a) * 1000 for a, b in zip(times, times[1:], strict=False)]
             stats.latency_p50_ms = percentile(gaps, 50)
             stats.latency_p90_ms = percentile(gaps, 90)
         return stats

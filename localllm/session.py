@@ -177,7 +177,8 @@ class ChatSession:
             for event in client.chat(self.messages(), self.sampling):
                 kind = event["ev"]
                 if kind == "tok":
-                    meter.tokens(event["n"], at=event["_t"])
+                    for n, at in zip(event["n"], event["ts"], strict=False):
+                        meter.tokens(n, at=at)
                     if event["t"]:
                         parts.append(event["t"])
                         yield TextDelta(event["t"])

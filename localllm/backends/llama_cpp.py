@@ -14,6 +14,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from localllm.backends.base import Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import ModelLoadError, NoModelLoaded
+from localllm.gguf_check import FILE_TYPES
 
 # Used only when a GGUF carries no chat template: ChatML, the most common instruct format.
 CHATML = (
@@ -28,6 +29,7 @@ class LlamaCppBackend:
     def __init__(self) -> None:
         self._llm: llama_cpp.Llama | None = None
         self._formatter: Jinja2ChatFormatter | None = None
+        self._n_ctx = 0
 
     def load(self, path: str, options: LoadOptions) -> ModelInfo:
         opts = options.resolved()
@@ -50,14 +52,19 @@ class LlamaCppBackend:
             add_generation_prompt=True,
         )
         self._llm = llm
+        # llama.cpp may round the context up while llama-cpp-python sizes its token buffer from
+        # the request: the smaller of the two is what really fits.
+        self._n_ctx = min(llm.n_ctx(), len(llm.input_ids))
         ctx_train = llm._model.n_ctx_train()
+        stem = Path(path).stem  # users know a model by its file name: "SmolLM2-135M-Instruct.Q4_1"
+        name, _, label = stem.rpartition(".") if "." in stem else (stem, "", "")
+        quant = FILE_TYPES.get(int(llm.metadata.get("general.file_type", -1)), label or "unknown")
         return ModelInfo(
-            name=llm.metadata.get("general.name") or Path(path).stem,
-            path=path, backend=self.name,
-            quant=Path(path).stem.rsplit(".", 1)[-1] if "." in Path(path).stem else "gguf",
-            n_ctx=llm.n_ctx(), n_ctx_train=ctx_train, n_threads=opts.n_threads,
+            name=name or stem, path=path, backend=self.name, quant=quant,
+            n_ctx=self._n_ctx, n_ctx_train=ctx_train, n_threads=opts.n_threads,
             n_gpu_layers=opts.n_gpu_layers, size_bytes=Path(path).stat().st_size,
             chat_template="model" if template else "chatml (fallback: the file has none)",
+            extra={"general.name": llm.metadata.get("general.name", "")},
         )
 
     def _require(self) -> llama_cpp.Llama:
@@ -79,11 +86,11 @@ class LlamaCppBackend:
                     cancel: threading.Event) -> Iterator[StreamEvent]:
         llm = self._require()
         tokens = self._prompt_tokens(messages)
-        n_ctx = llm.n_ctx()
+        n_ctx = self._n_ctx
         if len(tokens) >= n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens does not fit the context of {n_ctx}")
         cached = 0
-        for a, b in zip(llm._input_ids[: llm.n_tokens], tokens):
+        for a, b in zip(llm._input_ids[: llm.n_tokens], tokens, strict=False):
             if a != b:
                 break
             cached += 1

@@ -1,0 +1,1 @@
+"""The Textual TUI. Everything here may import textual; nothing in the core imports this."""

@@ -1,0 +1,1 @@
+"""Widgets get plain data; they never call a backend."""

@@ -1,0 +1,86 @@
+"""The conversation: user messages, streamed Markdown replies with a stats line, notices."""
+
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Markdown, Static
+
+from localllm.metrics import ReplyStats
+from localllm.report import stats_line
+
+
+class UserMessage(Static):
+    pass
+
+
+class Notice(Static):
+    pass
+
+
+class ErrorMessage(Static):
+    pass
+
+
+class AssistantMessage(Widget):
+    """A reply: Markdown streamed in place, then one line of its numbers."""
+
+    DEFAULT_CSS = "AssistantMessage { height: auto; }"
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.border_title = title
+        self.markdown = Markdown("")
+        self.stats = Static("generating…", classes="reply-stats")
+        self._stream = None
+        self.text = ""
+
+    def compose(self):
+        yield self.markdown
+        yield self.stats
+
+    async def append(self, text: str) -> None:
+        self.text += text
+        if self._stream is None:
+            self._stream = Markdown.get_stream(self.markdown)
+        await self._stream.write(text)
+
+    async def finish(self, stats: ReplyStats | None, status: str) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        label = {"ok": "", "stopped": "stopped · ", "length": "cut at the token limit · ",
+                 "error": "failed · "}.get(status, f"{status} · ")
+        self.stats.update(label + (stats_line(stats) if stats else ""))
+        self.set_class(status != "ok", f"-{status}")
+
+
+class ChatLog(VerticalScroll):
+    """Scrolls to the end as replies grow, unless the user scrolled up to read."""
+
+    def _follow(self) -> None:
+        if self.max_scroll_y - self.scroll_y <= 3:
+            self.scroll_end(animate=False)
+
+    async def add_user(self, text: str) -> UserMessage:
+        widget = UserMessage(text, markup=False)
+        await self.mount(widget)
+        self.scroll_end(animate=False)
+        return widget
+
+    async def start_reply(self, title: str) -> AssistantMessage:
+        widget = AssistantMessage(title)
+        await self.mount(widget)
+        self.scroll_end(animate=False)
+        return widget
+
+    async def add_notice(self, text: str) -> None:
+        await self.mount(Notice(text, markup=False))
+        self._follow()
+
+    async def add_error(self, text: str) -> None:
+        await self.mount(ErrorMessage(text, markup=False))
+        self.scroll_end(animate=False)
+
+    def follow(self) -> None:
+        self._follow()

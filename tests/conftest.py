@@ -1,0 +1,30 @@
+"""Shared fixtures: the real embedded model, and a private LOCALLLM_HOME for every run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from localllm.config import SamplingParams
+from localllm.embedded import embedded_model_path
+
+# Set before any test imports localllm.config paths: logs never land in the user's home.
+_HOME = tempfile.mkdtemp(prefix="localllm-test-home-")
+os.environ["LOCALLLM_HOME"] = _HOME
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    return str(embedded_model_path())
+
+
+@pytest.fixture
+def greedy() -> SamplingParams:
+    return SamplingParams(temperature=0.0, seed=1, max_tokens=48)

@@ -1,0 +1,126 @@
+"""The real TUI, driven by a pilot, chatting with the real embedded model in a worker process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.widgets import Input, Sparkline
+
+from localllm.config import LoadOptions, SamplingParams
+from localllm.ui.app import LocalLLMApp
+from localllm.ui.widgets.chat_log import AssistantMessage, ErrorMessage, UserMessage
+from localllm.ui.widgets.metrics_panel import MetricsPanel, NumberBlock
+from localllm.ui.widgets.status_bar import StatusBar
+
+SIZE = (100, 32)
+
+
+async def wait_for(pilot, predicate, timeout: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.05)
+
+
+async def send(pilot, app, text: str) -> None:
+    prompt = app.query_one("#prompt", Input)
+    prompt.value = text
+    prompt.focus()
+    await pilot.press("enter")
+
+
+def rows(app, block_id: str) -> dict[str, str]:
+    return dict(app.query_one(f"#{block_id}", NumberBlock).rows)
+
+
+async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
+    app = LocalLLMApp(sampling=SamplingParams(max_tokens=120, ignore_eos=True, seed=4),
+                      load_options=LoadOptions(n_ctx=1024))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.session.model is not None)
+        status = str(app.query_one(StatusBar).render())
+        assert "Q4_1" in status and "ctx 1024" in status and "llama_cpp" in status
+        await send(pilot, app, "Tell me about lighthouses.")
+        await wait_for(pilot, lambda: app.generating)
+        # the reply streams: text appears before the reply is over
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.text, timeout=30)
+        assert app.generating
+        await wait_for(pilot, lambda: not app.generating)
+        reply = app.query(AssistantMessage).last()
+        assert reply.text and reply.text == app.session.history[-1].content
+        assert "120 tok" in str(reply.stats.render()) and "decode" in str(reply.stats.render())
+        assert app.query(UserMessage).last().content == "Tell me about lighthouses."
+        stats = app.session.history[-1].stats
+        assert stats.completion_tokens == 120 and stats.decode_tok_s > 0
+        assert stats.cpu_total_s > 0 and stats.wall_s > 0 and stats.rss_peak_mib > 50
+        table = rows(app, "m-table")
+        assert table["wall"] != "-" and table["CPU user"] != "-" and table["TTFT"] != "-"
+        assert float(rows(app, "m-decode")["tok/s"]) > 0
+        assert "MiB" in rows(app, "m-rss")["now"]
+        assert app.query_one("#spark-rss", Sparkline).data
+        assert "VRAM" not in table  # no GPU here: nothing shown rather than zeros
+
+
+async def test_escape_stops_a_long_reply_and_history_stays_consistent() -> None:
+    app = LocalLLMApp(sampling=SamplingParams(max_tokens=2000, ignore_eos=True, seed=1),
+                      load_options=LoadOptions(n_ctx=4096))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.session.model is not None)
+        await pilot.press("escape")  # nothing generating: harmless
+        assert not app.generating and app.session.history == []
+        await send(pilot, app, "Write an endless story.")
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.text, timeout=30)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.generating, timeout=30)
+        history = app.session.history
+        assert [t.role for t in history] == ["user", "assistant"]
+        assert history[-1].status == "stopped" and history[-1].stats.completion_tokens < 2000
+        assert "stopped" in str(app.query(AssistantMessage).last().stats.render())
+        # the conversation continues after a stop
+        app.session.sampling = SamplingParams(max_tokens=8, ignore_eos=True)
+        await send(pilot, app, "Thanks!")
+        await wait_for(pilot, lambda: len(app.session.history) == 4 and not app.generating)
+        assert app.session.history[-1].stats.completion_tokens == 8
+
+
+async def test_empty_prompt_is_ignored_and_regenerate_replaces_the_reply() -> None:
+    app = LocalLLMApp(sampling=SamplingParams(max_tokens=6, ignore_eos=True, seed=1),
+                      load_options=LoadOptions(n_ctx=512))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.session.model is not None)
+        await send(pilot, app, "   ")
+        await pilot.pause(0.2)
+        assert not app.generating and not app.query(UserMessage)
+        await send(pilot, app, "Hi")
+        await wait_for(pilot, lambda: len(app.session.history) == 2 and not app.generating)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.generating or app.session.history[-1].stats is not None)
+        await wait_for(pilot, lambda: not app.generating)
+        assert len(app.session.history) == 2 and len(app.query(AssistantMessage)) == 1
+
+
+async def test_bad_model_file_is_an_error_message_and_the_app_stays_up(tmp_path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00")
+    app = LocalLLMApp(model_path=str(bad))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: bool(app.query(ErrorMessage)))
+        error = str(app.query(ErrorMessage).last().render())
+        assert "broken.gguf" in error and "truncated" in error
+        assert app.query_one("#prompt", Input).disabled
+        assert "no model" in str(app.query_one(StatusBar).render())
+        # the user can still load the embedded model from the same app
+        await pilot.press("ctrl+o")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.session.model is not None)
+        assert not app.query_one("#prompt", Input).disabled
+
+
+async def test_panel_fits_at_80x24() -> None:
+    app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.session.model is not None)
+        panel = app.query_one(MetricsPanel)
+        assert panel.region.width == 30 and panel.region.height > 10
+        assert app.query_one("#prompt", Input).region.height >= 1

@@ -1,0 +1,58 @@
+"""Bad model files get an error that names the file and the reason, and are left untouched."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from localllm.errors import ModelFileError
+from localllm.gguf_check import inspect_gguf
+
+
+def test_embedded_model_reads(model_path: str) -> None:
+    info = inspect_gguf(model_path)
+    assert info.architecture == "llama"
+    assert info.quant == "Q4_1"
+    assert info.context_length == 8192
+    assert info.has_chat_template
+    assert 130e6 < info.n_params < 140e6
+    assert 5.0 < info.bits_per_weight < 6.5  # Q4_1 label, but embeddings stay at higher precision
+
+
+def _bad(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("name,data,reason", [
+    ("empty.gguf", b"", "empty"),
+    ("random.gguf", os.urandom(4096), "not a GGUF file"),
+    ("renamed.gguf", b"PK\x03\x04" + b"\0" * 100, "not a GGUF file"),
+    ("header-only.gguf", b"GGUF\x03\x00\x00\x00", "truncated"),
+    ("bad-version.gguf", b"GGUF\x63\x00\x00\x00" + b"\0" * 16, "version 99"),
+])
+def test_bad_files_are_named_with_a_reason(tmp_path, name, data, reason) -> None:
+    path = _bad(tmp_path, name, data)
+    with pytest.raises(ModelFileError) as err:
+        inspect_gguf(path)
+    assert str(path) in str(err.value)
+    assert reason in str(err.value)
+    assert path.read_bytes() == data  # nothing deleted or changed
+
+
+def test_truncated_copy_of_a_real_model(tmp_path, model_path) -> None:
+    with open(model_path, "rb") as fh:
+        head = fh.read(20_000_000)
+    path = _bad(tmp_path, "half.gguf", head)
+    with pytest.raises(ModelFileError, match="truncated"):
+        inspect_gguf(path)
+
+
+def test_missing_file_and_directory(tmp_path) -> None:
+    with pytest.raises(ModelFileError, match="does not exist"):
+        inspect_gguf(tmp_path / "nope.gguf")
+    with pytest.raises(ModelFileError, match="directory"):
+        inspect_gguf(tmp_path)

@@ -1,0 +1,39 @@
+"""ARCHITECTURE.md's import rules: checked by import-linter and by what really gets imported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ["torch", "transformers", "llama_cpp", "bitsandbytes", "gptqmodel"]
+
+
+def modules_after(code: str) -> set[str]:
+    probe = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_help_imports_no_heavy_library_and_no_textual() -> None:
+    loaded = modules_after(
+        "import contextlib, io\nfrom localllm import cli\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    cli.main(['--help'])")
+    assert not {m for m in loaded if m.split(".")[0] in HEAVY + ["textual"]}
+
+
+def test_headless_core_imports_no_textual_and_no_backend() -> None:
+    loaded = modules_after("import localllm.session, localllm.metrics, localllm.worker, localllm.report")
+    assert not {m for m in loaded if m.split(".")[0] in HEAVY + ["textual"]}
+    assert "localllm.ui" not in loaded
+
+
+def test_import_linter_contracts_hold() -> None:
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    out = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
