@@ -39,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--json", action="store_true", help="print one JSON record: reply and every number")
     chat.add_argument("--quiet", action="store_true", help="print the reply only, no stats")
     sub.add_parser("tui", help="start the TUI (the default)").set_defaults(command="tui")
+    import importlib
+
+    from localllm.commands import MODULES
+
+    for name in MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -155,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     from localllm.errors import LocalLLMError
 
     try:
+        if getattr(args, "func", None) is not None:
+            return int(args.func(args) or 0)
         if args.command == "chat":
             return cmd_chat(args)
         return cmd_tui(args)

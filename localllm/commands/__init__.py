@@ -1,0 +1,5 @@
+"""CLI subcommands beyond chat/tui, one module each: `register(subparsers)` adds its parser and
+sets `func=run`. Modules import nothing heavy at import time (`localllm --help` loads them all)."""
+
+# Order is the order in `localllm --help`.
+MODULES: tuple[str, ...] = ()
