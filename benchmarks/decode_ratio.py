@@ -97,13 +97,14 @@ def run_tui(args, bare: Bare, path: str) -> tuple[list[float], list[float]]:
                 prompt.value = PROMPT
                 await pilot.press("enter")
                 await pilot.pause(0.2)
-                while app.generating:
-                    await pilot.pause(0.05)
+                while app.generating:  # a plain sleep: pilot.pause() would add repaints of its own
+                    await asyncio.sleep(0.2)
                 stats = app.session.history[-1].stats
                 assert stats is not None and stats.completion_tokens == args.tokens, stats
                 if rep >= args.warmup:
                     base.append(b)
                     ours.append(stats.decode_tok_s or 0.0)
+            print(f"(TUI repaint interval settled at {app.flush_interval:.2f} s)")
         return base, ours
 
     return asyncio.run(main())

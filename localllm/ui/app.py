@@ -30,10 +30,14 @@ from localllm.ui.widgets.chat_log import AssistantMessage, ChatLog
 from localllm.ui.widgets.metrics_panel import MetricsPanel
 from localllm.ui.widgets.status_bar import StatusBar
 
-# Every repaint of the screen costs ~10-15 ms of CPU, which on a machine with as many cores as
-# llama.cpp threads comes straight out of decode speed. So while a reply streams, text and panel
-# are repainted together a few times a second, and the periodic tick only runs when idle.
-UI_FLUSH_S = 0.25
+# A repaint costs ~10-20 ms of CPU here; on a machine with no core to spare beside llama.cpp's
+# threads that time comes straight out of decode speed. So while a reply streams, the interval
+# between repaints adapts to keep the UI thread under UI_CPU_BUDGET of one core (measured with
+# thread_time), between UI_FLUSH_MIN_S and UI_FLUSH_MAX_S; with a spare core it stays at the minimum.
+UI_FLUSH_S = 0.25  # starting interval
+UI_FLUSH_MIN_S = 0.1
+UI_FLUSH_MAX_S = 1.0
+UI_CPU_BUDGET = 0.03
 PANEL_EVERY_S = 0.5
 IDLE_TICK_S = 1.0
 
@@ -64,6 +68,8 @@ class LocalLLMApp(App[int]):
         self._sampler: ProcessSampler | None = None
         self._rate_mark: tuple[float, int] | None = None
         self._panel_at = 0.0
+        self.flush_interval = UI_FLUSH_S
+        self._ui_cpu_mark: tuple[float, float] | None = None
 
     # -- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -137,9 +143,11 @@ class LocalLLMApp(App[int]):
         self.generating = True
         self._rate_mark = None
         self._panel_at = 0.0
+        self._ui_cpu_mark = None
         self.query_one("#prompt", Input).cursor_blink = False  # a blink is a repaint
         self._set_state("generating")
-        self.generate(start)
+        # Paint the new messages first, so that repaint does not land inside the decode.
+        self.call_after_refresh(self.generate, start)
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
     def generate(self, start) -> None:
@@ -152,7 +160,7 @@ class LocalLLMApp(App[int]):
                 if isinstance(event, TextDelta):
                     buffer.append(event.text)
                     now = time.perf_counter()
-                    if now - last >= UI_FLUSH_S:
+                    if now - last >= self.flush_interval:
                         self.post_message(ReplyDelta("".join(buffer)))
                         buffer.clear()
                         got_text = True
@@ -171,8 +179,8 @@ class LocalLLMApp(App[int]):
     async def on_reply_delta(self, message: ReplyDelta) -> None:
         if self.reply is not None:
             await self.reply.append(message.text)
-            self.query_one(ChatLog).follow()
         now = time.perf_counter()
+        self._adapt_flush_interval(now)
         if now - self._panel_at >= PANEL_EVERY_S:
             self._panel_at = now
             self._update_live_panel(now)
@@ -205,6 +213,31 @@ class LocalLLMApp(App[int]):
         pid = self.session.worker_pid
         if pid and (self._sampler is None or self._sampler.pid != pid):
             self._sampler = ProcessSampler(pid)
+
+    def _spare_core(self) -> bool:
+        import psutil
+
+        model = self.session.model
+        cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+        return model is not None and cores - model.n_threads >= 1
+
+    def _adapt_flush_interval(self, now: float) -> None:
+        """Keep the UI thread's share of a core under budget while the model decodes."""
+        cpu = time.thread_time()  # this (main) thread runs every layout and repaint
+        if self._ui_cpu_mark is None:
+            self._ui_cpu_mark = (now, cpu)
+            return
+        wall = now - self._ui_cpu_mark[0]
+        if wall < 1.0:
+            return
+        share = (cpu - self._ui_cpu_mark[1]) / wall
+        self._ui_cpu_mark = (now, cpu)
+        if self._spare_core():
+            self.flush_interval = UI_FLUSH_MIN_S
+        elif share > UI_CPU_BUDGET:
+            self.flush_interval = min(UI_FLUSH_MAX_S, self.flush_interval * 1.5)
+        elif share < UI_CPU_BUDGET / 2:
+            self.flush_interval = max(UI_FLUSH_MIN_S, self.flush_interval / 1.25)
 
     def _update_live_panel(self, now: float) -> None:
         stats = self.session.live_stats()

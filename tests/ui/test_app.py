@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from textual.widgets import Input, Sparkline
+from textual.widgets import Input
 
 from localllm.config import LoadOptions, SamplingParams
 from localllm.ui.app import LocalLLMApp
 from localllm.ui.widgets.chat_log import AssistantMessage, ErrorMessage, UserMessage
-from localllm.ui.widgets.metrics_panel import MetricsPanel, NumberBlock
+from localllm.ui.widgets.metrics_panel import MetricsPanel, sparkline
 from localllm.ui.widgets.status_bar import StatusBar
 
 SIZE = (100, 32)
@@ -30,8 +30,8 @@ async def send(pilot, app, text: str) -> None:
     await pilot.press("enter")
 
 
-def rows(app, block_id: str) -> dict[str, str]:
-    return dict(app.query_one(f"#{block_id}", NumberBlock).rows)
+def panel_rows(app) -> dict[str, str]:
+    return app.query_one(MetricsPanel).rows
 
 
 async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
@@ -54,12 +54,14 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
         stats = app.session.history[-1].stats
         assert stats.completion_tokens == 120 and stats.decode_tok_s > 0
         assert stats.cpu_total_s > 0 and stats.wall_s > 0 and stats.rss_peak_mib > 50
-        table = rows(app, "m-table")
+        table = panel_rows(app)
         assert table["wall"] != "-" and table["CPU user"] != "-" and table["TTFT"] != "-"
-        assert float(rows(app, "m-decode")["tok/s"]) > 0
-        assert "MiB" in rows(app, "m-rss")["now"]
-        assert app.query_one("#spark-rss", Sparkline).data
+        assert float(table["decode"].split()[0]) > 0
+        assert "MiB" in table["RSS now"]
+        assert app.query_one(MetricsPanel).rss_history
         assert "VRAM" not in table  # no GPU here: nothing shown rather than zeros
+        rendered = str(app.query_one(MetricsPanel).render())
+        assert "CPU/wall" in rendered and "memory (RSS)" in rendered
 
 
 async def test_escape_stops_a_long_reply_and_history_stays_consistent() -> None:
@@ -115,6 +117,13 @@ async def test_bad_model_file_is_an_error_message_and_the_app_stays_up(tmp_path)
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.session.model is not None)
         assert not app.query_one("#prompt", Input).disabled
+
+
+def test_sparkline_scales_from_the_floor() -> None:
+    assert sparkline([], 10) == ""
+    assert sparkline([0, 50, 100], 10, floor=0) == "▁▅█"
+    assert sparkline([200, 202], 10, floor=0) == "██"  # memory from zero: no fake doubling
+    assert len(sparkline(list(range(100)), 20)) == 20
 
 
 async def test_panel_fits_at_80x24() -> None:

@@ -56,31 +56,25 @@ class AssistantMessage(Widget):
 
 
 class ChatLog(VerticalScroll):
-    """Scrolls to the end as replies grow, unless the user scrolled up to read."""
+    """Anchored: stays at the end as replies grow (no scroll call per update), until the user
+    scrolls up to read; scrolling back to the end re-anchors."""
 
-    def _follow(self) -> None:
-        if self.max_scroll_y - self.scroll_y <= 3:
-            self.scroll_end(animate=False)
+    def on_mount(self) -> None:
+        self.anchor()
 
     async def add_user(self, text: str) -> UserMessage:
         widget = UserMessage(text, markup=False)
         await self.mount(widget)
-        self.scroll_end(animate=False)
+        self.anchor()  # the user's own message brings the view back to the end
         return widget
 
     async def start_reply(self, title: str) -> AssistantMessage:
         widget = AssistantMessage(title)
         await self.mount(widget)
-        self.scroll_end(animate=False)
         return widget
 
     async def add_notice(self, text: str) -> None:
         await self.mount(Notice(text, markup=False))
-        self._follow()
 
     async def add_error(self, text: str) -> None:
         await self.mount(ErrorMessage(text, markup=False))
-        self.scroll_end(animate=False)
-
-    def follow(self) -> None:
-        self._follow()

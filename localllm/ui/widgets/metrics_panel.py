@@ -1,23 +1,34 @@
-"""Live numbers of the current reply, sparklines of decode speed and memory.
+"""Live numbers of the current reply, with sparklines of decode speed and memory.
 
-The numbers are one widget that renders itself: updating it repaints a fixed-size region and
-never re-lays-out the screen (a Static per number cost ~15 ms of layout per refresh, which on a
-2-core machine comes straight out of decode speed)."""
+One widget that renders itself: an update repaints this fixed-size region only and adds no
+widgets to the screen's layout. Each widget on screen adds to the cost of every frame, and on a
+machine with as many cores as llama.cpp threads that cost comes straight out of decode speed."""
 
 from __future__ import annotations
 
 from collections import deque
 
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.widget import Widget
-from textual.widgets import Label, Sparkline
 
 from localllm.metrics import ReplyStats
 from localllm.report import mib, rate, seconds
 
 HISTORY = 60
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int, floor: float | None = None) -> str:
+    """The last `width` values as bar characters, scaled from `floor` (default: their min) to max."""
+    data = values[-width:] if width > 0 else []
+    if not data:
+        return ""
+    lo = min(data) if floor is None else floor
+    hi = max(data)
+    span = hi - lo
+    if span <= 0:
+        return BARS[len(BARS) // 2] * len(data)
+    return "".join(BARS[min(len(BARS) - 1, int((v - lo) / span * (len(BARS) - 1) + 0.5))] for v in data)
 
 
 def stats_rows(s: ReplyStats) -> list[tuple[str, str]]:
@@ -38,59 +49,62 @@ def stats_rows(s: ReplyStats) -> list[tuple[str, str]]:
     return rows
 
 
-class NumberBlock(Widget):
-    """Renders label/value rows; refresh() repaints without a layout pass."""
-
-    DEFAULT_CSS = "NumberBlock { height: auto; }"
-
-    def __init__(self, rows: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.styles.height = rows
-        self.rows: list[tuple[str, str]] = []
-        self.headline = ""
-
-    def set_rows(self, rows: list[tuple[str, str]]) -> None:
-        self.rows = rows
-        self.refresh()
-
-    def render(self) -> Text:
-        text = Text(no_wrap=True, overflow="ellipsis")
-        for i, (name, value) in enumerate(self.rows):
-            if i:
-                text.append("\n")
-            text.append(f"{name:<10}", style="dim")
-            text.append(value.rjust(max(0, self.size.width - 10)))
-        return text
-
-
-class MetricsPanel(Vertical):
+class MetricsPanel(Widget):
     """Fed with ReplyStats snapshots and memory samples by the app; computes nothing itself."""
+
+    DEFAULT_CSS = """
+    MetricsPanel { width: 30; height: 1fr; }
+    """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.rate_history: deque[float] = deque(maxlen=HISTORY)
         self.rss_history: deque[float] = deque(maxlen=HISTORY)
+        self.stats: ReplyStats | None = None
+        self.rss: tuple[float, float | None] | None = None
 
-    def compose(self) -> ComposeResult:
-        yield Label("decode", classes="metric-title")
-        yield NumberBlock(1, id="m-decode", classes="metric-big")
-        yield Sparkline([], id="spark-rate")
-        yield NumberBlock(12, id="m-table")
-        yield Label("memory (RSS)", classes="metric-title")
-        yield NumberBlock(2, id="m-rss")
-        yield Sparkline([], id="spark-rss")
+    @property
+    def rows(self) -> dict[str, str]:
+        """Every label and value as shown (for tests and screen readers)."""
+        shown = {"decode": rate(self.stats.decode_tok_s) if self.stats else "-"}
+        if self.stats is not None:
+            shown.update(stats_rows(self.stats))
+        if self.rss is not None:
+            shown["RSS now"], shown["RSS peak"] = mib(self.rss[0]), mib(self.rss[1])
+        return shown
 
     def show_stats(self, s: ReplyStats) -> None:
-        self.query_one("#m-decode", NumberBlock).set_rows([("tok/s", rate(s.decode_tok_s).split()[0])])
-        self.query_one("#m-table", NumberBlock).set_rows(stats_rows(s))
+        self.stats = s
+        self.refresh()
 
     def push_rate(self, value: float) -> None:
         self.rate_history.append(value)
-        self.query_one("#spark-rate", Sparkline).data = list(self.rate_history)
+        self.refresh()
 
     def push_memory(self, rss_mib: float | None, peak_mib: float | None) -> None:
         if rss_mib is None:
             return
         self.rss_history.append(rss_mib)
-        self.query_one("#spark-rss", Sparkline).data = list(self.rss_history)
-        self.query_one("#m-rss", NumberBlock).set_rows([("now", mib(rss_mib)), ("peak", mib(peak_mib))])
+        self.rss = (rss_mib, peak_mib)
+        self.refresh()
+
+    def render(self) -> Text:
+        width = max(10, self.size.width)
+        text = Text(no_wrap=True, overflow="ellipsis")
+
+        def row(name: str, value: str, style: str = "") -> None:
+            text.append(f"{name:<10}", style="dim")
+            text.append(value.rjust(max(0, width - 10)) + "\n", style=style)
+
+        text.append("decode\n", style="bold")
+        row("tok/s", rate(self.stats.decode_tok_s).split()[0] if self.stats else "-", "bold")
+        text.append(sparkline(list(self.rate_history), width, floor=0.0) + "\n\n", style="green")
+        for name, value in stats_rows(self.stats) if self.stats else []:
+            row(name, value)
+        text.append("\nmemory (RSS)\n", style="bold")
+        if self.rss is not None:
+            row("now", mib(self.rss[0]))
+            row("peak", mib(self.rss[1]))
+            # from zero: a 2 MiB wobble must not look like a doubling
+            text.append(sparkline(list(self.rss_history), width, floor=0.0), style="cyan")
+        return text
