@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -50,6 +51,14 @@ def tail(path: Path, lines: int = 12) -> str:
     except OSError:
         return ""
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def native_errors(log_tail: str) -> str:
+    """The lines of a native library's log that say why something failed."""
+    lines = [ln.strip() for ln in log_tail.splitlines()
+             if re.search(r"error|unknown|invalid|unsupported|failed", ln, re.IGNORECASE)
+             and "Traceback" not in ln]
+    return "; ".join(dict.fromkeys(lines[-3:]))
 
 
 class WorkerClient:
@@ -127,7 +136,8 @@ class WorkerClient:
     def _expect(self, kind: str, timeout: float | None = None) -> dict:
         event = self.next_event(timeout)
         if event["ev"] == "error":
-            raise ModelLoadError(event["message"])
+            said = native_errors(tail(self.log_path, 40))
+            raise ModelLoadError(event["message"] + (f" llama.cpp said: {said}" if said else ""))
         if event["ev"] != kind:
             raise ModelLoadError(f"the worker sent {event['ev']!r} where {kind!r} was expected")
         return event

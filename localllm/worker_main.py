@@ -38,15 +38,21 @@ class Worker:
 
     def read_requests(self) -> None:
         """Stdin reader thread: cancel acts at once, everything else is queued in order."""
-        for line in sys.stdin.buffer:
-            try:
-                req = protocol.decode(line)
-            except ValueError:
-                continue
-            if req.get("op") == "cancel":
-                self.cancel.set()
-            else:
-                self.requests.put(req)
+        # os.read on the raw fd: a daemon thread blocked inside sys.stdin's buffered reader
+        # makes interpreter shutdown abort ("could not acquire lock for <stdin>").
+        pending = b""
+        while chunk := os.read(0, 65536):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                try:
+                    req = protocol.decode(line)
+                except ValueError:
+                    continue
+                if req.get("op") == "cancel":
+                    self.cancel.set()
+                else:
+                    self.requests.put(req)
         self.cancel.set()
         self.requests.put({"op": "exit"})  # the app closed the pipe: leave
 
@@ -139,6 +145,8 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     Worker(out_fd).serve()
+    sys.stderr.flush()
+    os._exit(0)  # the model is unloaded; skip interpreter teardown racing the reader thread
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ class LlamaCppBackend:
             llm = llama_cpp.Llama(
                 model_path=path, n_ctx=opts.n_ctx, n_threads=opts.n_threads,
                 n_threads_batch=opts.n_threads, n_gpu_layers=opts.n_gpu_layers,
-                seed=opts.seed, verbose=False,
+                seed=opts.seed, verbose=True,  # our stderr is the worker log file: keep the detail
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {path}: {exc}. "

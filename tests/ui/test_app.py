@@ -133,3 +133,28 @@ async def test_panel_fits_at_80x24() -> None:
         panel = app.query_one(MetricsPanel)
         assert panel.region.width == 30 and panel.region.height > 10
         assert app.query_one("#prompt", Input).region.height >= 1
+
+
+async def test_worker_log_screen_shows_llama_cpp_output() -> None:
+    from textual.widgets import Log
+
+    from localllm.ui.screens.log_screen import LogScreen
+
+    app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.session.model is not None)
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: isinstance(app.screen, LogScreen))
+        lines = "\n".join(app.screen.query_one(Log).lines)
+        assert "Using chat eos_token" in lines  # llama.cpp and llama-cpp-python wrote here
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, LogScreen))
+
+
+def test_vram_rows_appear_only_with_a_gpu() -> None:
+    from localllm.metrics import ReplyStats
+    from localllm.ui.widgets.metrics_panel import stats_rows
+
+    assert "VRAM" not in dict(stats_rows(ReplyStats()))
+    rows = dict(stats_rows(ReplyStats(vram_now_mib=512.0, vram_peak_mib=2048.0)))
+    assert rows["VRAM"] == "512 MiB" and rows["VRAM peak"] == "2.00 GiB"

@@ -160,3 +160,35 @@ def test_worker_native_abort_is_explained(model_path) -> None:
             s._client.count_tokens([{"role": "user", "content": "x"}])
     finally:
         s.close()
+
+
+def test_unsupported_architecture_names_the_file_and_llama_cpp_reason(tmp_path) -> None:
+    import gguf
+    import numpy as np
+
+    from localllm.errors import ModelLoadError
+
+    path = tmp_path / "alien.gguf"
+    writer = gguf.GGUFWriter(str(path), "notanarch")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((16, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    s = ChatSession()
+    with pytest.raises(ModelLoadError) as err:
+        s.load(path)
+    assert str(path) in str(err.value) and "unknown model architecture: 'notanarch'" in str(err.value)
+    assert s.worker_pid is None and path.exists()
+
+
+def test_worker_leaves_cleanly_and_logs_llama_cpp(model_path) -> None:
+    s = ChatSession()
+    s.load(model_path, LoadOptions(n_ctx=256, n_threads=1))
+    client = s._client
+    proc = client._proc
+    s.close()
+    assert proc.returncode == 0
+    log = client.log_path.read_text()
+    assert "llama_model_loader" in log and "Fatal Python error" not in log
