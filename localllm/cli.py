@@ -11,7 +11,13 @@ from localllm import __version__
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--model", metavar="PATH", help="a GGUF file (default: the embedded SmolLM2-135M)")
+    p.add_argument("-m", "--model", metavar="PATH",
+                   help="a GGUF file (default: the embedded SmolLM2-135M); with --endpoint, the model id")
+    p.add_argument("--endpoint", metavar="URL", default=None,
+                   help="an OpenAI-compatible server (llama-server, vLLM, Ollama, LM Studio); "
+                        "env: LOCALLLM_ENDPOINT")
+    p.add_argument("--api-key-env", metavar="NAME", default="LOCALLLM_API_KEY",
+                   help="environment variable holding the server's API key (default LOCALLLM_API_KEY)")
     p.add_argument("--ctx", type=int, default=2048, help="context size in tokens (default 2048)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: physical cores)")
     p.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU")
@@ -52,14 +58,26 @@ def _options(args):
     from localllm.config import LoadOptions, SamplingParams
 
     load = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
-                       seed=args.seed or 0)
+                       seed=args.seed or 0, api_key_env=args.api_key_env)
+    if _endpoint(args):
+        load.remote_model = args.model or ""
     sampling = SamplingParams(temperature=args.temp, top_p=args.top_p, top_k=args.top_k,
                               repeat_penalty=args.repeat_penalty, max_tokens=args.max_tokens,
                               seed=args.seed)
     return load, sampling
 
 
+def _endpoint(args) -> str | None:
+    import os
+
+    from localllm.endpoints import ENDPOINT_ENV
+
+    return args.endpoint or os.environ.get(ENDPOINT_ENV) or None
+
+
 def _model_path(args) -> str:
+    if _endpoint(args):
+        return _endpoint(args)
     if args.model:
         return args.model
     from localllm.embedded import embedded_model_path
@@ -74,7 +92,7 @@ def _new_session(args):
     session = ChatSession(sampling=sampling)
     if args.system is not None:
         session.system_prompt = args.system
-    session.load(_model_path(args), load)
+    session.load(_model_path(args), load, backend="remote" if _endpoint(args) else "llama_cpp")
     return session
 
 
@@ -151,7 +169,9 @@ def cmd_tui(args) -> int:
     from localllm.ui.app import LocalLLMApp
 
     load, sampling = _options(args)
-    app = LocalLLMApp(model_path=args.model, load_options=load, sampling=sampling, system_prompt=args.system)
+    endpoint = _endpoint(args)
+    app = LocalLLMApp(model_path=endpoint or args.model, load_options=load, sampling=sampling,
+                      system_prompt=args.system, backend="remote" if endpoint else "llama_cpp")
     app.run()
     return app.return_code or 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +39,13 @@ class LoadOptions:
     n_threads: int = 0  # 0: default_threads()
     n_gpu_layers: int = 0
     seed: int = 0
+    # remote backend: the model id on the server, the env variable holding its API key
+    remote_model: str = ""
+    api_key_env: str = ""
+    read_timeout_s: float = 60.0
 
     def resolved(self) -> LoadOptions:
-        threads = self.n_threads or default_threads()
-        return LoadOptions(self.n_ctx, threads, self.n_gpu_layers, self.seed)
+        return dataclasses.replace(self, n_threads=self.n_threads or default_threads())
 
 
 @dataclass

@@ -36,8 +36,9 @@ class ReplyStats:
     """Every number of one reply; None means not measured (never shown as zero)."""
 
     wall_s: float = 0.0
-    cpu_user_s: float = 0.0
-    cpu_sys_s: float = 0.0
+    cpu_user_s: float | None = None  # of the process running the model (a local server's too)
+    cpu_sys_s: float | None = None
+    client_cpu_s: float | None = None  # localllm's own side, when the model runs elsewhere
     ttft_s: float | None = None
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens reused from the previous turn's KV cache
@@ -50,16 +51,20 @@ class ReplyStats:
     rss_peak_mib: float | None = None
     vram_now_mib: float | None = None
     vram_peak_mib: float | None = None
+    server_timings: dict | None = None  # as reported by the server (e.g. llama-server's timings)
     finish_reason: str | None = None
     live: bool = True
 
     @property
-    def cpu_total_s(self) -> float:
+    def cpu_total_s(self) -> float | None:
+        if self.cpu_user_s is None or self.cpu_sys_s is None:
+            return None
         return self.cpu_user_s + self.cpu_sys_s
 
     @property
     def cpu_per_wall(self) -> float | None:
-        return self.cpu_total_s / self.wall_s if self.wall_s > 0 else None
+        total = self.cpu_total_s
+        return total / self.wall_s if total is not None and self.wall_s > 0 else None
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -114,6 +119,7 @@ class Meter:
     A background thread samples memory every `interval` s so peaks during prefill are seen."""
 
     sampler: ProcessSampler | None
+    client: ProcessSampler | None = None  # the worker, when the model runs in another process
     interval: float = 0.25
     clock: object = time.perf_counter
     _t0: float = 0.0
@@ -125,6 +131,9 @@ class Meter:
     _cached_tokens: int = 0
     _end: float | None = None
     _finish: str | None = None
+    _client0: tuple[float, float] | None = None
+    _client_last: tuple[float, float] | None = None
+    _usage: tuple[int, int, dict | None] | None = None
     _rss: _Memory = field(default_factory=_Memory)
     _vram: _Memory = field(default_factory=_Memory)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -132,6 +141,8 @@ class Meter:
 
     def start(self) -> None:
         self._t0 = self.clock()
+        if self.client is not None:
+            self._client0 = self._client_last = self.client.cpu_times()
         if self.sampler is not None:
             self._cpu0 = self._cpu_last = self.sampler.cpu_times()
             self._sample_memory()
@@ -161,8 +172,14 @@ class Meter:
             self._token_times.extend([now] * n)
         self._completion_tokens += n
 
+    def usage(self, prompt_tokens: int, completion_tokens: int, timings: dict | None = None) -> None:
+        """A server's own counts: they win over our estimate and our count of streamed chunks."""
+        self._usage = (prompt_tokens, completion_tokens, timings)
+
     def finish(self, reason: str) -> ReplyStats:
         self._end = self.clock()
+        if self.client is not None:
+            self._client_last = self.client.cpu_times() or self._client_last
         self._finish = reason
         self._stop.set()
         if self._thread is not None:
@@ -193,13 +210,23 @@ class Meter:
         if self._cpu0 is not None and self._cpu_last is not None:
             stats.cpu_user_s = max(0.0, self._cpu_last[0] - self._cpu0[0])
             stats.cpu_sys_s = max(0.0, self._cpu_last[1] - self._cpu0[1])
+        if self._client0 is not None and self._client_last is not None:
+            stats.client_cpu_s = sum(self._client_last) - sum(self._client0)
+        if self._usage is not None:
+            stats.prompt_tokens = self._usage[0]
+            stats.server_timings = self._usage[2]
         if times:
             stats.ttft_s = times[0] - self._t0
-            evaluated = self._prompt_tokens - self._cached_tokens  # cached ones cost nothing
+            evaluated = stats.prompt_tokens - self._cached_tokens  # cached ones cost nothing
             if evaluated > 0 and stats.ttft_s > 0:
                 stats.prefill_tok_s = evaluated / stats.ttft_s
             stats.decode_tok_s = decode_rate(times)
             gaps = [(b - a) * 1000 for a, b in zip(times, times[1:], strict=False)]
             stats.latency_p50_ms = percentile(gaps, 50)
             stats.latency_p90_ms = percentile(gaps, 90)
+            counted = self._usage[1] if self._usage is not None else 0
+            if counted and counted != len(times) and len(times) > 1 and times[-1] > times[0]:
+                # a server may pack several tokens into one event: its count wins, over the same span
+                stats.completion_tokens = counted
+                stats.decode_tok_s = (counted - 1) / (times[-1] - times[0])
         return stats

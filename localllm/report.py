@@ -29,9 +29,12 @@ def percent_or_dash(value: float | None) -> str:
 
 def time_view(s: ReplyStats) -> str:
     """Seed 004's %%time lines."""
-    return (f"CPU times: user {seconds(s.cpu_user_s)}, sys {seconds(s.cpu_sys_s)}, "
+    text = (f"CPU times: user {seconds(s.cpu_user_s)}, sys {seconds(s.cpu_sys_s)}, "
             f"total {seconds(s.cpu_total_s)}\nWall time: {seconds(s.wall_s)} "
             f"(CPU/wall {percent_or_dash(s.cpu_per_wall)})")
+    if s.client_cpu_s is not None:
+        text += f"\nClient CPU (localllm's side): {seconds(s.client_cpu_s)}"
+    return text
 
 
 def stats_line(s: ReplyStats) -> str:

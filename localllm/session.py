@@ -168,7 +168,7 @@ class ChatSession:
             yield notice
         turn = Turn("assistant", "")
         self.history.append(turn)
-        meter = Meter(ProcessSampler(client.pid))
+        meter = self._new_meter(client)
         self._meter = meter
         parts: list[str] = []
         meter.start()
@@ -182,6 +182,8 @@ class ChatSession:
                     if event["t"]:
                         parts.append(event["t"])
                         yield TextDelta(event["t"])
+                elif kind == "usage":
+                    meter.usage(event["prompt"], event["completion"], event.get("timings"))
                 elif kind == "prefill":
                     meter.prompt(event["n"], event.get("cached", 0))
                 elif kind == "done":
@@ -202,6 +204,18 @@ class ChatSession:
             if turn.status != "error":
                 turn.status = FINISH_STATUS.get(reason, reason)
         yield ReplyDone(turn, turn.stats)
+
+    def _new_meter(self, client: WorkerClient) -> Meter:
+        """Measure the process that runs the model: the worker, or a server on this machine (found
+        by its port); a server elsewhere leaves CPU and memory absent. The worker is then the client."""
+        if self.model is None or self.model.backend != "remote":
+            return Meter(ProcessSampler(client.pid))
+        pid = self.model.extra.get("server_pid")
+        try:
+            server = ProcessSampler(pid) if pid else None
+        except Exception:  # the server went away since it was found
+            server = None
+        return Meter(server, client=ProcessSampler(client.pid))
 
     @staticmethod
     def _drain(client: WorkerClient) -> None:

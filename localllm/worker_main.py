@@ -16,7 +16,7 @@ import traceback
 
 from localllm import protocol
 from localllm.backends import registry
-from localllm.backends.base import Chunk, Finish, Prefill
+from localllm.backends.base import Chunk, Finish, Prefill, Usage
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError
 
@@ -110,6 +110,9 @@ class Worker:
             elif type(ev) is Prefill:
                 send({"ev": "prefill", "n": ev.prompt_tokens, "cached": ev.cached_tokens,
                       "ts": clock()})
+            elif type(ev) is Usage:
+                send({"ev": "usage", "prompt": ev.prompt_tokens, "completion": ev.completion_tokens,
+                      "timings": ev.server_timings})
             elif type(ev) is Finish:
                 if stamps:
                     flush()

@@ -46,11 +46,20 @@ class Chunk:
 
 
 @dataclass
+class Usage:
+    """What a server reports about a reply: its own token counts and, when sent, its timings."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    server_timings: dict | None = None
+
+
+@dataclass
 class Finish:
     reason: str  # "stop" (end of turn), "length" (max_tokens or context), "cancelled"
 
 
-StreamEvent = Prefill | Chunk | Finish
+StreamEvent = Prefill | Chunk | Usage | Finish
 
 
 class Backend(Protocol):

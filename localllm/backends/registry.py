@@ -11,6 +11,7 @@ from localllm.errors import BackendNotInstalled
 BACKENDS: dict[str, tuple[str, str, str, str]] = {
     "llama_cpp": ("localllm.backends.llama_cpp", "LlamaCppBackend", "llama_cpp",
                   "pip install llama-cpp-python"),
+    "remote": ("localllm.backends.remote", "RemoteBackend", "openai", "pip install openai"),
 }
 
 

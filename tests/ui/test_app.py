@@ -158,3 +158,33 @@ def test_vram_rows_appear_only_with_a_gpu() -> None:
     assert "VRAM" not in dict(stats_rows(ReplyStats()))
     rows = dict(stats_rows(ReplyStats(vram_now_mib=512.0, vram_peak_mib=2048.0)))
     assert rows["VRAM"] == "512 MiB" and rows["VRAM peak"] == "2.00 GiB"
+
+
+async def test_tui_against_a_server_endpoint() -> None:
+    from tests.openai_fault_server import FaultServer
+
+    with FaultServer("ok") as srv:
+        app = LocalLLMApp(model_path=srv.url, backend="remote")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.session.model is not None)
+            assert "remote" in str(app.query_one(StatusBar).render())
+            await send(pilot, app, "hi")
+            await wait_for(pilot, lambda: len(app.session.history) == 2 and not app.generating)
+            assert app.query(AssistantMessage).last().text == "Hello there friend"
+            rows = panel_rows(app)
+            assert rows["client CPU"] != "-"  # our own side, measured apart from the server's
+
+
+async def test_server_dying_mid_reply_is_a_message_and_the_app_stays_up() -> None:
+    from tests.openai_fault_server import FaultServer
+
+    with FaultServer("die") as srv:
+        app = LocalLLMApp(model_path=srv.url, backend="remote")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.session.model is not None)
+            await send(pilot, app, "hi")
+            await wait_for(pilot, lambda: bool(app.query(ErrorMessage)))
+            await wait_for(pilot, lambda: not app.generating)
+            assert "broke" in str(app.query(ErrorMessage).last().render())
+            assert app.query(AssistantMessage).last().text.startswith("Hello")  # partial kept
+            assert app.session.history[-1].status == "error"

@@ -44,6 +44,8 @@ def stats_rows(s: ReplyStats) -> list[tuple[str, str]]:
         ("lat p50", "-" if s.latency_p50_ms is None else f"{s.latency_p50_ms:.1f} ms"),
         ("lat p90", "-" if s.latency_p90_ms is None else f"{s.latency_p90_ms:.1f} ms"),
     ]
+    if s.client_cpu_s is not None:  # the model runs elsewhere: our own side separately
+        rows.append(("client CPU", seconds(s.client_cpu_s)))
     if s.vram_now_mib is not None:  # only where an NVIDIA GPU reports this process
         rows += [("VRAM", mib(s.vram_now_mib)), ("VRAM peak", mib(s.vram_peak_mib))]
     return rows

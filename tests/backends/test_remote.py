@@ -1,0 +1,181 @@
+"""The remote backend against llama-cpp-python's own OpenAI-compatible server serving the embedded
+model, and against a loopback server of ours that misbehaves on purpose."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from localllm.config import LoadOptions, SamplingParams
+from localllm.endpoints import api_base, discover, server_pid
+from localllm.errors import LocalLLMError
+from localllm.session import ChatSession, ReplyDone, TextDelta
+from tests.openai_fault_server import MODEL, FaultServer, Handler
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(model_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--port", str(port),
+         "--n_threads", "2", "--n_ctx", "2048", "--verbose", "False"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/v1/models", timeout=1).read()
+            break
+        except OSError:
+            assert proc.poll() is None, "llama_cpp.server exited"
+            assert time.monotonic() < deadline, "llama_cpp.server did not start"
+            time.sleep(0.3)
+    yield url, proc
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def collect(events):
+    text, done = "", None
+    for ev in events:
+        if isinstance(ev, TextDelta):
+            text += ev.text
+        elif isinstance(ev, ReplyDone):
+            done = ev
+    return text, done
+
+
+def test_chat_through_a_real_server_fills_the_panels(llama_server) -> None:
+    url, proc = llama_server
+    s = ChatSession(sampling=SamplingParams(max_tokens=24, seed=1))
+    info = s.load(url, LoadOptions(), backend="remote")
+    try:
+        assert info.backend == "remote" and info.path == api_base(url)
+        assert info.extra["models"] and info.name in info.extra["models"]
+        assert info.extra["server_pid"] == proc.pid  # found by its port: its CPU and RSS are measured
+        text, done = collect(s.send("Say hello."))
+        st = done.stats
+        assert text.strip() and done.turn.content == text
+        assert 0 < st.completion_tokens <= 24 and st.decode_tok_s > 0 and 0 < st.ttft_s < st.wall_s
+        assert st.cpu_total_s > 0 and st.rss_peak_mib > 50  # the server process, which runs the model
+        assert st.client_cpu_s is not None and st.client_cpu_s < st.cpu_total_s
+        assert st.prompt_tokens > 5  # the server's own usage count
+    finally:
+        s.close()
+
+
+def test_cancel_closes_the_stream(llama_server) -> None:
+    url, _ = llama_server
+    s = ChatSession(sampling=SamplingParams(max_tokens=400, seed=1))
+    s.load(url, LoadOptions(), backend="remote")
+    try:
+        done = None
+        for ev in s.send("Write a long story about the sea."):
+            if isinstance(ev, TextDelta):
+                s.stop()
+            elif isinstance(ev, ReplyDone):
+                done = ev
+        assert done.turn.status == "stopped" and done.stats.completion_tokens < 400
+        _, again = collect(s.send("Thanks"))  # the server and the session go on
+        assert again.turn.status in ("ok", "length")
+    finally:
+        s.close()
+
+
+def test_unknown_model_id_lists_what_the_server_has(llama_server) -> None:
+    url, _ = llama_server
+    with pytest.raises(LocalLLMError, match="has no model 'nope'; it has: "):
+        ChatSession().load(url, LoadOptions(remote_model="nope"), backend="remote")
+
+
+def test_cli_endpoint_json(llama_server) -> None:
+    url, _ = llama_server
+    out = subprocess.run([sys.executable, "-m", "localllm", "chat", "--endpoint", url, "-p", "Hi",
+                          "--max-tokens", "8", "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert record["model"]["backend"] == "remote" and record["reply"].strip()
+    assert record["stats"]["client_cpu_s"] is not None
+
+
+def test_server_pid_and_discovery_stay_on_loopback(llama_server) -> None:
+    url, proc = llama_server
+    port = int(url.rsplit(":", 1)[1])
+    assert server_pid(url) == proc.pid
+    assert server_pid("http://example.invalid:8080") is None  # never looked up off this machine
+    found = discover({port: "llama-cpp-python"})
+    assert [f.kind for f in found] == ["llama-cpp-python"] and found[0].models
+
+
+
+@pytest.mark.parametrize("mode,message", [
+    ("html", "not valid JSON"),
+    ("404", "404"),
+])
+def test_not_an_openai_server(mode, message) -> None:
+    with FaultServer(mode) as srv:
+        with pytest.raises(LocalLLMError, match=message):
+            ChatSession().load(srv.url, LoadOptions(), backend="remote")
+
+
+def test_connection_refused() -> None:
+    port = free_port()
+    with pytest.raises(LocalLLMError, match="connection refused"):
+        ChatSession().load(f"http://127.0.0.1:{port}", LoadOptions(), backend="remote")
+
+
+def test_401_names_the_variable_and_never_the_key(monkeypatch) -> None:
+    with FaultServer("401") as srv:
+        monkeypatch.delenv("MY_KEY", raising=False)
+        with pytest.raises(LocalLLMError, match=r"\$MY_KEY is not set") as err:
+            ChatSession().load(srv.url, LoadOptions(api_key_env="MY_KEY"), backend="remote")
+        monkeypatch.setenv("MY_KEY", "wrong-key-456")
+        with pytest.raises(LocalLLMError, match="was refused") as err:
+            ChatSession().load(srv.url, LoadOptions(api_key_env="MY_KEY"), backend="remote")
+        assert "wrong-key-456" not in str(err.value)
+        monkeypatch.setenv("MY_KEY", Handler.key)
+        s = ChatSession()
+        s.load(srv.url, LoadOptions(api_key_env="MY_KEY"), backend="remote")
+        try:
+            text, done = collect(s.send("hi"))
+            assert text == "Hello there friend" and done.stats.cpu_total_s is not None
+            log = s.log_path.read_text()
+            assert Handler.key not in log
+        finally:
+            s.close()
+
+
+@pytest.mark.parametrize("mode,message", [
+    ("stall", "stopped answering"),
+    ("malformed", "not valid JSON"),
+    ("die", "broke"),
+])
+def test_faults_mid_reply_keep_the_partial_reply(mode, message) -> None:
+    with FaultServer(mode) as srv:
+        s = ChatSession(sampling=SamplingParams(max_tokens=20))
+        s.load(srv.url, LoadOptions(read_timeout_s=1.0), backend="remote")
+        try:
+            got = ""
+            with pytest.raises(LocalLLMError, match=message):
+                for ev in s.send("hi"):
+                    if isinstance(ev, TextDelta):
+                        got += ev.text
+            assert s.history[-1].role == "assistant" and s.history[-1].status == "error"
+            assert s.history[-1].content.startswith("Hello")  # what arrived is kept, marked
+            assert s.model.name == MODEL
+        finally:
+            s.close()
+
+
