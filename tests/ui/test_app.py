@@ -35,24 +35,21 @@ def panel_rows(app) -> dict[str, str]:
 
 
 async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
-    app = LocalLLMApp(sampling=SamplingParams(max_tokens=120, ignore_eos=True, seed=4),
+    app = LocalLLMApp(sampling=SamplingParams(max_tokens=300, ignore_eos=True, seed=4),
                       load_options=LoadOptions(n_ctx=1024))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)
         status = str(app.query_one(StatusBar).render())
         assert "Q4_1" in status and "ctx 1024" in status and "llama_cpp" in status
         await send(pilot, app, "Tell me about lighthouses.")
-        await wait_for(pilot, lambda: app.generating)
-        # the reply streams: text appears before the reply is over
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.text, timeout=30)
-        assert app.generating
-        await wait_for(pilot, lambda: not app.generating)
+        await wait_for(pilot, lambda: len(app.session.history) == 2 and not app.generating, timeout=120)
         reply = app.query(AssistantMessage).last()
+        assert reply.deltas >= 2  # streamed in pieces, not painted once at the end
         assert reply.text and reply.text == app.session.history[-1].content
-        assert "120 tok" in str(reply.stats.render()) and "decode" in str(reply.stats.render())
+        assert "300 tok" in str(reply.stats.render()) and "decode" in str(reply.stats.render())
         assert app.query(UserMessage).last().content == "Tell me about lighthouses."
         stats = app.session.history[-1].stats
-        assert stats.completion_tokens == 120 and stats.decode_tok_s > 0
+        assert stats.completion_tokens == 300 and stats.decode_tok_s > 0
         assert stats.cpu_total_s > 0 and stats.wall_s > 0 and stats.rss_peak_mib > 50
         table = panel_rows(app)
         assert table["wall"] != "-" and table["CPU user"] != "-" and table["TTFT"] != "-"
@@ -188,3 +185,28 @@ async def test_server_dying_mid_reply_is_a_message_and_the_app_stays_up() -> Non
             assert "broke" in str(app.query(ErrorMessage).last().render())
             assert app.query(AssistantMessage).last().text.startswith("Hello")  # partial kept
             assert app.session.history[-1].status == "error"
+
+
+async def test_model_picker_lists_servers_running_here(monkeypatch) -> None:
+    from textual.widgets import OptionList
+
+    from localllm import endpoints
+    from localllm.ui.screens.open_model import OpenModelScreen
+    from tests.openai_fault_server import FaultServer
+
+    with FaultServer("ok") as srv:
+        port = int(srv.url.rsplit(":", 1)[1])
+        monkeypatch.setattr(endpoints, "USUAL_PORTS", {port: "test-server"})
+        app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.session.model is not None)
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen))
+            options = app.screen.query_one(OptionList)
+            await wait_for(pilot, lambda: options.option_count == 2)
+            assert "test-server" in str(options.get_option_at_index(1).prompt)
+            options.focus()
+            options.highlighted = 1
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.session.model is not None and app.session.model.backend == "remote")
+            assert app.session.model.name == "fault-model"

@@ -34,6 +34,7 @@ class AssistantMessage(Widget):
         self.stats = Static("generating…", classes="reply-stats")
         self._stream = None
         self.text = ""
+        self.deltas = 0  # how many pieces the text arrived in
 
     def compose(self):
         yield self.markdown
@@ -41,6 +42,7 @@ class AssistantMessage(Widget):
 
     async def append(self, text: str) -> None:
         self.text += text
+        self.deltas += 1
         if self._stream is None:
             self._stream = Markdown.get_stream(self.markdown)
         await self._stream.write(text)
