@@ -12,7 +12,8 @@ from localllm import __version__
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", metavar="PATH",
-                   help="a GGUF file (default: the embedded SmolLM2-135M); with --endpoint, the model id")
+                   help="a GGUF file or a transformers checkpoint folder (default: the embedded "
+                        "SmolLM2-135M); with --endpoint, the model id on the server")
     p.add_argument("--endpoint", metavar="URL", default=None,
                    help="an OpenAI-compatible server (llama-server, vLLM, Ollama, LM Studio); "
                         "env: LOCALLLM_ENDPOINT")
@@ -21,6 +22,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctx", type=int, default=2048, help="context size in tokens (default 2048)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: physical cores)")
     p.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU")
+    p.add_argument("--load-in", choices=["none", "int8", "nf4", "fp4"], default="none",
+                   help="transformers checkpoints: bitsandbytes quantization at load time")
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
+                   help="transformers checkpoints: weight dtype")
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument("--max-tokens", type=int, default=512, help="longest reply in tokens")
     p.add_argument("--temp", type=float, default=0.7, help="sampling temperature (0: greedy)")
@@ -58,7 +63,8 @@ def _options(args):
     from localllm.config import LoadOptions, SamplingParams
 
     load = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
-                       seed=args.seed or 0, api_key_env=args.api_key_env)
+                       seed=args.seed or 0, api_key_env=args.api_key_env, quantization=args.load_in,
+                       dtype=args.dtype)
     if _endpoint(args):
         load.remote_model = args.model or ""
     sampling = SamplingParams(temperature=args.temp, top_p=args.top_p, top_k=args.top_k,
@@ -92,7 +98,7 @@ def _new_session(args):
     session = ChatSession(sampling=sampling)
     if args.system is not None:
         session.system_prompt = args.system
-    session.load(_model_path(args), load, backend="remote" if _endpoint(args) else "llama_cpp")
+    session.load(_model_path(args), load)
     return session
 
 
@@ -169,9 +175,8 @@ def cmd_tui(args) -> int:
     from localllm.ui.app import LocalLLMApp
 
     load, sampling = _options(args)
-    endpoint = _endpoint(args)
-    app = LocalLLMApp(model_path=endpoint or args.model, load_options=load, sampling=sampling,
-                      system_prompt=args.system, backend="remote" if endpoint else "llama_cpp")
+    app = LocalLLMApp(model_path=_endpoint(args) or args.model, load_options=load, sampling=sampling,
+                      system_prompt=args.system)
     app.run()
     return app.return_code or 0
 

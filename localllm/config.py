@@ -24,6 +24,21 @@ def logs_dir() -> Path:
     return path
 
 
+def config_dir() -> Path:
+    """Where settings.toml and user themes live: the platform's config folder, or LOCALLLM_HOME."""
+    override = os.environ.get("LOCALLLM_HOME")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("localllm", appauthor=False))
+
+
+def data_dir() -> Path:
+    """Where saved conversations live: the data folder (home()), also moved by LOCALLLM_HOME."""
+    return home()
+
+
 def default_threads() -> int:
     """Physical cores: llama.cpp decodes fastest with one thread per physical core."""
     import psutil
@@ -43,6 +58,14 @@ class LoadOptions:
     remote_model: str = ""
     api_key_env: str = ""
     read_timeout_s: float = 60.0
+    # transformers backend: dtype, bitsandbytes quantization at load, where the weights go
+    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    quantization: str = "none"  # none | int8 | nf4 | fp4
+    double_quant: bool = True  # bnb 4-bit: quantize the quantization constants too
+    compute_dtype: str = "auto"  # bnb 4-bit compute dtype
+    int8_threshold: float = 6.0  # LLM.int8 outlier threshold
+    device_map: str = "auto"  # auto | cpu | cuda
+    trust_remote_code: bool = False  # never on unless the user asks
 
     def resolved(self) -> LoadOptions:
         return dataclasses.replace(self, n_threads=self.n_threads or default_threads())

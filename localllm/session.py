@@ -52,6 +52,13 @@ ReplyEvent = TrimNotice | TextDelta | ReplyDone
 FINISH_STATUS = {"stop": "ok", "cancelled": "stopped", "length": "length"}
 
 
+def detect_backend(path: str) -> str:
+    """A server URL, a checkpoint folder or a GGUF file: which backend loads it."""
+    if path.startswith(("http://", "https://")):
+        return "remote"
+    return "transformers" if Path(path).expanduser().is_dir() else "llama_cpp"
+
+
 @dataclass
 class ChatSession:
     system_prompt: str = "You are a helpful assistant."
@@ -66,14 +73,20 @@ class ChatSession:
 
     # -- model -------------------------------------------------------------------------------
     def load(self, path: str | Path, options: LoadOptions | None = None,
-             backend: str = "llama_cpp") -> ModelInfo:
-        """Validate the file, start a fresh worker, load. The conversation is kept."""
+             backend: str | None = None) -> ModelInfo:
+        """Validate the file, start a fresh worker, load. The conversation is kept.
+        Without a backend, the path says which (see detect_backend)."""
         options = options or LoadOptions()
         path = str(path)
+        backend = backend or detect_backend(path)
         if backend == "llama_cpp":
             from localllm.gguf_check import inspect_gguf
 
             inspect_gguf(path)  # a clear error before llama.cpp can abort on a bad file
+        elif backend == "transformers":
+            from localllm.checkpoint_check import inspect_checkpoint
+
+            inspect_checkpoint(path)
         self.unload()
         client = WorkerClient()
         try:

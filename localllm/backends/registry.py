@@ -12,6 +12,8 @@ BACKENDS: dict[str, tuple[str, str, str, str]] = {
     "llama_cpp": ("localllm.backends.llama_cpp", "LlamaCppBackend", "llama_cpp",
                   "pip install llama-cpp-python"),
     "remote": ("localllm.backends.remote", "RemoteBackend", "openai", "pip install openai"),
+    "transformers": ("localllm.backends.transformers_backend", "TransformersBackend", "transformers",
+                     "pip install 'localllm[transformers]'  (torch, transformers, accelerate, bitsandbytes)"),
 }
 
 

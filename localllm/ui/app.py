@@ -56,10 +56,8 @@ class LocalLLMApp(App[int]):
     ]
 
     def __init__(self, model_path: str | None = None, load_options: LoadOptions | None = None,
-                 sampling: SamplingParams | None = None, system_prompt: str | None = None,
-                 backend: str = "llama_cpp") -> None:
+                 sampling: SamplingParams | None = None, system_prompt: str | None = None) -> None:
         super().__init__()
-        self.backend = backend
         self.session = ChatSession(sampling=sampling or SamplingParams())
         if system_prompt is not None:
             self.session.system_prompt = system_prompt
@@ -102,14 +100,11 @@ class LocalLLMApp(App[int]):
     def load_model(self, path: str | None) -> None:
         self.call_from_thread(self._set_state, "loading model…")
         try:
-            backend = self.backend
-            if path and path.startswith(("http://", "https://")):
-                backend = "remote"  # a server URL typed into the model box
-            elif not path:
+            if not path:
                 from localllm.embedded import embedded_model_path
 
-                path, backend = str(embedded_model_path()), "llama_cpp"
-            info = self.session.load(path, self.load_options, backend)
+                path = str(embedded_model_path())
+            info = self.session.load(path, self.load_options)  # the path says which backend
         except LocalLLMError as exc:
             self.post_message(ModelLoadFailed(str(exc)))
             return

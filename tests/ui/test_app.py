@@ -161,7 +161,7 @@ async def test_tui_against_a_server_endpoint() -> None:
     from tests.openai_fault_server import FaultServer
 
     with FaultServer("ok") as srv:
-        app = LocalLLMApp(model_path=srv.url, backend="remote")
+        app = LocalLLMApp(model_path=srv.url)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.session.model is not None)
             assert "remote" in str(app.query_one(StatusBar).render())
@@ -176,7 +176,7 @@ async def test_server_dying_mid_reply_is_a_message_and_the_app_stays_up() -> Non
     from tests.openai_fault_server import FaultServer
 
     with FaultServer("die") as srv:
-        app = LocalLLMApp(model_path=srv.url, backend="remote")
+        app = LocalLLMApp(model_path=srv.url)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.session.model is not None)
             await send(pilot, app, "hi")
