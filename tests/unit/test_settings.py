@@ -1,0 +1,223 @@
+"""Settings: defaults, the TOML round trip, a message naming the key for each invalid value,
+atomic saves, and LOCALLLM_HOME moving the file."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+
+import platformdirs
+import pytest
+
+from localllm import settings as settings_mod
+from localllm.config import config_dir
+from localllm.errors import LocalLLMError
+from localllm.settings import (
+    FIELDS,
+    Settings,
+    SettingsError,
+    load_settings,
+    load_settings_lenient,
+    parse_field,
+    save_settings,
+    settings_path,
+    to_load_options,
+    to_sampling,
+)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
+    return tmp_path
+
+
+def write(home: Path, text: str) -> Path:
+    path = home / "settings.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_when_there_is_no_file(home) -> None:
+    assert not (home / "settings.toml").exists()
+    assert load_settings() == Settings()
+    assert load_settings_lenient() == (Settings(), [])
+    assert Settings().model == ""  # empty: the embedded model
+
+
+def test_localllm_home_moves_the_file(home, monkeypatch) -> None:
+    assert config_dir() == home
+    assert settings_path() == home / "settings.toml"
+    monkeypatch.delenv("LOCALLLM_HOME")
+    assert settings_path() == Path(platformdirs.user_config_dir("localllm", appauthor=False)) / "settings.toml"
+
+
+def test_round_trip_keeps_every_value(home) -> None:
+    custom = Settings(model="/models/a b.gguf", backend="remote", n_ctx=8192, threads=3, gpu_layers=-1,
+                      system_prompt='Say "hi"\nthen stop.', temperature=0.0, top_p=1.0, top_k=0, min_p=0.0,
+                      repeat_penalty=1.0, max_tokens=64, seed=42, theme="my-own-theme",
+                      save_conversations=False)
+    path = save_settings(custom)
+    assert path == home / "settings.toml"
+    assert load_settings() == custom
+    text = path.read_text()
+    assert "# context size in tokens" in text  # the file documents itself
+    assert tomllib.loads(text)["n_ctx"] == 8192
+
+
+def test_every_field_has_a_description_and_a_type() -> None:
+    for name, f in FIELDS.items():
+        assert f.metadata["doc"], name
+        assert name in settings_mod.TYPES
+
+
+def test_partial_file_keeps_defaults_for_the_rest(home) -> None:
+    write(home, 'temperature = 1\ntheme = "localllm-light"\n')
+    s = load_settings()
+    assert s.temperature == 1.0 and isinstance(s.temperature, float)  # TOML 1 means 1.0 here
+    assert s.theme == "localllm-light" and s.n_ctx == Settings().n_ctx
+
+
+def test_unknown_theme_name_is_not_an_error(home) -> None:
+    write(home, 'theme = "somebody-elses-theme"\n')
+    assert load_settings().theme == "somebody-elses-theme"  # user themes load later, in the app
+
+
+INVALID = [
+    ("model", "3", "a string"),
+    ("backend", '"ollama"', "one of 'llama_cpp'"),
+    ("n_ctx", "5", "an integer from 128 to 1048576"),
+    ("n_ctx", '"big"', "an integer from 128"),
+    ("n_ctx", "2048.0", "an integer from 128"),
+    ("threads", "-2", "an integer from 0 to 1024"),
+    ("gpu_layers", "-5", "an integer from -1"),
+    ("system_prompt", "[1, 2]", "a string"),
+    ("temperature", "9.5", "a number from 0.0 to 5.0"),
+    ("temperature", "nan", "a number from 0.0 to 5.0"),
+    ("temperature", "true", "a number"),
+    ("top_p", "1.5", "a number from 0.0 to 1.0"),
+    ("top_k", "-1", "an integer from 0"),
+    ("min_p", "-0.1", "a number from 0.0 to 1.0"),
+    ("repeat_penalty", "0", "a number from 0.1 to 10.0"),
+    ("max_tokens", "0", "an integer from 1"),
+    ("seed", "-2", "an integer from -1 to 4294967295"),
+    ("theme", '"  "', "a non-empty string"),
+    ("save_conversations", '"yes"', "true or false"),
+]
+
+
+@pytest.mark.parametrize(("key", "toml_value", "rule"), INVALID)
+def test_invalid_value_names_the_key_the_file_and_the_rule(home, key, toml_value, rule) -> None:
+    path = write(home, f"{key} = {toml_value}\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    message = str(err.value)
+    assert f"'{key}'" in message and str(path) in message and rule in message
+    assert err.value.key == key and isinstance(err.value, LocalLLMError)
+    # lenient mode: the same message as a warning, the default in its place
+    settings, warnings = load_settings_lenient()
+    assert getattr(settings, key) == getattr(Settings(), key)
+    assert len(warnings) == 1 and f"'{key}'" in warnings[0] and "default" in warnings[0]
+
+
+def test_every_field_has_an_invalid_case() -> None:
+    assert {key for key, _, _ in INVALID} == set(FIELDS)
+
+
+def test_unknown_key_is_named_with_the_known_ones(home) -> None:
+    path = write(home, "temprature = 0.5\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    message = str(err.value)
+    assert "'temprature'" in message and str(path) in message and "temperature" in message
+
+
+def test_all_problems_reported_at_once_and_good_keys_kept_when_lenient(home) -> None:
+    write(home, 'n_ctx = 1\ntop_p = 7\nthreads = 2\nbogus = 1\n')
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert len(err.value.problems) == 3
+    for key in ("n_ctx", "top_p", "bogus"):
+        assert f"'{key}'" in str(err.value)
+    settings, warnings = load_settings_lenient()
+    assert settings.threads == 2 and settings.n_ctx == Settings().n_ctx and len(warnings) == 3
+
+
+def test_broken_toml_names_the_file(home) -> None:
+    path = write(home, "n_ctx = = 3\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert str(path) in str(err.value) and "not valid TOML" in str(err.value)
+    settings, warnings = load_settings_lenient()
+    assert settings == Settings() and str(path) in warnings[0]
+
+
+def test_parse_field_for_the_form() -> None:
+    assert parse_field("n_ctx", " 4096 ") == 4096
+    assert parse_field("temperature", "0") == 0.0
+    assert parse_field("save_conversations", "False") is False
+    assert parse_field("model", "  /m.gguf ") == "/m.gguf"
+    assert parse_field("system_prompt", "  keep  ") == "  keep  "
+    with pytest.raises(SettingsError, match=r"'n_ctx' must be an integer from 128 to 1048576 \(got 'abc'\)"):
+        parse_field("n_ctx", "abc")
+    with pytest.raises(SettingsError, match="'top_p' must be a number from 0.0 to 1.0"):
+        parse_field("top_p", "2")
+
+
+def test_save_refuses_invalid_values_and_keeps_the_old_file(home) -> None:
+    save_settings(Settings(n_ctx=4096))
+    before = (home / "settings.toml").read_bytes()
+    with pytest.raises(SettingsError, match="'top_k'"):
+        save_settings(dataclasses.replace(Settings(), top_k=-3))
+    assert (home / "settings.toml").read_bytes() == before
+
+
+@pytest.mark.parametrize("fail_at", ["write", "replace"])
+def test_save_is_atomic(home, monkeypatch, fail_at) -> None:
+    save_settings(Settings(n_ctx=4096))
+    path = home / "settings.toml"
+    before = path.read_bytes()
+    if fail_at == "replace":
+        def boom(*args, **kwargs):
+            raise OSError("disk full")
+        monkeypatch.setattr(settings_mod.os, "replace", boom)
+    else:
+        real_fsync = os.fsync
+
+        def boom(fd):  # the text is half on disk in the temp file when this fails
+            real_fsync(fd)
+            raise OSError("disk full")
+        monkeypatch.setattr(settings_mod.os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_settings(Settings(n_ctx=8192))
+    assert path.read_bytes() == before  # the old file, whole
+    assert sorted(p.name for p in home.iterdir()) == ["settings.toml"]  # no temp file left behind
+
+
+def test_save_creates_the_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path / "new" / "home"))
+    path = save_settings(Settings())
+    assert path.exists() and load_settings() == Settings()
+
+
+def test_load_options_and_sampling_from_settings() -> None:
+    s = Settings(n_ctx=4096, threads=3, gpu_layers=-1, temperature=0.2, top_p=0.9, top_k=20, min_p=0.1,
+                 repeat_penalty=1.3, max_tokens=77, seed=-1)
+    load = to_load_options(s)
+    assert (load.n_ctx, load.n_threads, load.n_gpu_layers, load.seed) == (4096, 3, -1, 0)
+    sampling = to_sampling(s)
+    assert (sampling.temperature, sampling.top_p, sampling.top_k, sampling.min_p) == (0.2, 0.9, 20, 0.1)
+    assert (sampling.repeat_penalty, sampling.max_tokens, sampling.seed) == (1.3, 77, None)
+    assert to_sampling(dataclasses.replace(s, seed=7)).seed == 7
+    assert to_load_options(dataclasses.replace(s, seed=7)).seed == 7
+
+
+def test_no_textual_import() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, localllm.settings, localllm.conversations; print('textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
