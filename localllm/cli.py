@@ -19,19 +19,19 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                         "env: LOCALLLM_ENDPOINT")
     p.add_argument("--api-key-env", metavar="NAME", default="LOCALLLM_API_KEY",
                    help="environment variable holding the server's API key (default LOCALLLM_API_KEY)")
-    p.add_argument("--ctx", type=int, default=2048, help="context size in tokens (default 2048)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: physical cores)")
-    p.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU")
+    p.add_argument("--ctx", type=int, default=None, help="context size in tokens (settings; default 2048)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    p.add_argument("--gpu-layers", type=int, default=None, help="layers to offload to the GPU")
     p.add_argument("--load-in", choices=["none", "int8", "nf4", "fp4"], default="none",
                    help="transformers checkpoints: bitsandbytes quantization at load time")
     p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                    help="transformers checkpoints: weight dtype")
     p.add_argument("--system", default=None, help="system prompt")
-    p.add_argument("--max-tokens", type=int, default=512, help="longest reply in tokens")
-    p.add_argument("--temp", type=float, default=0.7, help="sampling temperature (0: greedy)")
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--top-k", type=int, default=40)
-    p.add_argument("--repeat-penalty", type=float, default=1.1)
+    p.add_argument("--max-tokens", type=int, default=None, help="longest reply in tokens (default 512)")
+    p.add_argument("--temp", type=float, default=None, help="sampling temperature (0: greedy; default 0.7)")
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--repeat-penalty", type=float, default=None)
     p.add_argument("--seed", type=int, default=None, help="sampling seed for repeatable replies")
 
 
@@ -59,17 +59,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _options(args):
-    from localllm.config import LoadOptions, SamplingParams
+def _settings():
+    from localllm.settings import load_settings_lenient
 
-    load = LoadOptions(n_ctx=args.ctx, n_threads=args.threads, n_gpu_layers=args.gpu_layers,
-                       seed=args.seed or 0, api_key_env=args.api_key_env, quantization=args.load_in,
-                       dtype=args.dtype)
+    settings, warnings = load_settings_lenient()
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return settings
+
+
+def _options(args, settings):
+    """Saved settings, overridden by whatever was given on the command line."""
+    from localllm.settings import to_load_options, to_sampling
+
+    load, sampling = to_load_options(settings), to_sampling(settings)
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    for arg, field in (("ctx", "n_ctx"), ("threads", "n_threads"), ("gpu_layers", "n_gpu_layers")):
+        if arg in given:
+            setattr(load, field, given[arg])
+    for arg, field in (("temp", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
+                       ("repeat_penalty", "repeat_penalty"), ("max_tokens", "max_tokens"), ("seed", "seed")):
+        if arg in given:
+            setattr(sampling, field, given[arg])
+    if "seed" in given:
+        load.seed = given["seed"]
+    load.api_key_env, load.quantization, load.dtype = args.api_key_env, args.load_in, args.dtype
     if _endpoint(args):
         load.remote_model = args.model or ""
-    sampling = SamplingParams(temperature=args.temp, top_p=args.top_p, top_k=args.top_k,
-                              repeat_penalty=args.repeat_penalty, max_tokens=args.max_tokens,
-                              seed=args.seed)
     return load, sampling
 
 
@@ -81,11 +97,13 @@ def _endpoint(args) -> str | None:
     return args.endpoint or os.environ.get(ENDPOINT_ENV) or None
 
 
-def _model_path(args) -> str:
+def _model_path(args, settings=None) -> str:
     if _endpoint(args):
         return _endpoint(args)
     if args.model:
         return args.model
+    if settings is not None and settings.model:
+        return settings.model
     from localllm.embedded import embedded_model_path
 
     return str(embedded_model_path())
@@ -94,11 +112,12 @@ def _model_path(args) -> str:
 def _new_session(args):
     from localllm.session import ChatSession
 
-    load, sampling = _options(args)
-    session = ChatSession(sampling=sampling)
+    settings = _settings()
+    load, sampling = _options(args, settings)
+    session = ChatSession(sampling=sampling, system_prompt=settings.system_prompt)
     if args.system is not None:
         session.system_prompt = args.system
-    session.load(_model_path(args), load)
+    session.load(_model_path(args, settings), load)
     return session
 
 
@@ -174,9 +193,10 @@ def _repl(session, args) -> int:
 def cmd_tui(args) -> int:
     from localllm.ui.app import LocalLLMApp
 
-    load, sampling = _options(args)
+    settings = _settings()
+    load, sampling = _options(args, settings)
     app = LocalLLMApp(model_path=_endpoint(args) or args.model, load_options=load, sampling=sampling,
-                      system_prompt=args.system)
+                      system_prompt=args.system, settings=settings)
     app.run()
     return app.return_code or 0
 

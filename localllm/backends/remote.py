@@ -79,7 +79,7 @@ class RemoteBackend:
         self._model = wanted or models[0]
         self._n_ctx = options.n_ctx
         pid = server_pid(self._base)
-        return ModelInfo(name=self._model, path=self._base, backend=self.name, quant="remote",
+        return ModelInfo(name=self._model, path=self._base, backend=self.name, quant="server",
                          n_ctx=self._n_ctx, n_threads=0,
                          extra={"server_pid": pid, "models": models, "api_key_env": self._key_env})
 

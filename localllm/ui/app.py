@@ -13,9 +13,12 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from localllm.config import LoadOptions, SamplingParams
+from localllm.conversations import ConversationStore
 from localllm.errors import LocalLLMError
 from localllm.metrics import ProcessSampler
+from localllm.recorder import Recorder
 from localllm.session import ChatSession, ReplyDone, TextDelta, TrimNotice
+from localllm.settings import Settings, load_settings_lenient, save_settings, to_load_options, to_sampling
 from localllm.ui.messages import (
     ModelLoaded,
     ModelLoadFailed,
@@ -24,20 +27,17 @@ from localllm.ui.messages import (
     ReplyFinished,
     ReplyNotice,
 )
+from localllm.ui.pacing import RepaintPacer
+from localllm.ui.screens.conversations_screen import ConversationsScreen
+from localllm.ui.screens.help_screen import HelpScreen, app_bindings
 from localllm.ui.screens.log_screen import LogScreen
 from localllm.ui.screens.open_model import OpenModelScreen
+from localllm.ui.screens.settings_screen import SettingsScreen
+from localllm.ui.themes import DARK, VARIABLE_DEFAULTS, register_themes
 from localllm.ui.widgets.chat_log import AssistantMessage, ChatLog
 from localllm.ui.widgets.metrics_panel import MetricsPanel
 from localllm.ui.widgets.status_bar import StatusBar
 
-# A repaint costs ~10-20 ms of CPU here; on a machine with no core to spare beside llama.cpp's
-# threads that time comes straight out of decode speed. So while a reply streams, the interval
-# between repaints adapts to keep the UI thread under UI_CPU_BUDGET of one core (measured with
-# thread_time), between UI_FLUSH_MIN_S and UI_FLUSH_MAX_S; with a spare core it stays at the minimum.
-UI_FLUSH_S = 0.25  # starting interval
-UI_FLUSH_MIN_S = 0.1
-UI_FLUSH_MAX_S = 1.0
-UI_CPU_BUDGET = 0.03
 PANEL_EVERY_S = 0.5
 IDLE_TICK_S = 1.0
 
@@ -52,24 +52,35 @@ class LocalLLMApp(App[int]):
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("ctrl+o", "open_model", "Model"),
         Binding("ctrl+g", "show_log", "Log"),
+        Binding("f1", "help", "Help"),
+        Binding("f2", "settings", "Settings"),
+        Binding("f3", "history", "History"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
     def __init__(self, model_path: str | None = None, load_options: LoadOptions | None = None,
-                 sampling: SamplingParams | None = None, system_prompt: str | None = None) -> None:
+                 sampling: SamplingParams | None = None, system_prompt: str | None = None,
+                 settings: Settings | None = None) -> None:
+        """Explicit arguments win over the saved settings (the CLI passes what was typed)."""
         super().__init__()
-        self.session = ChatSession(sampling=sampling or SamplingParams())
-        if system_prompt is not None:
-            self.session.system_prompt = system_prompt
-        self.model_path = model_path
-        self.load_options = load_options or LoadOptions()
+        self.warnings: list[str] = []
+        if settings is None:
+            settings, self.warnings = load_settings_lenient()
+        self.settings = settings
+        self.session = ChatSession(sampling=sampling or to_sampling(settings),
+                                   system_prompt=settings.system_prompt if system_prompt is None
+                                   else system_prompt)
+        self.model_path = model_path or settings.model or None
+        self.load_options = load_options or to_load_options(settings)
+        self.recorder = Recorder(self._open_store() if settings.save_conversations else None)
+        self.warnings += register_themes(self)
+        self.theme = settings.theme if settings.theme in self.available_themes else DARK
         self.generating = False
         self.reply: AssistantMessage | None = None
         self._sampler: ProcessSampler | None = None
         self._rate_mark: tuple[float, int] | None = None
         self._panel_at = 0.0
-        self.flush_interval = UI_FLUSH_S
-        self._ui_cpu_mark: tuple[float, float] | None = None
+        self.pacer = RepaintPacer()
 
     # -- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -80,7 +91,32 @@ class LocalLLMApp(App[int]):
         yield Input(placeholder="Type a message, Enter to send", id="prompt", disabled=True)
         yield Footer()
 
+    def _open_store(self) -> ConversationStore | None:
+        try:
+            return ConversationStore()
+        except LocalLLMError as exc:
+            self.warnings.append(f"Conversations will not be saved: {exc}")
+            return None
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return VARIABLE_DEFAULTS  # the app's own colours, for Textual's built-in themes too
+
+    def watch_theme(self, name: str) -> None:
+        """Remember a theme picked anywhere (command palette, settings screen)."""
+        settings = getattr(self, "settings", None)
+        if settings is not None and settings.theme != name:
+            settings.theme = name
+            self._save_settings()
+
+    def _save_settings(self) -> None:
+        try:
+            save_settings(self.settings)
+        except (LocalLLMError, OSError) as exc:
+            self.notify(f"Settings not saved: {exc}", severity="warning")
+
     def on_mount(self) -> None:
+        for warning in self.warnings:
+            self.notify(warning, severity="warning", timeout=10)
         self.set_interval(IDLE_TICK_S, self._idle_tick)
         self.load_model(self.model_path)
 
@@ -94,6 +130,10 @@ class LocalLLMApp(App[int]):
         yield SystemCommand("Load model", "Load a GGUF file; the conversation is kept (Ctrl+O)",
                             self.action_open_model)
         yield SystemCommand("Worker log", "Show the model worker's log (Ctrl+G)", self.action_show_log)
+        yield SystemCommand("Keys", "Every key binding (F1)", self.action_help)
+        yield SystemCommand("Settings", "Model, context, sampling, theme defaults (F2)", self.action_settings)
+        yield SystemCommand("History", "Saved conversations: open, rename, delete, export (F3)",
+                            self.action_history)
 
     # -- model loading -------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
@@ -114,7 +154,11 @@ class LocalLLMApp(App[int]):
         self.query_one(StatusBar).state = state
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
+        import psutil
+
         self.query_one(StatusBar).model = message.info
+        cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
+        self.pacer.spare_core = message.info.backend == "remote" or cores - message.info.n_threads >= 1
         self._set_state("ready")
         pid = self.session.worker_pid
         self._sampler = ProcessSampler(pid) if pid else None
@@ -135,7 +179,17 @@ class LocalLLMApp(App[int]):
             return  # empty input is ignored; one reply at a time
         event.input.value = ""
         await self.query_one(ChatLog).add_user(text)
-        await self._start_reply(lambda: self.session.send(text))
+
+        def start():
+            events = self.session.send(text)  # raises here if refused: nothing is saved
+            self._warn(self.recorder.user_turn(self.session))
+            return events
+
+        await self._start_reply(start)
+
+    def _warn(self, warning: str | None) -> None:
+        if warning:
+            self.call_from_thread(self.notify, warning, severity="warning")
 
     async def _start_reply(self, start) -> None:
         model = self.session.model
@@ -143,7 +197,7 @@ class LocalLLMApp(App[int]):
         self.generating = True
         self._rate_mark = None
         self._panel_at = 0.0
-        self._ui_cpu_mark = None
+        self.pacer.reset()
         self.query_one("#prompt", Input).cursor_blink = False  # a blink is a repaint
         self._set_state("generating")
         # Paint the new messages first, so that repaint does not land inside the decode.
@@ -160,7 +214,7 @@ class LocalLLMApp(App[int]):
                 if isinstance(event, TextDelta):
                     buffer.append(event.text)
                     now = time.perf_counter()
-                    if now - last >= self.flush_interval:
+                    if now - last >= self.pacer.interval:
                         self.post_message(ReplyDelta("".join(buffer)))
                         buffer.clear()
                         got_text = True
@@ -180,7 +234,7 @@ class LocalLLMApp(App[int]):
         if self.reply is not None:
             await self.reply.append(message.text)
         now = time.perf_counter()
-        self._adapt_flush_interval(now)
+        self.pacer.observe(now)
         if now - self._panel_at >= PANEL_EVERY_S:
             self._panel_at = now
             self._update_live_panel(now)
@@ -189,6 +243,9 @@ class LocalLLMApp(App[int]):
         await self.query_one(ChatLog).add_notice(message.text)
 
     async def on_reply_finished(self, message: ReplyFinished) -> None:
+        warning = self.recorder.reply(self.session)
+        if warning:
+            self.notify(warning, severity="warning")
         if self.reply is not None:
             await self.reply.finish(message.stats, message.status)
         panel = self.query_one(MetricsPanel)
@@ -197,6 +254,8 @@ class LocalLLMApp(App[int]):
         self._end_reply("ready")
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:
+        if message.partial:
+            self.recorder.reply(self.session)  # what arrived is kept, marked as failed
         if self.reply is not None:
             await self.reply.finish(None, "error")
             if not message.partial and not self.reply.text:
@@ -213,31 +272,6 @@ class LocalLLMApp(App[int]):
         pid = self.session.worker_pid
         if pid and (self._sampler is None or self._sampler.pid != pid):
             self._sampler = ProcessSampler(pid)
-
-    def _spare_core(self) -> bool:
-        import psutil
-
-        model = self.session.model
-        cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
-        return model is not None and cores - model.n_threads >= 1
-
-    def _adapt_flush_interval(self, now: float) -> None:
-        """Keep the UI thread's share of a core under budget while the model decodes."""
-        cpu = time.thread_time()  # this (main) thread runs every layout and repaint
-        if self._ui_cpu_mark is None:
-            self._ui_cpu_mark = (now, cpu)
-            return
-        wall = now - self._ui_cpu_mark[0]
-        if wall < 1.0:
-            return
-        share = (cpu - self._ui_cpu_mark[1]) / wall
-        self._ui_cpu_mark = (now, cpu)
-        if self._spare_core():
-            self.flush_interval = UI_FLUSH_MIN_S
-        elif share > UI_CPU_BUDGET:
-            self.flush_interval = min(UI_FLUSH_MAX_S, self.flush_interval * 1.5)
-        elif share < UI_CPU_BUDGET / 2:
-            self.flush_interval = max(UI_FLUSH_MIN_S, self.flush_interval / 1.25)
 
     def _update_live_panel(self, now: float) -> None:
         stats = self.session.live_stats()
@@ -272,6 +306,7 @@ class LocalLLMApp(App[int]):
         replies = list(log.query(AssistantMessage))
         if self.session.history[-1].role == "assistant" and replies:
             await replies[-1].remove()
+            self.recorder.regenerating()
         await self._start_reply(self.session.regenerate)
 
     def action_copy_reply(self) -> None:
@@ -287,6 +322,7 @@ class LocalLLMApp(App[int]):
             self.session.stop()
             await self.workers.wait_for_complete()
         self.session.clear()
+        self.recorder.new_chat()
         await self.query_one(ChatLog).remove_children()
 
     def action_open_model(self) -> None:
@@ -301,7 +337,42 @@ class LocalLLMApp(App[int]):
     def action_show_log(self) -> None:
         self.push_screen(LogScreen(self.session.log_path))
 
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(app_bindings(self) + [("Ctrl+P", "command palette: every action, themes")]))
+
+    def action_settings(self) -> None:
+        def saved(new: Settings | None) -> None:
+            if new is None:
+                return
+            self.settings = new
+            self._save_settings()
+            self.session.sampling = to_sampling(new, self.session.sampling)
+            self.load_options = to_load_options(new, self.load_options)  # at the next model load
+            self.notify("Settings saved. Context and threads apply at the next model load.")
+
+        self.push_screen(SettingsScreen(self.settings, themes=sorted(self.available_themes)), saved)
+
+    def action_history(self) -> None:
+        if self.recorder.store is None:
+            self.notify("Conversations are not being saved (see Settings).")
+            return
+
+        async def chosen(conversation_id: int | None) -> None:
+            if conversation_id is None or self.generating:
+                return
+            try:
+                self.recorder.open(conversation_id, self.session)
+            except LocalLLMError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            await self.query_one(ChatLog).show_history(self.session.history,
+                                                       self.session.model.name if self.session.model else "")
+
+        self.push_screen(ConversationsScreen(self.recorder.store), chosen)
+
     async def on_unmount(self) -> None:
         self.session.close()
+        if self.recorder.store is not None:
+            self.recorder.store.close()
 
 

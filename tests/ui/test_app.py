@@ -164,7 +164,7 @@ async def test_tui_against_a_server_endpoint() -> None:
         app = LocalLLMApp(model_path=srv.url)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.session.model is not None)
-            assert "remote" in str(app.query_one(StatusBar).render())
+            assert f"server {srv.url}/v1" in str(app.query_one(StatusBar).render())
             await send(pilot, app, "hi")
             await wait_for(pilot, lambda: len(app.session.history) == 2 and not app.generating)
             assert app.query(AssistantMessage).last().text == "Hello there friend"

@@ -75,6 +75,19 @@ class ChatLog(VerticalScroll):
         await self.mount(widget)
         return widget
 
+    async def show_history(self, turns, title: str) -> None:
+        """Redraw a reopened conversation: its messages and each reply's saved numbers."""
+        await self.remove_children()
+        for turn in turns:
+            if turn.role == "user":
+                await self.mount(UserMessage(turn.content, markup=False))
+            else:
+                reply = AssistantMessage(title)
+                await self.mount(reply)
+                await reply.append(turn.content)
+                await reply.finish(turn.stats, turn.status)
+        self.anchor()
+
     async def add_notice(self, text: str) -> None:
         await self.mount(Notice(text, markup=False))
 

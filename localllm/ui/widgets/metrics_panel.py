@@ -100,7 +100,9 @@ class MetricsPanel(Widget):
 
         text.append("decode\n", style="bold")
         row("tok/s", rate(self.stats.decode_tok_s).split()[0] if self.stats else "-", "bold")
-        text.append(sparkline(list(self.rate_history), width, floor=0.0) + "\n\n", style="green")
+        colours = self.app.theme_variables
+        text.append(sparkline(list(self.rate_history), width, floor=0.0) + "\n\n",
+                    style=colours.get("sparkline-rate", "green"))
         for name, value in stats_rows(self.stats) if self.stats else []:
             row(name, value)
         text.append("\nmemory (RSS)\n", style="bold")
@@ -108,5 +110,6 @@ class MetricsPanel(Widget):
             row("now", mib(self.rss[0]))
             row("peak", mib(self.rss[1]))
             # from zero: a 2 MiB wobble must not look like a doubling
-            text.append(sparkline(list(self.rss_history), width, floor=0.0), style="cyan")
+            text.append(sparkline(list(self.rss_history), width, floor=0.0),
+                        style=colours.get("sparkline-memory", "cyan"))
         return text

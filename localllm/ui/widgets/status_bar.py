@@ -16,6 +16,9 @@ class StatusBar(Static):
         if self.model is None:
             return f"localllm · {self.state}"
         m = self.model
-        where = f"GPU {m.n_gpu_layers} layers" if m.n_gpu_layers else "CPU"
-        return (f"{m.name} · {m.backend} · {m.quant} · ctx {m.n_ctx} · {m.n_threads} threads · "
-                f"{where} · {self.state}")
+        if m.backend == "remote":  # what we know of a server's model
+            parts = [m.name, f"server {m.path}", f"ctx {m.n_ctx} (client budget)"]
+        else:
+            where = f"GPU {m.n_gpu_layers} layers" if m.n_gpu_layers else "CPU"
+            parts = [m.name, m.backend, m.quant, f"ctx {m.n_ctx}", f"{m.n_threads} threads", where]
+        return " · ".join([*parts, self.state])
