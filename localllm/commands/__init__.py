@@ -2,4 +2,7 @@
 sets `func=run`. Modules import nothing heavy at import time (`localllm --help` loads them all)."""
 
 # Order is the order in `localllm --help`.
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = (
+    "localllm.commands.pull",
+    "localllm.commands.models",
+)
