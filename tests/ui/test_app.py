@@ -203,10 +203,44 @@ async def test_model_picker_lists_servers_running_here(monkeypatch) -> None:
             await pilot.press("ctrl+o")
             await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen))
             options = app.screen.query_one(OptionList)
-            await wait_for(pilot, lambda: options.option_count == 2)
-            assert "test-server" in str(options.get_option_at_index(1).prompt)
+            await wait_for(pilot, lambda: any("test-server" in str(o.prompt) for o in options.options))
+            index = next(i for i, o in enumerate(options.options) if "test-server" in str(o.prompt))
             options.focus()
-            options.highlighted = 1
+            options.highlighted = index
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.session.model is not None and app.session.model.backend == "remote")
             assert app.session.model.name == "fault-model"
+
+
+async def test_download_from_the_hub_in_the_models_screen_then_chat(tmp_path, monkeypatch, model_path) -> None:
+    from textual.widgets import OptionList
+
+    from localllm.ui.screens.open_model import OpenModelScreen
+    from tests.hubserver import HubServer
+
+    with HubServer() as hub, open(model_path, "rb") as fh:
+        hub.add_repo("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", {"SmolLM2-135M-Instruct.Q4_1.gguf": fh.read()})
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+        app = LocalLLMApp(sampling=SamplingParams(max_tokens=4, ignore_eos=True), load_options=LoadOptions(n_ctx=512))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.session.model is not None)
+            first_path = app.session.model.path
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen))
+            repo = app.screen.query_one("#pull-repo", Input)
+            repo.value = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF q4_1"
+            repo.focus()
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: not isinstance(app.screen, OpenModelScreen), timeout=120)
+            await wait_for(pilot, lambda: app.session.model is not None and app.session.model.path != first_path,
+                           timeout=120)
+            assert app.session.model.path.startswith(str(tmp_path / "hub"))
+            await send(pilot, app, "Hi")
+            await wait_for(pilot, lambda: len(app.session.history) == 2 and not app.generating)
+            assert app.session.history[-1].stats.completion_tokens == 4
+            # and the library lists it next time
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen))
+            options = app.screen.query_one(OptionList)
+            await wait_for(pilot, lambda: any("hf-cache" in str(o.prompt) for o in options.options))

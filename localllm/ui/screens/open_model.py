@@ -1,35 +1,66 @@
-"""Pick what to chat with: a GGUF path, a server URL, the embedded model, or a server found
-running on this machine (only loopback is asked). The conversation is kept across the switch."""
+"""The models screen: the library (embedded model, HF cache, files added by path), servers found
+running on this machine (only loopback is asked), a path or URL, and downloads from the Hub with
+progress and cancel. Picking one loads it; the conversation is kept across the switch."""
 
 from __future__ import annotations
+
+import threading
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, OptionList
-from textual.widgets.option_list import Option
+from textual.widgets import Input, Label, OptionList, ProgressBar
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
 EMBEDDED = ""  # the value that stands for the embedded model
 
 
 class OpenModelScreen(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Close / cancel download")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._download_cancel: threading.Event | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="open-box"):
-            yield Label("A GGUF file or a server URL (http://host:port). Enter loads, Esc cancels.")
-            yield Input(placeholder="/path/to/model.gguf or http://127.0.0.1:8080 (empty: embedded)",
-                        id="open-path")
-            yield Label("Or pick one (servers found on this machine are listed as they answer):")
+            yield Label("A GGUF file, a checkpoint folder or a server URL. Enter loads, Esc closes.")
+            yield Input(placeholder="/path/model.gguf, /path/checkpoint or http://127.0.0.1:8080 "
+                        "(empty: embedded)", id="open-path")
+            yield Label("Download from the Hugging Face Hub: REPO [QUANT], e.g. "
+                        "bartowski/Qwen2.5-0.5B-Instruct-GGUF Q4_K_M")
+            yield Input(placeholder="repo id and optional quant", id="pull-repo")
+            with Horizontal(id="pull-row"):
+                yield ProgressBar(id="pull-bar", show_eta=False)
+                yield Label("", id="pull-status")
+            yield Label("Library and servers (servers are listed as they answer):")
             yield OptionList(Option("The embedded model: SmolLM2-135M-Instruct (Q4_1)", id="embedded"),
                              id="open-choices")
 
     def on_mount(self) -> None:
+        self.query_one("#pull-row").display = False
+        self.query_one("#open-path", Input).focus()
+        self.list_library()
         self.find_servers()
 
-    @work(thread=True, exit_on_error=False)
+    @work(thread=True, exit_on_error=False, group="library")
+    def list_library(self) -> None:
+        from localllm.hub import human_size
+        from localllm.library import cache_entries
+
+        try:
+            entries = cache_entries()
+        except Exception as exc:  # an unreadable cache must not break the screen
+            self.app.call_from_thread(self.notify, f"Cannot read the HF cache: {exc}", severity="warning")
+            return
+        for e in entries:
+            if e.usable:
+                label = f"{e.name} · {e.format} {e.quant} · {human_size(e.size_bytes)} · {e.source}"
+                self.app.call_from_thread(self._add_choice, label, e.path)
+
+    @work(thread=True, exit_on_error=False, group="servers")
     def find_servers(self) -> None:
         from localllm.endpoints import discover
 
@@ -38,14 +69,61 @@ class OpenModelScreen(ModalScreen[str | None]):
             label = f"{server.kind} at {server.url} ({len(server.models)} models: {names})"
             self.app.call_from_thread(self._add_choice, label, server.url)
 
-    def _add_choice(self, label: str, url: str) -> None:
-        self.query_one(OptionList).add_option(Option(label, id=url))
+    def _add_choice(self, label: str, value: str) -> None:
+        options = self.query_one(OptionList)
+        try:
+            options.get_option(value)
+            return  # listed already
+        except OptionDoesNotExist:
+            options.add_option(Option(label, id=value))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "pull-repo":
+            words = event.value.split()
+            if words and self._download_cancel is None:
+                self.download(words[0], words[1] if len(words) > 1 else None)
+            return
         self.dismiss(event.value.strip())
+
+    @work(thread=True, exclusive=True, group="download", exit_on_error=False)
+    def download(self, repo: str, quant: str | None) -> None:
+        from localllm.download import DownloadJob
+        from localllm.errors import LocalLLMError
+        from localllm.hub import HubConfig, human_size, list_repo, select_files
+
+        cancel = self._download_cancel = threading.Event()
+        call = self.app.call_from_thread
+        call(self._show_progress, 0, None, f"asking the Hub about {repo}…")
+
+        def progress(p) -> None:
+            rate = f"{human_size(p.rate)}/s" if p.rate else ""
+            eta = f"ETA {int(p.eta_s)} s" if p.eta_s is not None else ""
+            call(self._show_progress, p.done, p.total,
+                 f"{p.filename} {human_size(p.done)} / {human_size(p.total)} {rate} {eta}".strip())
+
+        try:
+            cfg = HubConfig.from_env()
+            listing = list_repo(repo, None, cfg)
+            selection = select_files(listing, quant=quant)
+            result = DownloadJob(listing, selection, cfg, progress=progress, cancel=cancel).run()
+        except LocalLLMError as exc:  # each fault has its own message; cancel keeps the partial file
+            call(self._show_progress, 0, None, str(exc))
+            return
+        finally:
+            self._download_cancel = None
+        call(self.dismiss, str(result.model_path))
+
+    def _show_progress(self, done: int, total: int | None, text: str) -> None:
+        self.query_one("#pull-row").display = True
+        bar = self.query_one("#pull-bar", ProgressBar)
+        bar.update(total=total, progress=done)
+        self.query_one("#pull-status", Label).update(text)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(EMBEDDED if event.option.id == "embedded" else event.option.id)
 
     def action_cancel(self) -> None:
+        if self._download_cancel is not None:
+            self._download_cancel.set()  # the job stops at its next chunk and says so
+            return
         self.dismiss(None)
