@@ -1,6 +1,6 @@
 """The worker pipe protocol: one JSON object per line in each direction.
 
-app -> worker: {"op": "load"|"count"|"chat"|"cancel"|"unload"|"exit", ...}
+app -> worker: {"op": "load"|"count"|"chat"|"perplexity"|"cancel"|"unload"|"exit", ...}
 worker -> app: {"ev": "ready"|"loaded"|"count"|"prefill"|"tok"|"done"|"error"|"unloaded", ...}
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-OPS = ("load", "count", "chat", "cancel", "unload", "exit")
+OPS = ("load", "count", "chat", "perplexity", "cancel", "unload", "exit")
 
 
 def encode(obj: dict) -> bytes:

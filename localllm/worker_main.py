@@ -71,6 +71,9 @@ class Worker:
         elif op == "chat":
             self.cancel.clear()
             self.stream(req)
+        elif op == "perplexity":  # optional: backends without it answer with an error event
+            self.cancel.clear()
+            self.send({"ev": "perplexity", **self._backend().perplexity(req["text"], self.cancel)})
         elif op == "unload":
             if self.backend is not None:
                 self.backend.unload()

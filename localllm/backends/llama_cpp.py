@@ -125,6 +125,40 @@ class LlamaCppBackend:
             yield Chunk(tail, 0)
         yield Finish(reason)
 
+    def perplexity(self, text: str, cancel: threading.Event | None = None) -> dict:
+        """Perplexity of `text` the way llama.cpp's perplexity tool does it: chunks of the context
+        (at most one batch), each scored on its second half, so every scored token has context."""
+        import numpy as np
+
+        llm = self._require()
+        tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        chunk = min(self._n_ctx, llm.n_batch, len(tokens))
+        if chunk < 16:
+            raise ValueError(f"the text has {len(tokens)} tokens; perplexity needs at least 16")
+        first, nll, scored, chunks = chunk // 2, 0.0, 0, 0
+        try:
+            for start in range(0, len(tokens) - chunk + 1, chunk):
+                if cancel is not None and cancel.is_set():
+                    break
+                part = tokens[start:start + chunk]
+                if llm.token_bos() != -1:
+                    part[0] = llm.token_bos()
+                llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+                llm._batch.set_batch(batch=part, n_past=0, logits_all=True)
+                llm._ctx.decode(llm._batch)
+                rows = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(chunk, llm.n_vocab()))
+                rows = rows[first:chunk - 1].astype(np.float64)
+                top = rows.max(axis=1)
+                lse = np.log(np.exp(rows - top[:, None]).sum(axis=1)) + top
+                nll += float((lse - rows[np.arange(len(rows)), part[first + 1:]]).sum())
+                scored += len(rows)
+                chunks += 1
+        finally:
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)  # the next chat starts from an empty cache
+            llm.n_tokens = 0
+        return {"ppl": float(np.exp(nll / scored)) if scored else None, "tokens": scored,
+                "chunks": chunks, "n_ctx": chunk}
+
     def unload(self) -> None:
         if self._llm is not None:
             self._llm.close()

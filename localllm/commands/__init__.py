@@ -5,4 +5,5 @@ sets `func=run`. Modules import nothing heavy at import time (`localllm --help` 
 MODULES: tuple[str, ...] = (
     "localllm.commands.pull",
     "localllm.commands.models",
+    "localllm.commands.bench",
 )
