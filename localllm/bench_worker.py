@@ -16,8 +16,9 @@ from localllm.bench import DATA, BenchConfig, BenchError, BenchPlan, Progress, P
 from localllm.bench_results import RowResult, prompt_hash
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError
-from localllm.metrics import Meter, ProcessSampler, ReplyStats
-from localllm.worker import WorkerClient
+from localllm.metrics import ReplyStats
+from localllm.session import meter_for
+from localllm.worker import WorkerClient, meter_event
 
 
 @dataclass
@@ -59,26 +60,18 @@ def fit_prompt(count: Callable[[list[Message]], int], system: str, prompt: str, 
     return FittedPrompt(messages(source[:cut]), got)
 
 
-def measure_reply(client: WorkerClient, sampler: ProcessSampler, messages: list[Message],
+def measure_reply(client: WorkerClient, model: ModelInfo, messages: list[Message],
                   sampling: SamplingParams) -> ReplyStats:
-    """One reply through the worker, fed to the Meter exactly as a chat reply is."""
-    meter = Meter(sampler)
+    """One reply through the worker, metered exactly as a chat reply is (session.meter_for)."""
+    meter = meter_for(model, client.pid)
     meter.start()
     reason = "error"
     try:
         for event in client.chat(messages, sampling):
-            kind = event["ev"]
-            if kind == "tok":
-                for n, at in zip(event["n"], event["ts"], strict=False):
-                    meter.tokens(n, at=at)
-            elif kind == "prefill":
-                meter.prompt(event["n"], event.get("cached", 0))
-            elif kind == "usage":
-                meter.usage(event["prompt"], event["completion"], event.get("timings"))
-            elif kind == "done":
-                reason = event["reason"]
-            elif kind == "error":
-                raise LocalLLMError(f"The reply failed: {event['message']}")
+            _, done = meter_event(meter, event)
+            reason = done or reason
+    except LocalLLMError as exc:
+        raise LocalLLMError(f"The reply failed: {exc}") from None
     finally:
         stats = meter.finish(reason)  # also stops the memory sampler thread
     return stats
@@ -192,7 +185,6 @@ def _repetitions(plan: BenchPlan, cfg: BenchConfig, path: str, prompts: PromptSe
     options = LoadOptions(n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers,
                           seed=plan.seed)
     sampling = SamplingParams(max_tokens=plan.gen_tokens, ignore_eos=True, seed=plan.seed)
-    sampler = ProcessSampler(client.pid)
     runs = plan.warmup + plan.reps
     fitted: list[FittedPrompt] = []
     for i in range(runs):
@@ -214,7 +206,7 @@ def _repetitions(plan: BenchPlan, cfg: BenchConfig, path: str, prompts: PromptSe
                 row.notes.append(f"prompt fitted to {off} tokens, not exactly {plan.prompt_tokens}")
             say("loaded", message=f"{info.quant}, ctx {info.n_ctx}, {info.n_threads} threads, "
                                   f"first load {load_s:.2f} s")
-        stats = measure_reply(client, sampler, fitted[i % len(fitted)].messages, sampling)
+        stats = measure_reply(client, info, fitted[i % len(fitted)].messages, sampling)
         if cancel.is_set():
             return  # a reply cut short is not a measurement
         warm = i < plan.warmup

@@ -12,7 +12,7 @@ from localllm.backends.base import Message, ModelInfo
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError, NoModelLoaded, PromptTooLong, WorkerDied
 from localllm.metrics import Meter, ProcessSampler, ReplyStats
-from localllm.worker import WorkerClient
+from localllm.worker import WorkerClient, meter_event
 
 
 @dataclass
@@ -50,6 +50,19 @@ class ReplyDone:
 ReplyEvent = TrimNotice | TextDelta | ReplyDone
 
 FINISH_STATUS = {"stop": "ok", "cancelled": "stopped", "length": "length"}
+
+
+def meter_for(model: ModelInfo | None, worker_pid: int) -> Meter:
+    """Measure the process that runs the model: the worker, or a server on this machine (found by
+    its port); a server elsewhere leaves CPU and memory absent. The worker is then the client."""
+    if model is None or model.backend != "remote":
+        return Meter(ProcessSampler(worker_pid))
+    pid = model.extra.get("server_pid")
+    try:
+        server = ProcessSampler(pid) if pid else None
+    except Exception:  # the server went away since it was found
+        server = None
+    return Meter(server, client=ProcessSampler(worker_pid))
 
 
 def detect_backend(path: str) -> str:
@@ -188,21 +201,12 @@ class ChatSession:
         reason = "error"
         try:
             for event in client.chat(self.messages(), self.sampling):
-                kind = event["ev"]
-                if kind == "tok":
-                    for n, at in zip(event["n"], event["ts"], strict=False):
-                        meter.tokens(n, at=at)
-                    if event["t"]:
-                        parts.append(event["t"])
-                        yield TextDelta(event["t"])
-                elif kind == "usage":
-                    meter.usage(event["prompt"], event["completion"], event.get("timings"))
-                elif kind == "prefill":
-                    meter.prompt(event["n"], event.get("cached", 0))
-                elif kind == "done":
-                    reason = event["reason"]
-                elif kind == "error":
-                    raise LocalLLMError(event["message"])
+                text, done = meter_event(meter, event)
+                if text:
+                    parts.append(text)
+                    yield TextDelta(text)
+                if done:
+                    reason = done
         except (LocalLLMError, WorkerDied):
             turn.status = "error"
             raise
@@ -219,16 +223,7 @@ class ChatSession:
         yield ReplyDone(turn, turn.stats)
 
     def _new_meter(self, client: WorkerClient) -> Meter:
-        """Measure the process that runs the model: the worker, or a server on this machine (found
-        by its port); a server elsewhere leaves CPU and memory absent. The worker is then the client."""
-        if self.model is None or self.model.backend != "remote":
-            return Meter(ProcessSampler(client.pid))
-        pid = self.model.extra.get("server_pid")
-        try:
-            server = ProcessSampler(pid) if pid else None
-        except Exception:  # the server went away since it was found
-            server = None
-        return Meter(server, client=ProcessSampler(client.pid))
+        return meter_for(self.model, client.pid)
 
     @staticmethod
     def _drain(client: WorkerClient) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from localllm import config, protocol
 from localllm.backends.base import Message, ModelInfo
 from localllm.config import LoadOptions, SamplingParams
-from localllm.errors import ModelLoadError, WorkerDied
+from localllm.errors import LocalLLMError, ModelLoadError, WorkerDied
 
 SIGNAL_REASONS = {
     signal.SIGKILL: "it was killed (SIGKILL), most likely by the system's out-of-memory killer. "
@@ -51,6 +51,25 @@ def tail(path: Path, lines: int = 12) -> str:
     except OSError:
         return ""
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def meter_event(meter, event: dict) -> tuple[str, str | None]:
+    """Feed one reply event from the worker to a Meter: the same for chat and timing runs.
+    Returns (new text, finish reason once done); an error event raises."""
+    kind = event["ev"]
+    if kind == "tok":
+        for n, at in zip(event["n"], event["ts"], strict=False):
+            meter.tokens(n, at=at)  # stamped in the worker when the backend yielded them
+        return event["t"], None
+    if kind == "prefill":
+        meter.prompt(event["n"], event.get("cached", 0))
+    elif kind == "usage":
+        meter.usage(event["prompt"], event["completion"], event.get("timings"))
+    elif kind == "done":
+        return "", event["reason"]
+    elif kind == "error":
+        raise LocalLLMError(event["message"])
+    return "", None
 
 
 def native_errors(log_tail: str) -> str:

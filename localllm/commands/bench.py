@@ -12,7 +12,8 @@ def register(sub) -> None:
                                    "fixed prompt and reply lengths. Results are saved under "
                                    "<home>/bench/ so runs can be compared.")
     p.add_argument("-m", "--model", action="append", dest="models", metavar="PATH", default=[],
-                   help="a GGUF file, or 'embedded' (repeat for each configuration; default: embedded)")
+                   help="a GGUF file, a checkpoint folder, a server URL, or 'embedded' (repeat for each "
+                        "configuration; default: embedded)")
     p.add_argument("--preset", choices=["seed002", "llama-bench"], default="seed002",
                    help="seed002: prompt 30 / 30 new tokens (default); llama-bench: pp512 / tg128")
     p.add_argument("--reps", type=int, default=5, help="measured repetitions (default 5)")
@@ -47,8 +48,10 @@ def _threads(text: str) -> list[int]:
 
 def build_plan(args: argparse.Namespace):
     from localllm.bench import BenchConfig, BenchPlan
+    from localllm.session import detect_backend
 
-    configs = [BenchConfig(model=m, n_threads=t, n_gpu_layers=args.gpu_layers, n_ctx=args.ctx)
+    configs = [BenchConfig(model=m, backend="llama_cpp" if m == "embedded" else detect_backend(m),
+                           n_threads=t, n_gpu_layers=args.gpu_layers, n_ctx=args.ctx)
                for m in (args.models or ["embedded"]) for t in _threads(args.threads)]
     return BenchPlan.from_preset(args.preset, configs, reps=args.reps, warmup=args.warmup,
                                  gen_tokens=args.tokens, prompt_tokens=args.prompt_tokens,
