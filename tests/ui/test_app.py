@@ -15,7 +15,8 @@ from localllm.ui.widgets.status_bar import StatusBar
 SIZE = (100, 32)
 
 
-async def wait_for(pilot, predicate, timeout: float = 60.0) -> None:
+async def wait_for(pilot, predicate, timeout: float = 180.0) -> None:
+    """Generous: CI shares two cores, and a loaded machine decodes several times slower."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():
@@ -42,7 +43,7 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
         status = str(app.query_one(StatusBar).render())
         assert "Q4_1" in status and "ctx 1024" in status and "llama_cpp" in status
         await send(pilot, app, "Tell me about lighthouses.")
-        await wait_for(pilot, lambda: len(app.session.history) == 2 and not app.generating, timeout=120)
+        await wait_for(pilot, lambda: len(app.session.history) == 2 and not app.generating, timeout=400)
         reply = app.query(AssistantMessage).last()
         assert reply.deltas >= 2  # streamed in pieces, not painted once at the end
         assert reply.text and reply.text == app.session.history[-1].content
@@ -69,9 +70,9 @@ async def test_escape_stops_a_long_reply_and_history_stays_consistent() -> None:
         await pilot.press("escape")  # nothing generating: harmless
         assert not app.generating and app.session.history == []
         await send(pilot, app, "Write an endless story.")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.text, timeout=30)
+        await wait_for(pilot, lambda: app.reply is not None and app.reply.text, timeout=180)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: not app.generating, timeout=30)
+        await wait_for(pilot, lambda: not app.generating, timeout=180)
         history = app.session.history
         assert [t.role for t in history] == ["user", "assistant"]
         assert history[-1].status == "stopped" and history[-1].stats.completion_tokens < 2000
