@@ -38,6 +38,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="localllm",
+        allow_abbrev=False,  # else a subcommand option like --top clashes with --top-p here
         description="Run local quantized LLMs in the terminal, with live run metrics. "
                     "With no command, starts the TUI chatting with the embedded model.",
     )

@@ -125,6 +125,10 @@ def _parse(buf) -> tuple[dict, list[tuple[str, int, int, int]], int]:
 
 def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     """Read a GGUF's metadata; raise ModelFileError naming the file and the reason."""
+    return _inspect(path)[0]
+
+
+def _inspect(path: str | os.PathLike[str]) -> tuple[GGUFInfo, dict, list[tuple[str, int, int, int]]]:
     p = Path(path).expanduser()
     shown = str(p)
     if not p.exists():
@@ -169,7 +173,7 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     arch = str(meta.get("general.architecture") or "unknown")
     ftype = meta.get("general.file_type")
     ctx = meta.get(f"{arch}.context_length")
-    return GGUFInfo(
+    info = GGUFInfo(
         path=str(p.resolve()),
         size_bytes=size,
         architecture=arch,
@@ -179,3 +183,44 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
         n_params=sum(t[1] for t in tensors),
         has_chat_template="tokenizer.chat_template" in meta,
     )
+    return info, meta, tensors
+
+
+@dataclass(frozen=True)
+class TensorBytes:
+    name: str
+    n_elements: int
+    ggml_type: str  # "Q4_K", "Q8_0", "F32" ...
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class GGUFLayout:
+    """Everything a memory estimate needs from a GGUF header: scalar metadata and per-tensor bytes."""
+
+    info: GGUFInfo
+    metadata: dict
+    tensors: tuple[TensorBytes, ...]
+
+    @property
+    def tensor_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+    def arch_value(self, key: str, default=None):
+        """`{architecture}.{key}` from the metadata, e.g. arch_value("block_count")."""
+        value = self.metadata.get(f"{self.info.architecture}.{key}")
+        return default if value is None else value
+
+
+def read_layout(path: str | os.PathLike[str]) -> GGUFLayout:
+    """Validate like inspect_gguf (same ModelFileError messages), then return the metadata and the
+    bytes each tensor really takes: a quant label says little about embeddings kept at Q8_0."""
+    info, meta, tensors = _inspect(path)  # raises a clear ModelFileError on any damage
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    table = []
+    for name, n_elements, ggml_type, _offset in tensors:
+        qtype = GGMLQuantizationType(ggml_type)
+        block, type_size = GGML_QUANT_SIZES[qtype]
+        table.append(TensorBytes(name, n_elements, qtype.name, n_elements * type_size // block))
+    return GGUFLayout(info=info, metadata=meta, tensors=tuple(table))

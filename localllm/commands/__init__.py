@@ -3,6 +3,8 @@ sets `func=run`. Modules import nothing heavy at import time (`localllm --help` 
 
 # Order is the order in `localllm --help`.
 MODULES: tuple[str, ...] = (
+    "localllm.commands.hw",
+    "localllm.commands.recommend",
     "localllm.commands.pull",
     "localllm.commands.models",
     "localllm.commands.bench",
