@@ -7,9 +7,7 @@ import contextlib
 import io
 import json
 import math
-import shutil
 import signal
-import struct
 import threading
 
 import psutil
@@ -20,6 +18,7 @@ from localllm.bench import BenchConfig, BenchError, BenchPlan, load_prompts, run
 from localllm.bench_results import COLUMN_KEYS, BenchResult, Summary
 from localllm.bench_worker import fit_prompt
 from localllm.quantize import requantize_gguf
+from tests.gguf_files import bad_arch_copy
 
 PPL_TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
             "must be in want of a wife. However little known the feelings or views of such a man may be "
@@ -27,18 +26,6 @@ PPL_TEXT = ("It is a truth universally acknowledged, that a single man in posses
             "surrounding families, that he is considered the rightful property of some one or other of "
             "their daughters.")
 PER_REP = [k for k in COLUMN_KEYS if k not in ("size_mib", "perplexity", "vram_peak_mib", "bw_pct")]
-
-
-def bad_arch_copy(src: str, dst) -> str:
-    """A GGUF with a sound header whose architecture llama.cpp does not know."""
-    shutil.copyfile(src, dst)
-    with open(dst, "r+b") as fh:
-        head = fh.read(1 << 20)
-        at = head.index(b"general.architecture") + len(b"general.architecture")
-        _vtype, n = struct.unpack_from("<IQ", head, at)
-        fh.seek(at + 12)
-        fh.write(b"llamb"[:n])
-    return str(dst)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import struct
 import threading
 
 import pytest
@@ -11,19 +9,7 @@ import pytest
 from localllm.errors import ModelFileError
 from localllm.gguf_check import inspect_gguf
 from localllm.quantize import QuantizeCancelled, QuantizeError, parse_qtype, requantize_gguf
-
-
-def bad_arch_copy(src: str, dst) -> str:
-    """A GGUF with a sound header whose architecture llama.cpp does not know."""
-    shutil.copyfile(src, dst)
-    with open(dst, "r+b") as fh:
-        head = fh.read(1 << 20)
-        at = head.index(b"general.architecture") + len(b"general.architecture")
-        _vtype, n = struct.unpack_from("<IQ", head, at)
-        assert head[at + 12:at + 12 + n] == b"llama"
-        fh.seek(at + 12)
-        fh.write(b"llamb")
-    return str(dst)
+from tests.gguf_files import bad_arch_copy
 
 
 @pytest.fixture(scope="module")
