@@ -8,14 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def home() -> Path:
-    """Root for localllm's own files (logs, settings, conversations)."""
+def _platform_dir(kind: str) -> Path:
+    """LOCALLLM_HOME when set (it moves everything), else platformdirs' user_<kind>_dir."""
     override = os.environ.get("LOCALLLM_HOME")
     if override:
         return Path(override)
     import platformdirs
 
-    return Path(platformdirs.user_data_dir("localllm", appauthor=False))
+    return Path(getattr(platformdirs, f"user_{kind}_dir")("localllm", appauthor=False))
+
+
+def home() -> Path:
+    """Root for localllm's own files (logs, settings, conversations)."""
+    return _platform_dir("data")
 
 
 def logs_dir() -> Path:
@@ -26,12 +31,7 @@ def logs_dir() -> Path:
 
 def config_dir() -> Path:
     """Where settings.toml and user themes live: the platform's config folder, or LOCALLLM_HOME."""
-    override = os.environ.get("LOCALLLM_HOME")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir("localllm", appauthor=False))
+    return _platform_dir("config")
 
 
 def data_dir() -> Path:

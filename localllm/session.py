@@ -194,7 +194,7 @@ class ChatSession:
             yield notice
         turn = Turn("assistant", "")
         self.history.append(turn)
-        meter = self._new_meter(client)
+        meter = meter_for(self.model, client.pid)
         self._meter = meter
         parts: list[str] = []
         meter.start()
@@ -221,9 +221,6 @@ class ChatSession:
             if turn.status != "error":
                 turn.status = FINISH_STATUS.get(reason, reason)
         yield ReplyDone(turn, turn.stats)
-
-    def _new_meter(self, client: WorkerClient) -> Meter:
-        return meter_for(self.model, client.pid)
 
     @staticmethod
     def _drain(client: WorkerClient) -> None:

@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
-from localllm.config import LoadOptions, SamplingParams
+from localllm.config import LoadOptions, SamplingParams, default_threads
 from localllm.conversations import ConversationStore
 from localllm.errors import LocalLLMError
 from localllm.metrics import ProcessSampler
@@ -154,11 +154,9 @@ class LocalLLMApp(App[int]):
         self.query_one(StatusBar).state = state
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
-        import psutil
-
         self.query_one(StatusBar).model = message.info
-        cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
-        self.pacer.spare_core = message.info.backend == "remote" or cores - message.info.n_threads >= 1
+        self.pacer.spare_core = (message.info.backend == "remote"
+                                 or default_threads() - message.info.n_threads >= 1)
         self._set_state("ready")
         pid = self.session.worker_pid
         self._sampler = ProcessSampler(pid) if pid else None
