@@ -58,6 +58,8 @@ class BenchConfig:
             name = Path(FILENAME).stem
         extra = [f"{self.n_threads} thread{'s' if self.n_threads > 1 else ''}" if self.n_threads else "",
                  f"{self.n_gpu_layers} GPU layers" if self.n_gpu_layers else ""]
+        if self.backend == "remote":
+            extra = []  # threads and GPU layers are the server's own business
         return " · ".join([name, *filter(None, extra)])
 
 

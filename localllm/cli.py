@@ -17,8 +17,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint", metavar="URL", default=None,
                    help="an OpenAI-compatible server (llama-server, vLLM, Ollama, LM Studio); "
                         "env: LOCALLLM_ENDPOINT")
-    p.add_argument("--api-key-env", metavar="NAME", default="LOCALLLM_API_KEY",
-                   help="environment variable holding the server's API key (default LOCALLLM_API_KEY)")
+    p.add_argument("--api-key-env", metavar="NAME", default=None,
+                   help="environment variable holding the server's API key (settings: api_key_env; "
+                        "default LOCALLLM_API_KEY)")
     p.add_argument("--ctx", type=int, default=None, help="context size in tokens (settings; default 2048)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("--gpu-layers", type=int, default=None, help="layers to offload to the GPU")
@@ -84,7 +85,8 @@ def _options(args, settings):
             setattr(sampling, field, given[arg])
     if "seed" in given:
         load.seed = given["seed"]
-    load.api_key_env, load.quantization, load.dtype = args.api_key_env, args.load_in, args.dtype
+    load.api_key_env = args.api_key_env or settings.api_key_env
+    load.quantization, load.dtype = args.load_in, args.dtype
     if _endpoint(args):
         load.remote_model = args.model or ""
     return load, sampling

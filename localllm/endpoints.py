@@ -16,9 +16,21 @@ ENDPOINT_ENV = "LOCALLLM_ENDPOINT"
 DEFAULT_KEY_ENV = "LOCALLLM_API_KEY"
 
 
+def with_model(url: str, model: str) -> str:
+    """One string for a model on a server (`URL#model-id`), so pickers, settings and timing-run
+    configurations can name it like a file path."""
+    return f"{split_model(url)[0]}#{model}" if model else url
+
+
+def split_model(text: str) -> tuple[str, str]:
+    """`URL#model-id` -> (URL, model-id); a plain URL gives an empty model id (the server's first)."""
+    url, _, model = text.strip().partition("#")
+    return url, model.strip()
+
+
 def api_base(url: str) -> str:
-    """Accept http://host:port, .../v1 or .../v1/ and return the base ending in /v1."""
-    url = url.strip().rstrip("/")
+    """Accept http://host:port, .../v1 or .../v1/ (and a #model suffix) and return the base ending in /v1."""
+    url = split_model(url)[0].rstrip("/")
     if not url.startswith(("http://", "https://")):
         url = "http://" + url
     return url if url.endswith("/v1") else url + "/v1"
@@ -54,16 +66,28 @@ class FoundServer:
     models: list[str]
 
 
+def list_models(url: str, timeout: float = 3.0, key_env: str = DEFAULT_KEY_ENV) -> list[str]:
+    """The model ids a server lists at /v1/models. Raises OSError/ValueError when it does not answer
+    like an OpenAI-compatible server (the caller says so in its own words)."""
+    request = urllib.request.Request(api_base(url) + "/models")
+    key = os.environ.get(key_env or DEFAULT_KEY_ENV)
+    if key:  # sent only to the server the user named; never printed
+        request.add_header("Authorization", f"Bearer {key}")
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        data = json.loads(resp.read())
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError("the answer to /v1/models is not an OpenAI model list")
+    return [m.get("id", "?") for m in data["data"] if isinstance(m, dict)]
+
+
 def discover(ports: dict[int, str] | None = None, timeout: float = 0.3) -> list[FoundServer]:
     """Ask the usual ports on 127.0.0.1 only (never another host) for /v1/models."""
     found = []
     for port, kind in (ports or USUAL_PORTS).items():
         url = f"http://127.0.0.1:{port}/v1"
         try:
-            with urllib.request.urlopen(url + "/models", timeout=timeout) as resp:
-                data = json.loads(resp.read())
+            models = list_models(url, timeout)
         except (OSError, ValueError, urllib.error.URLError):
             continue
-        models = [m.get("id", "?") for m in data.get("data", []) if isinstance(m, dict)]
         found.append(FoundServer(url, kind, models))
     return found

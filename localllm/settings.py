@@ -7,11 +7,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from localllm.backends.registry import BACKENDS
 from localllm.config import LoadOptions, SamplingParams, config_dir
@@ -56,13 +58,18 @@ class Settings:
         "one, or a user theme from the themes folder", nonempty=True))
     save_conversations: bool = field(default=True, metadata=_doc(
         "save conversations to the history database as they happen"))
+    endpoints: list[str] = field(default_factory=list, metadata=_doc(
+        "saved OpenAI-compatible servers (http://host:port), listed with their models in the models screen"))
+    api_key_env: str = field(default="LOCALLLM_API_KEY", metadata=_doc(
+        "the environment variable that holds the servers' API key (the key itself is never stored)",
+        nonempty=True, env_name=True))
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Settings)}
 TYPES: dict[str, type] = {"model": str, "backend": str, "n_ctx": int, "threads": int, "gpu_layers": int,
                           "system_prompt": str, "temperature": float, "top_p": float, "top_k": int,
                           "min_p": float, "repeat_penalty": float, "max_tokens": int, "seed": int,
-                          "theme": str, "save_conversations": bool}
+                          "theme": str, "save_conversations": bool, "endpoints": list, "api_key_env": str}
 assert set(TYPES) == set(FIELDS)  # a field added without its type fails at import, not later
 
 
@@ -88,6 +95,10 @@ def allowed(key: str) -> str:
         return "one of " + ", ".join(repr(c) for c in meta["choices"])
     if kind is bool:
         return "true or false"
+    if kind is list:
+        return "a list of server URLs such as http://127.0.0.1:8080 (comma-separated in the settings screen)"
+    if meta.get("env_name"):
+        return "an environment variable name (letters, digits and _)"
     if kind in (int, float):
         noun = "an integer" if kind is int else "a number"
         return f"{noun} from {meta['min']} to {meta['max']}"
@@ -109,9 +120,19 @@ def check_value(key: str, value: Any, where: str = "") -> Any:
         ok = value in meta["choices"]
     if ok and meta.get("nonempty"):
         ok = bool(value.strip())
+    if ok and meta.get("env_name"):
+        ok = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is not None
+    if ok and kind is list:
+        ok = all(isinstance(v, str) and _is_url(v) for v in value)
+        value = list(dict.fromkeys(v.strip().rstrip("/") for v in value)) if ok else value
     if not ok:
         raise SettingsError(f"Setting {key!r}{where} must be {allowed(key)} (got {value!r}).", key=key)
     return value
+
+
+def _is_url(text: str) -> bool:
+    parsed = urlparse(text.strip())
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname)
 
 
 def parse_field(key: str, text: str) -> Any:
@@ -125,6 +146,8 @@ def parse_field(key: str, text: str) -> Any:
             value = float(raw)
         elif kind is bool:
             value = {"true": True, "false": False}[raw.lower()]
+        elif kind is list:
+            value = [v for v in re.split(r"[,\s]+", raw) if v]
         else:  # paths and names: stray spaces are typos; the system prompt is kept as typed
             value = text if key == "system_prompt" else raw
     except (ValueError, KeyError):
@@ -216,8 +239,10 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
 
 def to_load_options(settings: Settings, base: LoadOptions | None = None) -> LoadOptions:
     """LoadOptions from the settings; fields the settings do not cover are kept from `base`."""
-    return dataclasses.replace(base or LoadOptions(), n_ctx=settings.n_ctx, n_threads=settings.threads,
-                               n_gpu_layers=settings.gpu_layers, seed=max(settings.seed, 0))
+    base = base or LoadOptions()
+    return dataclasses.replace(base, n_ctx=settings.n_ctx, n_threads=settings.threads,
+                               n_gpu_layers=settings.gpu_layers, seed=max(settings.seed, 0),
+                               api_key_env=base.api_key_env or settings.api_key_env)
 
 
 def to_sampling(settings: Settings, base: SamplingParams | None = None) -> SamplingParams:

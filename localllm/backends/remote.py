@@ -11,7 +11,7 @@ import openai
 
 from localllm.backends.base import Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent, Usage
 from localllm.config import LoadOptions, SamplingParams
-from localllm.endpoints import DEFAULT_KEY_ENV, api_base, server_pid
+from localllm.endpoints import DEFAULT_KEY_ENV, api_base, server_pid, split_model
 from localllm.errors import LocalLLMError, NoModelLoaded
 
 
@@ -58,7 +58,8 @@ class RemoteBackend:
         self._n_ctx = 0
 
     def load(self, path: str, options: LoadOptions) -> ModelInfo:
-        """`path` is the server URL; options.remote_model picks the model (default: the first)."""
+        """`path` is the server URL (or URL#model); options.remote_model picks the model (default: the
+        one after #, else the server's first)."""
         self._base = api_base(path)
         self._key_env = options.api_key_env or DEFAULT_KEY_ENV
         timeout = openai.Timeout(options.read_timeout_s, connect=5.0)
@@ -72,7 +73,7 @@ class RemoteBackend:
             raise _explain(exc, self._base, self._key_env) from None
         if not models:
             raise RemoteError(f"The server at {self._base} lists no models.")
-        wanted = options.remote_model
+        wanted = options.remote_model or split_model(path)[1]
         if wanted and wanted not in models:
             raise RemoteError(f"The server at {self._base} has no model {wanted!r}; it has: "
                               + ", ".join(models))

@@ -10,7 +10,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from localllm.config import LoadOptions, SamplingParams, default_threads
 from localllm.conversations import ConversationStore
@@ -37,6 +37,7 @@ from localllm.ui.themes import DARK, VARIABLE_DEFAULTS, register_themes
 from localllm.ui.widgets.chat_log import AssistantMessage, ChatLog
 from localllm.ui.widgets.metrics_panel import MetricsPanel
 from localllm.ui.widgets.status_bar import StatusBar
+from localllm.ui.widgets.wrapping_footer import WrappingFooter
 
 PANEL_EVERY_S = 0.5
 IDLE_TICK_S = 1.0
@@ -89,7 +90,7 @@ class LocalLLMApp(App[int]):
             yield ChatLog()
             yield MetricsPanel()
         yield Input(placeholder="Type a message, Enter to send", id="prompt", disabled=True)
-        yield Footer()
+        yield WrappingFooter()
 
     def _open_store(self) -> ConversationStore | None:
         try:
@@ -330,7 +331,14 @@ class LocalLLMApp(App[int]):
             self.query_one("#prompt", Input).disabled = True
             self.load_model(path or None)
 
-        self.push_screen(OpenModelScreen(), chosen)
+        self.push_screen(OpenModelScreen(self.settings.endpoints, self.settings.api_key_env), chosen)
+
+    def on_open_model_screen_endpoint_saved(self, message: OpenModelScreen.EndpointSaved) -> None:
+        if message.url in self.settings.endpoints:
+            return
+        self.settings.endpoints = [*self.settings.endpoints, message.url]
+        self._save_settings()
+        self.notify(f"Saved {message.url} to the servers list (settings: endpoints).")
 
     def action_show_log(self) -> None:
         self.push_screen(LogScreen(self.session.log_path))

@@ -179,3 +179,26 @@ def test_faults_mid_reply_keep_the_partial_reply(mode, message) -> None:
             s.close()
 
 
+
+
+def test_a_timing_run_compares_the_local_model_with_the_same_model_behind_the_server(llama_server) -> None:
+    from localllm import bench_export
+    from localllm.bench import BenchConfig, BenchPlan, run_plan
+    from localllm.endpoints import with_model
+
+    url, proc = llama_server
+    model_id = ChatSession().load(url, LoadOptions(), backend="remote").name
+    plan = BenchPlan([BenchConfig("embedded", n_threads=1, label="local"),
+                      BenchConfig(with_model(url, model_id), backend="remote", label="server")],
+                     prompt_tokens=30, gen_tokens=16, reps=2, warmup=1)
+    result = run_plan(plan)
+    local, server = result.rows
+    assert [local.status, server.status] == ["ok", "ok"], (local.reason, server.reason)
+    for row in (local, server):
+        assert row.columns["decode_tok_s"].mean > 0 and row.columns["ttft_ms"].mean > 0
+        assert row.columns["decode_tok_s"].n == 2
+    assert server.config["model"].endswith("#" + model_id)
+    # the server is a process on this machine: its CPU time and RSS are measured by its pid
+    assert server.columns["rss_peak_mib"].mean > 50 and server.columns["cpu_total_s"].mean > 0
+    table = bench_export.parse_markdown(bench_export.to_markdown(result))
+    assert [r["config"] for r in table] == ["local", "server"]

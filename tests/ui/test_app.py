@@ -245,3 +245,47 @@ async def test_download_from_the_hub_in_the_models_screen_then_chat(tmp_path, mo
             await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen))
             options = app.screen.query_one(OptionList)
             await wait_for(pilot, lambda: any("hf-cache" in str(o.prompt) for o in options.options))
+
+
+async def test_saved_servers_list_their_models_and_a_typed_url_can_be_saved(monkeypatch) -> None:
+    import socket
+
+    from textual.widgets import OptionList
+
+    from localllm import endpoints
+    from localllm.settings import Settings, load_settings
+    from localllm.ui.screens.open_model import OpenModelScreen
+    from tests.openai_fault_server import FaultServer
+
+    with socket.socket() as s:  # a port nobody listens on: the saved server that is down
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setattr(endpoints, "USUAL_PORTS", {})  # only the saved servers are asked
+    with FaultServer("ok") as srv, FaultServer("ok") as other:
+        app = LocalLLMApp(load_options=LoadOptions(n_ctx=512), settings=Settings(endpoints=[srv.url, dead]))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.session.model is not None)
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen))
+            options = app.screen.query_one(OptionList)
+
+            def prompts() -> list[str]:
+                return [str(o.prompt) for o in options.options]
+
+            await wait_for(pilot, lambda: any("not answering" in p for p in prompts()))
+            await wait_for(pilot, lambda: any(p.startswith("fault-model · saved server") for p in prompts()))
+            down = next(o for o in options.options if "not answering" in str(o.prompt))
+            assert down.disabled and dead in str(down.prompt)
+            # a typed URL is saved to the settings file and asked for its models at once
+            app.screen.query_one("#open-path", Input).value = other.url
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: other.url in load_settings().endpoints)
+            assert load_settings().endpoints == [srv.url, dead, other.url]
+            await wait_for(pilot, lambda: any(f"saved server {other.url}" in p for p in prompts()))
+            # picking a model of a saved server loads it through the remote backend
+            index = next(i for i, p in enumerate(prompts()) if p == f"fault-model · saved server {srv.url}")
+            options.focus()
+            options.highlighted = index
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.session.model is not None and app.session.model.backend == "remote")
+            assert app.session.model.name == "fault-model" and app.session.model.path == srv.url + "/v1"

@@ -58,7 +58,8 @@ def test_round_trip_keeps_every_value(home) -> None:
     custom = Settings(model="/models/a b.gguf", backend="remote", n_ctx=8192, threads=3, gpu_layers=-1,
                       system_prompt='Say "hi"\nthen stop.', temperature=0.0, top_p=1.0, top_k=0, min_p=0.0,
                       repeat_penalty=1.0, max_tokens=64, seed=42, theme="my-own-theme",
-                      save_conversations=False)
+                      save_conversations=False, endpoints=["http://127.0.0.1:8080", "https://gpu.example:8000/v1"],
+                      api_key_env="MY_SERVER_KEY")
     path = save_settings(custom)
     assert path == home / "settings.toml"
     assert load_settings() == custom
@@ -105,6 +106,9 @@ INVALID = [
     ("seed", "-2", "an integer from -1 to 4294967295"),
     ("theme", '"  "', "a non-empty string"),
     ("save_conversations", '"yes"', "true or false"),
+    ("endpoints", '["localhost:8080"]', "a list of server URLs"),
+    ("endpoints", '"http://127.0.0.1:8080"', "a list of server URLs"),
+    ("api_key_env", '"MY KEY"', "an environment variable name"),
 ]
 
 
@@ -164,6 +168,11 @@ def test_parse_field_for_the_form() -> None:
         parse_field("n_ctx", "abc")
     with pytest.raises(SettingsError, match="'top_p' must be a number from 0.0 to 1.0"):
         parse_field("top_p", "2")
+    # saved servers: comma- or space-separated, trailing slashes and repeats dropped
+    assert parse_field("endpoints", "http://a:1/, http://b:2  http://a:1") == ["http://a:1", "http://b:2"]
+    assert parse_field("endpoints", "") == []
+    with pytest.raises(SettingsError, match="'endpoints' must be a list of server URLs"):
+        parse_field("endpoints", "http://a:1, ftp://b")
 
 
 def test_save_refuses_invalid_values_and_keeps_the_old_file(home) -> None:
@@ -212,6 +221,7 @@ def test_load_options_and_sampling_from_settings() -> None:
     assert (sampling.repeat_penalty, sampling.max_tokens, sampling.seed) == (1.3, 77, None)
     assert to_sampling(dataclasses.replace(s, seed=7)).seed == 7
     assert to_load_options(dataclasses.replace(s, seed=7)).seed == 7
+    assert to_load_options(dataclasses.replace(s, api_key_env="VLLM_KEY")).api_key_env == "VLLM_KEY"
 
 
 def test_no_textual_import() -> None:

@@ -10,6 +10,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, ProgressBar
 from textual.widgets.option_list import Option, OptionDoesNotExist
@@ -18,15 +19,28 @@ EMBEDDED = ""  # the value that stands for the embedded model
 
 
 class OpenModelScreen(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "cancel", "Close / cancel download")]
+    """Dismisses with a path, a server URL (`URL#model-id` for one of its models), EMBEDDED, or None."""
 
-    def __init__(self) -> None:
+    BINDINGS = [Binding("escape", "cancel", "Close / cancel download"),
+                Binding("ctrl+s", "save_server", "Save server URL")]
+
+    class EndpointSaved(Message):
+        """The user asked to keep the typed server URL in the settings' saved endpoints."""
+
+        def __init__(self, url: str) -> None:
+            super().__init__()
+            self.url = url
+
+    def __init__(self, endpoints: list[str] | None = None, key_env: str = "") -> None:
         super().__init__()
         self._download_cancel: threading.Event | None = None
+        self._endpoints = list(endpoints or [])
+        self._key_env = key_env
 
     def compose(self) -> ComposeResult:
         with Vertical(id="open-box"):
-            yield Label("A GGUF file, a checkpoint folder or a server URL. Enter loads, Esc closes.")
+            yield Label("A GGUF file, a checkpoint folder or a server URL. Enter loads, Ctrl+S saves the "
+                        "URL to the servers list, Esc closes.")
             yield Input(placeholder="/path/model.gguf, /path/checkpoint or http://127.0.0.1:8080 "
                         "(empty: embedded)", id="open-path")
             yield Label("Download from the Hugging Face Hub: REPO [QUANT], e.g. "
@@ -44,6 +58,8 @@ class OpenModelScreen(ModalScreen[str | None]):
         self.query_one("#open-path", Input).focus()
         self.list_library()
         self.find_servers()
+        for url in self._endpoints:
+            self.ask_endpoint(url)
 
     @work(thread=True, exit_on_error=False, group="library")
     def list_library(self) -> None:
@@ -65,17 +81,52 @@ class OpenModelScreen(ModalScreen[str | None]):
         from localllm.endpoints import discover
 
         for server in discover():
-            names = ", ".join(server.models[:3]) + (" …" if len(server.models) > 3 else "")
-            label = f"{server.kind} at {server.url} ({len(server.models)} models: {names})"
-            self.app.call_from_thread(self._add_choice, label, server.url)
+            self._add_server_models(server.url, f"{server.kind} at {server.url}", server.models)
 
-    def _add_choice(self, label: str, value: str) -> None:
+    @work(thread=True, exit_on_error=False, group="endpoints")
+    def ask_endpoint(self, url: str) -> None:
+        """A saved server is asked for its models (saving it was the user's permission to contact it)."""
+        from localllm.endpoints import list_models
+
+        try:
+            models = list_models(url, key_env=self._key_env)
+        except Exception as exc:  # refused, timed out, 401, not OpenAI-compatible: say which, keep going
+            reason = getattr(exc, "reason", None) or exc
+            self.app.call_from_thread(self._add_choice, f"saved server {url}: not answering ({reason})",
+                                      url, True)
+            return
+        self._add_server_models(url, f"saved server {url}", models)
+
+    def _add_server_models(self, url: str, where: str, models: list[str]) -> None:
+        from localllm.endpoints import with_model
+
+        for model in models:
+            self.app.call_from_thread(self._add_choice, f"{model} · {where}", with_model(url, model))
+        if not models:
+            self.app.call_from_thread(self._add_choice, f"{where}: lists no models", url, True)
+
+    def _add_choice(self, label: str, value: str, disabled: bool = False) -> None:
         options = self.query_one(OptionList)
         try:
             options.get_option(value)
             return  # listed already
         except OptionDoesNotExist:
-            options.add_option(Option(label, id=value))
+            options.add_option(Option(label, id=value, disabled=disabled))
+
+    def action_save_server(self) -> None:
+        from localllm.settings import SettingsError, check_value
+
+        text = self.query_one("#open-path", Input).value.strip()
+        try:
+            check_value("endpoints", [text])
+        except SettingsError:
+            self.notify(f"Type a server URL such as http://127.0.0.1:8080 to save it (got {text!r}).",
+                        severity="warning")
+            return
+        self.post_message(self.EndpointSaved(text))
+        if text not in self._endpoints:
+            self._endpoints.append(text)
+            self.ask_endpoint(text)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "pull-repo":

@@ -22,6 +22,7 @@ LABELS = {
     "gpu_layers": "GPU layers", "system_prompt": "System prompt", "temperature": "Temperature",
     "top_p": "Top-p", "top_k": "Top-k", "min_p": "Min-p", "repeat_penalty": "Repeat penalty",
     "max_tokens": "Max tokens", "seed": "Seed", "theme": "Theme", "save_conversations": "Save chats",
+    "endpoints": "Servers", "api_key_env": "API key var",
 }
 assert set(LABELS) == set(FIELDS)  # a new setting needs a label here
 
@@ -84,7 +85,8 @@ class SettingsScreen(ModalScreen[Settings | None]):
         if TYPES[key] is bool:
             return Switch(value=value, id=wid)
         kind = {int: "integer", float: "number"}.get(TYPES[key], "text")
-        return Input(str(value), type=kind, compact=True, id=wid, select_on_focus=False)
+        text = ", ".join(value) if TYPES[key] is list else str(value)
+        return Input(text, type=kind, compact=True, id=wid, select_on_focus=False)
 
     def on_mount(self) -> None:
         self._theme_before = self.app.theme

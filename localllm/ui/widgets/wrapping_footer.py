@@ -1,0 +1,30 @@
+"""Textual's Footer, on two rows when one row cannot hold every binding (at 80 columns it cannot)."""
+
+from __future__ import annotations
+
+import math
+
+from textual.app import ComposeResult
+from textual.widgets import Footer
+from textual.widgets._footer import FooterKey
+
+ONE_ROW_MIN_WIDTH = 140  # below this the app's bindings overflow a single row
+
+
+class WrappingFooter(Footer):
+    DEFAULT_CSS = """
+    WrappingFooter.-two-rows { layout: grid; height: 2; grid-columns: auto; grid-gutter: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        keys = list(super().compose())
+        yield from keys
+        plain = sum(1 for k in keys if isinstance(k, FooterKey) and not k.has_class("-command-palette"))
+        two_rows = self.app.size.width < ONE_ROW_MIN_WIDTH
+        self.set_class(two_rows, "-two-rows")
+        if two_rows:  # Footer asked for one row of every key; ask for two rows instead
+            self.styles.grid_size_columns = max(1, math.ceil(plain / 2))
+
+    def on_resize(self) -> None:
+        if self.has_class("-two-rows") != (self.app.size.width < ONE_ROW_MIN_WIDTH):
+            self.recompose()

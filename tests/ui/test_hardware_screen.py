@@ -1,0 +1,202 @@
+"""The hardware + recommendations screen on fixed fake machines (a 24 GB GPU, a GPU-less 8 GiB box, one
+where nothing fits) and on this machine, driven by a pilot through a minimal host app."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import psutil
+from rich.console import Console
+from textual.app import App
+from textual.widgets import Checkbox, DataTable, Input, Static
+
+from localllm import bandwidth, catalog
+from localllm.hardware import HardwareInfo
+from localllm.recommend import Wishes, recommend
+from localllm.ui.screens.hardware_screen import HardwareScreen, download_target, pull_command
+
+GiB = 1024**3
+SIZE = (120, 36)
+CPU = {"model": "AMD Ryzen 9 7950X", "arch": "x86_64", "physical_cores": 16, "logical_cores": 32,
+       "usable_cores": 32, "flags": ["avx", "avx2", "fma", "f16c", "avx512f"]}
+RTX_4090 = {"index": 0, "name": "NVIDIA GeForce RTX 4090", "vendor": "nvidia", "total_bytes": int(23.99 * GiB),
+            "free_bytes": int(23.3 * GiB), "used_bytes": int(0.69 * GiB), "utilization_pct": 0,
+            "compute_capability": "8.9", "bus_width_bits": 384, "mem_clock_mhz": 10501, "bandwidth_gb_s": 1008.1,
+            "unified_memory": False, "processes": [], "notes": []}
+NO_GPU = "No NVIDIA GPU: no NVIDIA driver here (the NVML library is not installed)"
+
+
+def machine(gpu: bool, ram: float, available: float, bandwidth_gb_s: float | None = 50.0) -> HardwareInfo:
+    """What `localllm hw --json` records, as tests/unit/test_recommend.py builds it."""
+    return HardwareInfo.from_dict({
+        "cpu": CPU, "disk": {"path": "/models", "free_bytes": int(500e9), "total_bytes": int(1000e9)},
+        "memory": {"total_bytes": int(ram * GiB), "available_bytes": int(available * GiB),
+                   "swap_total_bytes": 0, "swap_free_bytes": 0, "limit_note": ""},
+        "gpus": [RTX_4090] if gpu else [], "gpu_reason": None if gpu else NO_GPU,
+        "driver_version": "550.54.14" if gpu else None, "cuda_version": "12.4" if gpu else None,
+        "cpu_bandwidth_gb_s": bandwidth_gb_s})
+
+
+class Host(App):
+    """Pushes the screen and keeps what it dismisses with."""
+
+    def __init__(self, screen: HardwareScreen) -> None:
+        super().__init__()
+        self.hw_screen, self.results = screen, []
+
+    def on_mount(self) -> None:
+        self.push_screen(self.hw_screen, self.results.append)
+
+
+async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
+    """Generous: the workers share two loaded cores with the test run."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting for the screen"
+        await pilot.pause(0.1)
+
+
+def text_of(screen: HardwareScreen, selector: str) -> str:
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(screen.query_one(selector, Static).content)
+    return console.export_text()
+
+
+def same(a, b) -> bool:
+    return (a.model, a.format, a.quant, a.verdict) == (b.model, b.format, b.quant, b.verdict)
+
+
+def fitting_rows(screen: HardwareScreen) -> int:
+    return sum(p.fits for p in screen.rows)
+
+
+async def test_24gb_gpu_card_and_the_first_row_is_recommends_first_pick() -> None:
+    hw = machine(gpu=True, ram=62.5, available=50.0)
+    screen = HardwareScreen(hw)
+    async with Host(screen).run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: screen.rows)
+        card = text_of(screen, "#hw-card")
+        assert "NVIDIA GeForce RTX 4090" in card and "compute 8.9" in card and "1008 GB/s" in card
+        assert "16 physical / 32 logical cores" in card and "avx512f" in card and "CUDA 12.4" in card
+        assert "50.0 GB/s measured" in card and "465.7 GiB free at /models" in card
+        best = recommend(hw, catalog.load_catalog(), Wishes()).picks[0]
+        assert same(screen.rows[0], best) and best.verdict == "full GPU"
+        table = screen.query_one(DataTable)
+        assert str(table.get_row_at(0)[1]) == best.name and "full GPU" in str(table.get_row_at(0)[4])
+        assert f"{best.name} {best.quant}" in text_of(screen, "#hw-why")
+        assert "options fit 8192 tokens" in text_of(screen, "#hw-summary")
+
+
+async def test_no_gpu_8gib_says_why_and_ranks_cpu_picks() -> None:
+    hw = machine(gpu=False, ram=8.0, available=6.5)
+    screen = HardwareScreen(hw)
+    async with Host(screen).run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: screen.rows)
+        card = text_of(screen, "#hw-card")
+        assert NO_GPU in card and "6.5 GiB available of 8.0 GiB" in card
+        best = recommend(hw, catalog.load_catalog(), Wishes()).picks[0]
+        assert same(screen.rows[0], best) and best.verdict == "CPU only"
+        assert all(p.verdict in ("CPU only", "does not fit") for p in screen.rows)
+        # rows that do not fit come after every row that fits
+        verdicts = [p.fits for p in screen.rows]
+        assert False in verdicts and verdicts == sorted(verdicts, reverse=True)
+        assert "no CUDA GPU" in text_of(screen, "#hw-summary")
+
+
+async def test_a_huge_context_typed_in_reranks_and_a_bad_one_names_the_field() -> None:
+    hw = machine(gpu=True, ram=62.5, available=50.0)
+    screen = HardwareScreen(hw)
+    async with Host(screen).run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: screen.rows)
+        before = fitting_rows(screen)
+        box = screen.query_one("#hw-context", Input)
+        box.focus()
+        box.value = ""
+        await pilot.press(*"128k", "enter")
+        await wait_for(pilot, lambda: screen.recommendation.wishes.context == 131072)
+        assert fitting_rows(screen) < before
+        assert all(catalog.get(p.model).max_context >= 131072 for p in screen.rows)
+        best = recommend(hw, catalog.load_catalog(), Wishes(context=131072)).picks[0]
+        assert same(screen.rows[0], best)
+
+        box.value = "lots"
+        await wait_for(pilot, lambda: "Context" in text_of(screen, "#hw-message"))
+        message = text_of(screen, "#hw-message")
+        assert "number of tokens" in message and "'lots'" in message and box.has_class("-invalid")
+        await pilot.pause(0.5)
+        assert screen.recommendation.wishes.context == 131072  # nothing ranked for a bad value
+        box.value = "4096"
+        await wait_for(pilot, lambda: screen.recommendation.wishes.context == 4096)
+        assert not box.has_class("-invalid") and not text_of(screen, "#hw-message").strip()
+
+
+async def test_format_toggles_rerank_and_none_ticked_is_said() -> None:
+    screen = HardwareScreen(machine(gpu=True, ram=62.5, available=50.0))
+    async with Host(screen).run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: screen.rows)
+        screen.query_one("#hw-fmt-gguf", Checkbox).value = False
+        await wait_for(pilot, lambda: "gguf" not in screen.recommendation.wishes.formats)
+        assert screen.rows and all(p.format != "gguf" for p in screen.rows)
+        for name in ("gptq", "bnb", "fp16"):
+            screen.query_one(f"#hw-fmt-{name}", Checkbox).value = False
+        await wait_for(pilot, lambda: "Formats" in text_of(screen, "#hw-message"))
+
+
+async def test_enter_dismisses_with_the_highlighted_pick_and_escape_with_none() -> None:
+    hw = machine(gpu=True, ram=62.5, available=50.0)
+    screen = HardwareScreen(hw)
+    host = Host(screen)
+    async with host.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: screen.rows)
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: host.results)
+        chosen = host.results[0]
+        assert chosen is screen.rows[1] and chosen.fits
+        repo, file = download_target(chosen)
+        assert chosen.source == f"{repo}/{file}" and file.endswith(".gguf")
+        assert pull_command(chosen) == f"localllm pull {repo} --file {file}"
+    again = HardwareScreen(hw)
+    host = Host(again)
+    async with host.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: again.rows)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: host.results)
+        assert host.results == [None]
+
+
+async def test_nothing_fits_shows_the_fixes_and_enter_does_not_pick() -> None:
+    hw = machine(gpu=False, ram=4.0, available=1.2)
+    screen = HardwareScreen(hw, wishes=Wishes(context=32768))
+    host = Host(screen)
+    async with host.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: screen.recommendation is not None)
+        assert screen.recommendation.picks == [] and screen.rows and not any(p.fits for p in screen.rows)
+        summary = text_of(screen, "#hw-summary")
+        assert "Nothing fits 32768 tokens" in summary and "KV cache" in summary and "shorten the context" in summary
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert host.results == [] and host.screen is screen
+
+
+async def test_measuring_bandwidth_updates_the_card(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
+    monkeypatch.setattr(bandwidth, "probe", lambda *a, **k: (42.0, 2))  # the real probe copies GBs
+    screen = HardwareScreen(machine(gpu=False, ram=8.0, available=6.5, bandwidth_gb_s=None))
+    async with Host(screen).run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: screen.rows)
+        assert "not measured" in text_of(screen, "#hw-card")
+        assert "not measured yet" in text_of(screen, "#hw-summary")
+        await pilot.press("b")
+        await wait_for(pilot, lambda: "42.0 GB/s measured" in text_of(screen, "#hw-card"))
+        await wait_for(pilot, lambda: "not measured" not in text_of(screen, "#hw-summary"))
+    assert bandwidth.cached_bandwidth(screen.hardware.cpu) == 42.0
+
+
+async def test_this_machine_is_inspected_when_nothing_is_injected() -> None:
+    screen = HardwareScreen()
+    async with Host(screen).run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: screen.hardware is not None)
+        physical, logical = psutil.cpu_count(logical=False), psutil.cpu_count(logical=True)
+        assert f"{physical} physical / {logical} logical cores" in text_of(screen, "#hw-card")
+        await wait_for(pilot, lambda: screen.recommendation is not None)
