@@ -133,6 +133,23 @@ async def test_panel_fits_at_80x24() -> None:
         assert app.query_one("#prompt", Input).region.height >= 1
 
 
+async def test_every_binding_is_shown_in_the_footer_at_80_and_at_200_columns() -> None:
+    from textual.widgets._footer import FooterKey
+
+    for width in (80, 200):
+        app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+        async with app.run_test(size=(width, 24)) as pilot:
+            await pilot.pause(0.3)
+            keys = list(app.screen.query(FooterKey))
+            shown = {k.key for k in keys}
+            assert {b.key for b in app.BINDINGS} <= shown, width
+            boxes = [k.region for k in keys]
+            assert all(0 <= r.x and r.right <= width and r.width > 0 for r in boxes), (width, boxes)
+            assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:]), width
+            prompt = app.query_one("#prompt", Input).region
+            assert not any(prompt.overlaps(r) for r in boxes)
+
+
 async def test_worker_log_screen_shows_llama_cpp_output() -> None:
     from textual.widgets import Log
 

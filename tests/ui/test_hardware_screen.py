@@ -86,6 +86,9 @@ async def test_24gb_gpu_card_and_the_first_row_is_recommends_first_pick() -> Non
         assert str(table.get_row_at(0)[1]) == best.name and "full GPU" in str(table.get_row_at(0)[4])
         assert f"{best.name} {best.quant}" in text_of(screen, "#hw-why")
         assert "options fit 8192 tokens" in text_of(screen, "#hw-summary")
+        shown = len(screen.rows)
+        await pilot.press("a")  # every quant of every model, not the best two
+        assert len(screen.rows) > shown and same(screen.rows[0], best)
 
 
 async def test_no_gpu_8gib_says_why_and_ranks_cpu_picks() -> None:

@@ -195,8 +195,7 @@ class HardwareScreen(Screen[Pick | None]):
                         for name in pair:
                             ticked = any(f in self.wishes.formats for f in FORMATS[name])
                             yield Checkbox(name, ticked, id=f"hw-fmt-{name}", compact=True)
-        table = DataTable(id="hw-table", cursor_type="row", zebra_stripes=True)
-        yield table
+        yield DataTable(id="hw-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="hw-why")
         yield Static("", id="hw-summary")
         yield Footer()

@@ -22,6 +22,7 @@ class WrappingFooter(Footer):
         plain = sum(1 for k in keys if isinstance(k, FooterKey) and not k.has_class("-command-palette"))
         two_rows = self.app.size.width < ONE_ROW_MIN_WIDTH
         self.set_class(two_rows, "-two-rows")
+        self.screen.set_class(two_rows, "-footer-two-rows")  # so widgets docked above it can move up
         if two_rows:  # Footer asked for one row of every key; ask for two rows instead
             self.styles.grid_size_columns = max(1, math.ceil(plain / 2))
 
