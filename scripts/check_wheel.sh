@@ -46,10 +46,11 @@ EOF
 fi
 SDIST=$(ls "$WORK"/dist/localllm-*.tar.gz)
 
-step "checking the sdist holds the themes, stylesheets and data files"
+step "checking the sdist holds the themes, stylesheets, data files, the tests and the benchmarks"
 tar -tzf "$SDIST" | sed 's|^[^/]*/||' | sort > "$WORK/sdist.txt"
-for f in $(cd "$ROOT" && ls themes/*.toml localllm/ui/*.tcss localllm/data/*); do
-    grep -qx "$f" "$WORK/sdist.txt" || fail "$f is missing from the sdist $SDIST"
+for f in $(cd "$ROOT" && ls themes/*.toml localllm/ui/*.tcss localllm/data/* tests/conftest.py tests/hubserver.py \
+           tests/ui/__snapshots__/*/*.svg benchmarks/*.py packaging/README.md CHANGELOG.md); do
+    grep -qxF "$f" "$WORK/sdist.txt" || fail "$f is missing from the sdist $SDIST"
 done
 
 step "building the wheel from the sdist"

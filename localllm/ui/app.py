@@ -29,6 +29,7 @@ from localllm.ui.messages import (
 )
 from localllm.ui.pacing import RepaintPacer
 from localllm.ui.screens.conversations_screen import ConversationsScreen
+from localllm.ui.screens.hardware_screen import HardwareScreen, download_target
 from localllm.ui.screens.help_screen import HelpScreen, app_bindings
 from localllm.ui.screens.log_screen import LogScreen
 from localllm.ui.screens.open_model import OpenModelScreen
@@ -56,6 +57,7 @@ class LocalLLMApp(App[int]):
         Binding("f1", "help", "Help"),
         Binding("f2", "settings", "Settings"),
         Binding("f3", "history", "History"),
+        Binding("f4", "hardware", "Hardware"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -135,6 +137,9 @@ class LocalLLMApp(App[int]):
         yield SystemCommand("Settings", "Model, context, sampling, theme defaults (F2)", self.action_settings)
         yield SystemCommand("History", "Saved conversations: open, rename, delete, export (F3)",
                             self.action_history)
+        yield SystemCommand("Hardware and recommendations",
+                            "This machine and the models that fit it; Enter downloads a pick (F4)",
+                            self.action_hardware)
 
     # -- model loading -------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
@@ -325,13 +330,16 @@ class LocalLLMApp(App[int]):
         await self.query_one(ChatLog).remove_children()
 
     def action_open_model(self) -> None:
+        self._open_models()
+
+    def _open_models(self, pull: tuple[str, str | None] | None = None) -> None:
         def chosen(path: str | None) -> None:
             if path is None or self.generating:
                 return
             self.query_one("#prompt", Input).disabled = True
             self.load_model(path or None)
 
-        self.push_screen(OpenModelScreen(self.settings.endpoints, self.settings.api_key_env), chosen)
+        self.push_screen(OpenModelScreen(self.settings.endpoints, self.settings.api_key_env, pull), chosen)
 
     def on_open_model_screen_endpoint_saved(self, message: OpenModelScreen.EndpointSaved) -> None:
         if message.url in self.settings.endpoints:
@@ -339,6 +347,15 @@ class LocalLLMApp(App[int]):
         self.settings.endpoints = [*self.settings.endpoints, message.url]
         self._save_settings()
         self.notify(f"Saved {message.url} to the servers list (settings: endpoints).")
+
+    def action_hardware(self) -> None:
+        def picked(pick) -> None:
+            target = download_target(pick) if pick is not None else None
+            if target is None:
+                return
+            self._open_models(pull=target)  # the download runs there, with progress and cancel
+
+        self.push_screen(HardwareScreen(), picked)
 
     def action_show_log(self) -> None:
         self.push_screen(LogScreen(self.session.log_path))

@@ -203,3 +203,37 @@ async def test_this_machine_is_inspected_when_nothing_is_injected() -> None:
         physical, logical = psutil.cpu_count(logical=False), psutil.cpu_count(logical=True)
         assert f"{physical} physical / {logical} logical cores" in text_of(screen, "#hw-card")
         await wait_for(pilot, lambda: screen.recommendation is not None)
+
+
+async def test_f4_in_the_app_then_enter_downloads_the_pick_from_the_hub_and_loads_it(tmp_path, monkeypatch,
+                                                                                    model_path) -> None:
+    """The whole path on this machine: F4, a GGUF pick that fits, Enter; the models screen downloads it
+    (from a loopback Hub serving the embedded file under the pick's name) and the app loads it."""
+    from localllm.config import LoadOptions
+    from localllm.ui.app import LocalLLMApp
+    from localllm.ui.screens.open_model import OpenModelScreen
+    from tests.hubserver import HubServer
+
+    with HubServer() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+        app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.session.model is not None, 120)
+            first = app.session.model.path
+            await pilot.press("f4")
+            await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.rows, 60)
+            screen = app.screen
+            index = next(i for i, p in enumerate(screen.rows)
+                         if p.fits and p.format == "gguf" and (download_target(p) or (0, None))[1])
+            repo, filename = download_target(screen.rows[index])
+            with open(model_path, "rb") as fh:  # the embedded weights stand in for the pick's file
+                hub.add_repo(repo, {filename: fh.read()})
+            table = screen.query_one(DataTable)
+            table.focus()
+            table.move_cursor(row=index)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen), 30)
+            assert app.screen.query_one("#pull-repo", Input).value == repo
+            await wait_for(pilot, lambda: app.session.model is not None and app.session.model.path != first, 120)
+            assert app.session.model.path.endswith(filename.rsplit("/", 1)[-1])

@@ -31,8 +31,11 @@ class OpenModelScreen(ModalScreen[str | None]):
             super().__init__()
             self.url = url
 
-    def __init__(self, endpoints: list[str] | None = None, key_env: str = "") -> None:
+    def __init__(self, endpoints: list[str] | None = None, key_env: str = "",
+                 pull: tuple[str, str | None] | None = None) -> None:
+        """`pull`: (repo, file or None) to start downloading at once (a pick of the hardware screen)."""
         super().__init__()
+        self._pull = pull
         self._download_cancel: threading.Event | None = None
         self._endpoints = list(endpoints or [])
         self._key_env = key_env
@@ -60,6 +63,10 @@ class OpenModelScreen(ModalScreen[str | None]):
         self.find_servers()
         for url in self._endpoints:
             self.ask_endpoint(url)
+        if self._pull is not None:
+            repo, filename = self._pull
+            self.query_one("#pull-repo", Input).value = repo
+            self.download(repo, None, filename)
 
     @work(thread=True, exit_on_error=False, group="library")
     def list_library(self) -> None:
@@ -137,7 +144,7 @@ class OpenModelScreen(ModalScreen[str | None]):
         self.dismiss(event.value.strip())
 
     @work(thread=True, exclusive=True, group="download", exit_on_error=False)
-    def download(self, repo: str, quant: str | None) -> None:
+    def download(self, repo: str, quant: str | None, filename: str | None = None) -> None:
         from localllm.download import DownloadJob
         from localllm.errors import LocalLLMError
         from localllm.hub import HubConfig, human_size, list_repo, select_files
@@ -155,7 +162,7 @@ class OpenModelScreen(ModalScreen[str | None]):
         try:
             cfg = HubConfig.from_env()
             listing = list_repo(repo, None, cfg)
-            selection = select_files(listing, quant=quant)
+            selection = select_files(listing, quant=quant, filename=filename)
             result = DownloadJob(listing, selection, cfg, progress=progress, cancel=cancel).run()
         except LocalLLMError as exc:  # each fault has its own message; cancel keeps the partial file
             call(self._show_progress, 0, None, str(exc))

@@ -1,4 +1,5 @@
-"""Textual's Footer, on two rows when one row cannot hold every binding (at 80 columns it cannot)."""
+"""Textual's Footer, on two rows when one row cannot hold every binding (at 80 columns it
+cannot), so every action stays visible with its key."""
 
 from __future__ import annotations
 
@@ -6,25 +7,24 @@ import math
 
 from textual.app import ComposeResult
 from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
 
 ONE_ROW_MIN_WIDTH = 140  # below this the app's bindings overflow a single row
 
 
 class WrappingFooter(Footer):
     DEFAULT_CSS = """
-    WrappingFooter.-two-rows { layout: grid; height: 2; grid-columns: auto; grid-gutter: 0 1; }
+    WrappingFooter.-two-rows { layout: grid; height: 2; grid-columns: auto; }
+    WrappingFooter.-two-rows FooterKey.-command-palette { dock: none; border-left: none; padding-right: 0; }
     """
 
     def compose(self) -> ComposeResult:
+        two_rows = self.app.size.width < ONE_ROW_MIN_WIDTH
         keys = list(super().compose())
         yield from keys
-        plain = sum(1 for k in keys if isinstance(k, FooterKey) and not k.has_class("-command-palette"))
-        two_rows = self.app.size.width < ONE_ROW_MIN_WIDTH
         self.set_class(two_rows, "-two-rows")
         self.screen.set_class(two_rows, "-footer-two-rows")  # so widgets docked above it can move up
         if two_rows:  # Footer asked for one row of every key; ask for two rows instead
-            self.styles.grid_size_columns = max(1, math.ceil(plain / 2))
+            self.styles.grid_size_columns = max(1, math.ceil(len(keys) / 2))
 
     def on_resize(self) -> None:
         if self.has_class("-two-rows") != (self.app.size.width < ONE_ROW_MIN_WIDTH):
