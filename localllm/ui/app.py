@@ -81,6 +81,7 @@ class LocalLLMApp(App[int]):
         self.generating = False
         self.reply: AssistantMessage | None = None
         self._sampler: ProcessSampler | None = None
+        self._estimated = None  # (ModelSpec, ModelInfo) of the loaded GGUF, for the memory estimate
         self._rate_mark: tuple[float, int] | None = None
         self._panel_at = 0.0
         self.pacer = RepaintPacer()
@@ -145,6 +146,7 @@ class LocalLLMApp(App[int]):
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def load_model(self, path: str | None) -> None:
         self.call_from_thread(self._set_state, "loading model…")
+        self.call_from_thread(self._show_estimate, None)  # the last model's figure is not this one's
         try:
             if not path:
                 from localllm.embedded import embedded_model_path
@@ -155,12 +157,45 @@ class LocalLLMApp(App[int]):
             self.post_message(ModelLoadFailed(str(exc)))
             return
         self.post_message(ModelLoaded(info))
+        self._estimated = None
+        if info.backend == "llama_cpp":
+            from localllm.catalog import ModelSpec
+
+            try:  # the header is read once per load; each reply re-estimates for its own context fill
+                self._estimated = (ModelSpec.from_gguf(info.path), info)
+            except Exception:  # an estimate is information; a file the estimator cannot read still chats
+                return
+            self.estimate_memory(fill=1)
+
+    @work(thread=True, exclusive=True, group="estimate", exit_on_error=False)
+    def estimate_memory(self, fill: int) -> None:
+        """The estimator's RSS figure for this model at this fill, shown beside the measured peak: every
+        load and every reply checks the estimates that recommendations are made from."""
+        from localllm.estimate import estimate_memory
+
+        if self._estimated is None:
+            return
+        spec, info = self._estimated
+        try:
+            est = estimate_memory(spec, "gguf", spec.gguf_quant, info.n_ctx, gpu_layers=info.n_gpu_layers,
+                                  fill=max(1, fill))
+        except LocalLLMError:
+            return
+        self.call_from_thread(self._show_estimate, est.rss_bytes / 2**20)
+
+    def _show_estimate(self, mib: float | None) -> None:
+        panel = self.query_one(MetricsPanel)
+        panel.estimate_mib = mib
+        panel.refresh()
 
     def _set_state(self, state: str) -> None:
         self.query_one(StatusBar).state = state
 
     def on_model_loaded(self, message: ModelLoaded) -> None:
         self.query_one(StatusBar).model = message.info
+        panel = self.query_one(MetricsPanel)
+        panel.rss_history.clear()  # a new process: the old model's peak is not this one's
+        panel.rss = None
         self.pacer.spare_core = (message.info.backend == "remote"
                                  or default_threads() - message.info.n_threads >= 1)
         self._set_state("ready")
@@ -255,6 +290,7 @@ class LocalLLMApp(App[int]):
         panel = self.query_one(MetricsPanel)
         panel.show_stats(message.stats)
         panel.push_memory(message.stats.rss_now_mib, message.stats.rss_peak_mib)
+        self.estimate_memory(message.stats.prompt_tokens)
         self._end_reply("ready")
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:

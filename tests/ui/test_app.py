@@ -60,6 +60,14 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
         assert "VRAM" not in table  # no GPU here: nothing shown rather than zeros
         rendered = str(app.query_one(MetricsPanel).render())
         assert "CPU/wall" in rendered and "memory (RSS)" in rendered
+        # the estimator's figure for this reply's context fill sits beside the measured peak, with its error
+        await wait_for(pilot, lambda: "RSS estimate" in panel_rows(app) and not any(
+            w.group == "estimate" and w.is_running for w in app.workers))
+        table = panel_rows(app)
+        estimate, error = table["RSS estimate"].split(" MiB ")
+        peak = app.query_one(MetricsPanel).rss[1]
+        assert abs(float(estimate) - peak) / peak < 0.10 and error.endswith("%")  # the F2 target
+        assert f"{100 * (float(estimate) - peak) / peak:+.0f}%" == error
 
 
 async def test_escape_stops_a_long_reply_and_history_stays_consistent() -> None:

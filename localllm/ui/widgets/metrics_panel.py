@@ -64,6 +64,7 @@ class MetricsPanel(Widget):
         self.rss_history: deque[float] = deque(maxlen=HISTORY)
         self.stats: ReplyStats | None = None
         self.rss: tuple[float, float | None] | None = None
+        self.estimate_mib: float | None = None  # the estimator's figure for the loaded model
 
     @property
     def rows(self) -> dict[str, str]:
@@ -73,7 +74,17 @@ class MetricsPanel(Widget):
             shown.update(stats_rows(self.stats))
         if self.rss is not None:
             shown["RSS now"], shown["RSS peak"] = mib(self.rss[0]), mib(self.rss[1])
+        if self.estimate_mib is not None:
+            shown["RSS estimate"] = self._estimate_text()
         return shown
+
+    def _estimate_text(self) -> str:
+        """The estimate and how far it is from the measured peak (the estimator's own report card)."""
+        text = mib(self.estimate_mib)
+        peak = self.rss[1] if self.rss is not None else None
+        if peak:
+            text += f" {100 * (self.estimate_mib - peak) / peak:+.0f}%"
+        return text
 
     def show_stats(self, s: ReplyStats) -> None:
         self.stats = s
@@ -109,6 +120,9 @@ class MetricsPanel(Widget):
         if self.rss is not None:
             row("now", mib(self.rss[0]))
             row("peak", mib(self.rss[1]))
+        if self.estimate_mib is not None:
+            row("estimate", self._estimate_text())
+        if self.rss is not None:
             # from zero: a 2 MiB wobble must not look like a doubling
             text.append(sparkline(list(self.rss_history), width, floor=0.0),
                         style=colours.get("sparkline-memory", "cyan"))
