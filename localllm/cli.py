@@ -36,7 +36,21 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="sampling seed for repeatable replies")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _wanted_module(argv: list[str]) -> str | None:
+    """The one command module `argv` runs, so only its parser is built (`localllm hw` starts in ~3x a
+    bare `python -c pass`); None: build them all (help, chat, the TUI)."""
+    from localllm.commands import MODULES, command_name
+
+    names = {command_name(m): m for m in MODULES}
+    for token in argv:
+        if token in names:
+            return names[token]
+        if token in ("chat", "tui"):
+            return None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="localllm",
         allow_abbrev=False,  # else a subcommand option like --top clashes with --top-p here
@@ -56,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from localllm.commands import MODULES
 
-    for name in MODULES:
+    for name in (only,) if only else MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
@@ -205,7 +219,8 @@ def cmd_tui(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_wanted_module(argv)).parse_args(argv)
     from localllm.errors import LocalLLMError
 
     try:

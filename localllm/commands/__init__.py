@@ -9,3 +9,8 @@ MODULES: tuple[str, ...] = (
     "localllm.commands.models",
     "localllm.commands.bench",
 )
+
+
+def command_name(module: str) -> str:
+    """localllm.commands.hw -> hw: the module's last part is its subcommand's name."""
+    return module.rsplit(".", 1)[1]

@@ -37,3 +37,27 @@ def test_import_linter_contracts_hold() -> None:
     out = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 broken" in out.stdout
+
+
+def test_hw_builds_only_its_own_parser_and_imports_nothing_heavy() -> None:
+    loaded = modules_after(
+        "import contextlib, io\nfrom localllm import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    cli.main(['hw', '--json'])")
+    assert not {m for m in loaded if m.split(".")[0] in HEAVY + ["textual"]}
+    assert "localllm.commands.hw" in loaded
+    assert not {"localllm.commands.bench", "localllm.commands.pull", "localllm.commands.recommend"} & loaded
+
+
+def test_the_full_parser_still_lists_every_command(capsys) -> None:
+    import contextlib
+
+    from localllm import cli
+    from localllm.commands import MODULES, command_name
+
+    with contextlib.suppress(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert all(command_name(m) in out for m in MODULES)
+    assert cli._wanted_module(["-m", "x.gguf", "bench", "--reps", "1"]) == "localllm.commands.bench"
+    assert cli._wanted_module(["chat", "-p", "hw"]) is None  # a prompt that names a command is a prompt
