@@ -1,4 +1,5 @@
-"""On-device quantization jobs; for now GGUF re-quantization with llama.cpp's own quantizer.
+"""GGUF re-quantization with llama.cpp's own quantizer, and the child-process runner every
+quantization job uses (see quantize_jobs for the jobs themselves).
 
 The quantizer runs in a child process (`python -m localllm.quantize`): its native call cannot be
 interrupted, so cancel kills the child; a native abort on a bad file cannot take the app down; and
@@ -65,7 +66,7 @@ def requantize_gguf(src: str | os.PathLike[str], dst: str | os.PathLike[str], qt
     job = {"src": info.path, "dst": str(tmp), "ftype": ftype,
            "allow_requantize": allow_requantize, "threads": threads}
     try:
-        _run_child(job, progress, cancel, str(out))
+        run_child([sys.executable, "-m", "localllm.quantize", json.dumps(job)], progress, cancel, str(out))
         written = inspect_gguf(tmp)  # the quantizer said yes: check what it wrote before using it
         if written.quant != name:
             raise QuantizeError(f"llama.cpp wrote {written.quant}, not {name}; {out} was not written.")
@@ -75,10 +76,12 @@ def requantize_gguf(src: str | os.PathLike[str], dst: str | os.PathLike[str], qt
     return inspect_gguf(out)
 
 
-def _run_child(job: dict, progress: Progress | None, cancel: threading.Event | None, shown: str) -> None:
-    """Run the quantizer in a child process, relaying progress; kill it on cancel or Ctrl-C."""
+def run_child(command: list[str], progress: Progress | None, cancel: threading.Event | None,
+              shown: str) -> None:
+    """Run a job's child process, relaying its "[ i/ n]" stderr lines as progress; kill it on cancel
+    or Ctrl-C. Its last lines of output explain a failure."""
     # A new session: Ctrl-C reaches only us, and we decide (kill the child, drop the temp file).
-    proc = subprocess.Popen([sys.executable, "-m", "localllm.quantize", json.dumps(job)],
+    proc = subprocess.Popen(command,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     lines: queue.Queue[bytes | None] = queue.Queue()
@@ -121,7 +124,7 @@ def _failure(rc: int, log: str, shown: str) -> str:
     # the quantizer's own error may share a line with the tensor it stopped at
     own = re.findall(r"\w+: failed to quantize: [^\n]+", log)
     said = own[-1] if own else native_errors(log) or "\n".join(log.strip().splitlines()[-3:])
-    why = "llama.cpp's quantizer failed" if rc == 1 else f"the quantizer stopped: {explain_exit(rc)}"
+    why = "the quantizer failed" if rc == 1 else f"the quantizer stopped: {explain_exit(rc)}"
     return f"Could not write {shown}: {why}." + (f" It said: {said}" if said else "")
 
 

@@ -96,12 +96,16 @@ class ChatSession:
             from localllm.gguf_check import inspect_gguf
 
             inspect_gguf(path)  # a clear error before llama.cpp can abort on a bad file
-        elif backend == "transformers":
+        python, env = None, None
+        if backend == "transformers":
             from localllm.checkpoint_check import inspect_checkpoint
 
-            inspect_checkpoint(path)
+            if inspect_checkpoint(path).quant.startswith("gptq"):
+                from localllm.gptq_env import worker_python
+
+                python, env = worker_python()  # GPTQModel lives in an environment of its own
         self.unload()
-        client = WorkerClient()
+        client = WorkerClient(python=python, env=env)
         try:
             client.start()
             self.model = client.load(path, options, backend)

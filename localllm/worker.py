@@ -83,7 +83,12 @@ def native_errors(log_tail: str) -> str:
 class WorkerClient:
     """One worker process. Events carry "_t", the perf_counter time the app received them."""
 
-    def __init__(self, log_dir: Path | None = None) -> None:
+    def __init__(self, log_dir: Path | None = None, python: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """`python` and `env`: another environment's interpreter for the worker (GPTQModel's, which
+        needs a torch this one cannot have), and what it needs to find localllm."""
+        self._python = python or sys.executable
+        self._env = env or {}
         log_dir = log_dir or config.logs_dir()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.log_path = log_dir / f"worker-{stamp}-{os.getpid()}-{id(self) & 0xFFFF:04x}.log"
@@ -93,11 +98,11 @@ class WorkerClient:
         self.pid: int = 0
 
     def start(self, timeout: float = 60.0) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self._env)
         with self.log_path.open("ab") as log:
             # A new session: Ctrl-C in the app's terminal must not kill the model.
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "localllm.worker_main"],
+                [self._python, "-m", "localllm.worker_main"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                 env=env, start_new_session=True, bufsize=0,
             )

@@ -28,3 +28,12 @@ def model_path() -> str:
 @pytest.fixture
 def greedy() -> SamplingParams:
     return SamplingParams(temperature=0.0, seed=1, max_tokens=48)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, model_path) -> str:
+    """The embedded SmolLM2 dequantized to a fp32 safetensors checkpoint, built once per test run."""
+    from localllm.backends.hf_convert import gguf_to_checkpoint
+
+    out = gguf_to_checkpoint(model_path, tmp_path_factory.mktemp("ckpt") / "smollm2-fp32")
+    return str(out)

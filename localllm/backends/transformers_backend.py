@@ -76,6 +76,24 @@ class _Cancel(transformers.StoppingCriteria):
                           device=input_ids.device)
 
 
+def _is_gptq(path: str) -> bool:
+    import json
+
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (config.get("quantization_config") or {}).get("quant_method") == "gptq"
+
+
+def _load_gptq(path: str, cuda: bool):
+    """GPTQ checkpoints load through GPTQModel (transformers dropped auto-gptq); it picks its CUDA
+    kernels on a GPU and its torch kernels on the CPU. Its .model is a normal transformers model."""
+    from gptqmodel import GPTQModel  # only in GPTQModel's own environment (see localllm.gptq_env)
+
+    return GPTQModel.load(path, device="cuda" if cuda else "cpu").model
+
+
 class TransformersBackend:
     name = "transformers"
 
@@ -92,9 +110,12 @@ class TransformersBackend:
         qconfig = quantization_config(opts, cuda)
         try:
             self._tok = AutoTokenizer.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
-            self._model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=_dtype(opts.dtype, cuda), quantization_config=qconfig, device_map=device_map,
-                trust_remote_code=opts.trust_remote_code, use_safetensors=True)
+            if _is_gptq(path):
+                self._model = _load_gptq(path, cuda)
+            else:
+                self._model = AutoModelForCausalLM.from_pretrained(
+                    path, dtype=_dtype(opts.dtype, cuda), quantization_config=qconfig, device_map=device_map,
+                    trust_remote_code=opts.trust_remote_code, use_safetensors=True)
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             self.unload()
             raise ModelLoadError(f"transformers could not load {path}: {exc}") from None

@@ -8,6 +8,7 @@ MODULES: tuple[str, ...] = (
     "localllm.commands.pull",
     "localllm.commands.models",
     "localllm.commands.bench",
+    "localllm.commands.quantize",
 )
 
 

@@ -16,14 +16,6 @@ from localllm.errors import ModelFileError, ModelLoadError  # noqa: E402
 from localllm.session import ChatSession, ReplyDone, TextDelta  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory, model_path):
-    from localllm.backends.hf_convert import gguf_to_checkpoint
-
-    out = gguf_to_checkpoint(model_path, tmp_path_factory.mktemp("ckpt") / "smollm2-fp32")
-    return str(out)
-
-
 def chat(path: str, opts: LoadOptions, tokens: int = 12):
     s = ChatSession(sampling=SamplingParams(max_tokens=tokens, ignore_eos=True, seed=1))
     info = s.load(path, opts, backend="transformers")
