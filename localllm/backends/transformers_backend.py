@@ -123,10 +123,14 @@ class TransformersBackend:
         config = self._model.config
         ctx_train = getattr(config, "max_position_embeddings", None)
         self._n_ctx = min(opts.n_ctx, ctx_train) if ctx_train else opts.n_ctx
-        existing = getattr(config, "quantization_config", None)
-        quant = (opts.quantization if qconfig is not None
-                 else f"gptq-{existing.bits}bit" if getattr(existing, "quant_method", "") == "gptq"
-                 else str(next(self._model.parameters()).dtype).replace("torch.", ""))
+        if _is_gptq(path):
+            from localllm.checkpoint_check import inspect_checkpoint
+
+            quant = inspect_checkpoint(path).quant  # e.g. gptq-4bit-g64
+        elif qconfig is not None:
+            quant = opts.quantization
+        else:
+            quant = str(next(self._model.parameters()).dtype).replace("torch.", "")
         return ModelInfo(
             name=Path(path).name, path=path, backend=self.name, quant=quant, n_ctx=self._n_ctx,
             n_ctx_train=ctx_train, n_threads=opts.n_threads, size_bytes=self._model.get_memory_footprint(),

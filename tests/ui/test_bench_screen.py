@@ -47,7 +47,7 @@ async def test_a_plan_runs_shows_table_and_charts_saves_and_exports(tmp_path) ->
         await wait_for(pilot, lambda: app.session.model is not None)  # the chat's own load, out of the way
         screen = BenchScreen()
         app.push_screen(screen)
-        await wait_for(pilot, lambda: app.screen is screen)
+        await wait_for(pilot, lambda: app.screen is screen and screen.is_mounted)
         models = screen.query_one("#bench-models", SelectionList)
         assert models.selected == ["embedded"]  # picked by default, as the CLI does
         add = screen.query_one("#bench-add", Input)
@@ -59,7 +59,8 @@ async def test_a_plan_runs_shows_table_and_charts_saves_and_exports(tmp_path) ->
         set_plan(screen, reps="1", warmup="0", gen="8", prompt="30", threads="1")
         await pilot.press("ctrl+r")  # the app's own Ctrl+R (regenerate) must not take it
         await wait_for(pilot, lambda: screen.last_progress is not None)
-        assert screen.query_one("#bench-run").disabled and not screen.query_one("#bench-cancel").disabled
+        if screen.result is None:  # still running (it always is on a machine this slow)
+            assert screen.query_one("#bench-run").disabled and not screen.query_one("#bench-cancel").disabled
         await wait_for(pilot, lambda: screen.result is not None)
         await pilot.pause()
 
@@ -111,7 +112,7 @@ class BenchApp(App):
 async def test_cancel_mid_plan_keeps_partial_rows_and_the_screen_stays_usable() -> None:
     app = BenchApp()
     async with app.run_test(size=(80, 24)) as pilot:  # the smallest size the app promises
-        await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen))
+        await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen) and app.screen.is_mounted)
         screen = app.screen
         # two configurations (the embedded model twice) and many repetitions: it cannot finish before the cancel
         set_plan(screen, reps="50", warmup="0", gen="16", prompt="30", threads="1,1")
@@ -157,7 +158,7 @@ def test_same_model_in_every_format_and_thread_lists() -> None:
 async def test_same_model_action_picks_every_format_of_the_highlighted_one(tmp_path) -> None:
     app = BenchApp()
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen))
+        await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen) and app.screen.is_mounted)
         screen = app.screen
         add = screen.query_one("#bench-add", Input)
         for name in ("SmolLM2-135M-Instruct.Q8_0.gguf", "other-model.Q4_0.gguf"):

@@ -85,10 +85,10 @@ class BenchScreen(Screen[None]):
     .bench-row > Label { width: 12; color: $text-muted; }
     .bench-row > Input { width: 1fr; }
     #bench-buttons { height: 1; margin-top: 1; }
-    #bench-buttons > Button { width: 1fr; margin-right: 1; }
-    #bench-progress-row { height: 1; }
+    #bench-buttons > Button { width: 1fr; min-width: 8; margin-right: 1; }
+    #bench-progress-row { height: auto; }
     #bench-bar { width: 30; }
-    #bench-status { width: 1fr; color: $text-muted; }
+    #bench-status { width: 1fr; height: auto; max-height: 3; color: $text-muted; }
     #bench-views { height: 1fr; }
     #bench-table { height: 1fr; }
     #bench-notes { height: auto; max-height: 4; color: $warning; }
