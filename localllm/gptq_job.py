@@ -38,6 +38,9 @@ def calibration_samples(tokenizer, wanted: int) -> list[str]:
 
 def main(job: dict) -> int:
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(os.cpu_count() or 1))
+    if job.get("log_dir"):  # GPTQModel writes its log files into the working folder
+        os.makedirs(job["log_dir"], exist_ok=True)
+        os.chdir(job["log_dir"])
     print("[0/3] loading GPTQModel", file=sys.stderr, flush=True)
     from gptqmodel import GPTQModel, QuantizeConfig
     from transformers import AutoTokenizer

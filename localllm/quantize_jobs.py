@@ -246,7 +246,7 @@ def run_job(plan: JobPlan, progress: Progress | None = None, cancel: threading.E
     else:
         from localllm.gptq_env import gptq_python
 
-        opts = dataclasses.asdict(plan.gptq or GPTQOptions())
+        opts = {**dataclasses.asdict(plan.gptq or GPTQOptions()), "log_dir": str(config.logs_dir())}
         _run_folder_job(plan, [gptq_python(), str(Path(__file__).with_name("gptq_job.py"))], opts,
                         progress, cancel)
     seconds = time.perf_counter() - t0
