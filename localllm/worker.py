@@ -115,10 +115,11 @@ class WorkerClient:
         return self._proc is not None and self._proc.poll() is None
 
     def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
+        proc = self._proc  # close() may drop self._proc while this thread drains the pipe
+        assert proc is not None and proc.stdout is not None
         clock = time.perf_counter
         put = self._events.put
-        for line in self._proc.stdout:
+        for line in proc.stdout:
             try:
                 event = protocol.decode(line)
             except ValueError:
@@ -126,7 +127,7 @@ class WorkerClient:
             event["_t"] = clock()
             put(event)
         try:
-            rc = self._proc.wait(timeout=10)
+            rc = proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             rc = None
         put({"ev": "died", "rc": rc, "_t": clock()})

@@ -28,11 +28,13 @@ from localllm.ui.messages import (
     ReplyNotice,
 )
 from localllm.ui.pacing import RepaintPacer
+from localllm.ui.screens.bench_screen import BenchScreen
 from localllm.ui.screens.conversations_screen import ConversationsScreen
 from localllm.ui.screens.hardware_screen import HardwareScreen, download_target
 from localllm.ui.screens.help_screen import HelpScreen, app_bindings
 from localllm.ui.screens.log_screen import LogScreen
 from localllm.ui.screens.open_model import OpenModelScreen
+from localllm.ui.screens.quantize_screen import QuantizeScreen
 from localllm.ui.screens.settings_screen import SettingsScreen
 from localllm.ui.themes import DARK, VARIABLE_DEFAULTS, register_themes
 from localllm.ui.widgets.chat_log import AssistantMessage, ChatLog
@@ -58,6 +60,8 @@ class LocalLLMApp(App[int]):
         Binding("f2", "settings", "Settings"),
         Binding("f3", "history", "History"),
         Binding("f4", "hardware", "Hardware"),
+        Binding("f5", "bench", "Bench"),
+        Binding("f6", "quantize", "Quantize"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -138,6 +142,10 @@ class LocalLLMApp(App[int]):
         yield SystemCommand("Settings", "Model, context, sampling, theme defaults (F2)", self.action_settings)
         yield SystemCommand("History", "Saved conversations: open, rename, delete, export (F3)",
                             self.action_history)
+        yield SystemCommand("Timing runs", "Side-by-side timing of models and quants, with charts (F5)",
+                            self.action_bench)
+        yield SystemCommand("Quantize", "Make a GGUF quant, a full-precision checkpoint or a GPTQ model (F6)",
+                            self.action_quantize)
         yield SystemCommand("Hardware and recommendations",
                             "This machine and the models that fit it; Enter downloads a pick (F4)",
                             self.action_hardware)
@@ -392,6 +400,17 @@ class LocalLLMApp(App[int]):
             self._open_models(pull=target)  # the download runs there, with progress and cancel
 
         self.push_screen(HardwareScreen(), picked)
+
+    def action_bench(self) -> None:
+        self.push_screen(BenchScreen())
+
+    def action_quantize(self) -> None:
+        def made(path: str | None) -> None:
+            if path and not self.generating:
+                self.query_one("#prompt", Input).disabled = True
+                self.load_model(path)
+
+        self.push_screen(QuantizeScreen(), made)
 
     def action_show_log(self) -> None:
         self.push_screen(LogScreen(self.session.log_path))

@@ -39,7 +39,7 @@ class SettingsScreen(ModalScreen[Settings | None]):
     #settings-box { width: 100; max-width: 100%; height: auto; max-height: 100%; border: round $primary;
                     background: $surface; padding: 0 1; }
     #settings-title { text-style: bold; width: 1fr; }
-    #settings-form { height: auto; max-height: 16; }
+    #settings-form { height: auto; max-height: 15; }  /* the whole box fits 80x24 above the footer */
     .setting-row { height: 1; }
     .setting-label { width: 16; color: $text-muted; }
     .setting-row > Input, .setting-row > Select { width: 1fr; }
