@@ -38,6 +38,7 @@ class BenchConfig:
     model: str = EMBEDDED  # a path, or "embedded"
     backend: str = "llama_cpp"
     quant: str = ""  # a label; empty: what the file says
+    load_in: str = "none"  # transformers checkpoints: none | int8 | nf4 | fp4 (bitsandbytes at load)
     n_threads: int = 0  # 0: physical cores
     n_gpu_layers: int = 0
     n_ctx: int = 2048
@@ -56,7 +57,8 @@ class BenchConfig:
             from localllm.embedded import FILENAME
 
             name = Path(FILENAME).stem
-        extra = [f"{self.n_threads} thread{'s' if self.n_threads > 1 else ''}" if self.n_threads else "",
+        extra = [f"bnb {self.load_in}" if self.load_in != "none" else "",
+                 f"{self.n_threads} thread{'s' if self.n_threads > 1 else ''}" if self.n_threads else "",
                  f"{self.n_gpu_layers} GPU layers" if self.n_gpu_layers else ""]
         if self.backend == "remote":
             extra = []  # threads and GPU layers are the server's own business

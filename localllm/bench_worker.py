@@ -17,7 +17,7 @@ from localllm.bench_results import RowResult, prompt_hash
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError
 from localllm.metrics import ReplyStats
-from localllm.session import meter_for
+from localllm.session import meter_for, worker_runtime
 from localllm.worker import WorkerClient, meter_event
 
 
@@ -151,7 +151,8 @@ def run_config(plan: BenchPlan, cfg: BenchConfig, label: str, prompts: PromptSet
 
             gguf = inspect_gguf(path)  # a clear reason before llama.cpp can abort on a bad file
             row.size_bytes, row.bits_per_weight = gguf.size_bytes, round(gguf.bits_per_weight, 2)
-        client = WorkerClient(log_dir)
+        python, env = worker_runtime(path, cfg.backend)  # GPTQ checkpoints run in GPTQModel's environment
+        client = WorkerClient(log_dir, python=python, env=env)
         client.start()
         watcher = threading.Thread(target=_watch, args=(cancel, client, done), daemon=True)
         watcher.start()
@@ -183,7 +184,7 @@ def run_config(plan: BenchPlan, cfg: BenchConfig, label: str, prompts: PromptSet
 def _repetitions(plan: BenchPlan, cfg: BenchConfig, path: str, prompts: PromptSet,
                  client: WorkerClient, row: RowResult, cancel: threading.Event, say) -> None:
     options = LoadOptions(n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers,
-                          seed=plan.seed)
+                          seed=plan.seed, quantization=cfg.load_in)
     sampling = SamplingParams(max_tokens=plan.gen_tokens, ignore_eos=True, seed=plan.seed)
     runs = plan.warmup + plan.reps
     fitted: list[FittedPrompt] = []

@@ -65,6 +65,20 @@ def meter_for(model: ModelInfo | None, worker_pid: int) -> Meter:
     return Meter(server, client=ProcessSampler(worker_pid))
 
 
+def worker_runtime(path: str, backend: str) -> tuple[str | None, dict[str, str] | None]:
+    """(python, env) for the model's worker: None for this environment; GPTQ checkpoints run in
+    GPTQModel's own (see gptq_env). Checkpoint folders are validated here, before any process starts."""
+    if backend != "transformers":
+        return None, None
+    from localllm.checkpoint_check import inspect_checkpoint
+
+    if not inspect_checkpoint(path).quant.startswith("gptq"):
+        return None, None
+    from localllm.gptq_env import worker_python
+
+    return worker_python()
+
+
 def detect_backend(path: str) -> str:
     """A server URL, a checkpoint folder or a GGUF file: which backend loads it."""
     if path.startswith(("http://", "https://")):
@@ -96,14 +110,7 @@ class ChatSession:
             from localllm.gguf_check import inspect_gguf
 
             inspect_gguf(path)  # a clear error before llama.cpp can abort on a bad file
-        python, env = None, None
-        if backend == "transformers":
-            from localllm.checkpoint_check import inspect_checkpoint
-
-            if inspect_checkpoint(path).quant.startswith("gptq"):
-                from localllm.gptq_env import worker_python
-
-                python, env = worker_python()  # GPTQModel lives in an environment of its own
+        python, env = worker_runtime(path, backend)
         self.unload()
         client = WorkerClient(python=python, env=env)
         try:

@@ -12,7 +12,8 @@ def register(sub) -> None:
                                    "fixed prompt and reply lengths. Results are saved under "
                                    "<home>/bench/ so runs can be compared.")
     p.add_argument("-m", "--model", action="append", dest="models", metavar="PATH", default=[],
-                   help="a GGUF file, a checkpoint folder, a server URL, or 'embedded' (repeat for each "
+                   help="a GGUF file, a checkpoint folder (FOLDER@int8, @nf4 or @fp4: bitsandbytes at "
+                        "load), a server URL (URL#model-id), or 'embedded' (repeat for each "
                         "configuration; default: embedded)")
     p.add_argument("--preset", choices=["seed002", "llama-bench"], default="seed002",
                    help="seed002: prompt 30 / 30 new tokens (default); llama-bench: pp512 / tg128")
@@ -46,13 +47,26 @@ def _threads(text: str) -> list[int]:
     return values or [0]
 
 
+def _load_in(spec: str) -> tuple[str, str]:
+    """`folder@nf4` -> (folder, "nf4"): a checkpoint quantized by bitsandbytes as it loads."""
+    model, sep, how = spec.rpartition("@")
+    if sep and how in ("int8", "nf4", "fp4", "none"):
+        return model, how
+    return spec, "none"
+
+
 def build_plan(args: argparse.Namespace):
     from localllm.bench import BenchConfig, BenchPlan
     from localllm.session import detect_backend
 
-    configs = [BenchConfig(model=m, backend="llama_cpp" if m == "embedded" else detect_backend(m),
-                           n_threads=t, n_gpu_layers=args.gpu_layers, n_ctx=args.ctx)
-               for m in (args.models or ["embedded"]) for t in _threads(args.threads)]
+    configs = []
+    for spec in args.models or ["embedded"]:
+        model, load_in = _load_in(spec)
+        backend = "llama_cpp" if model == "embedded" else detect_backend(model)
+        if load_in != "none" and backend != "transformers":
+            raise SystemExit(f"error: @{load_in} (bitsandbytes at load) needs a checkpoint folder, not {model}")
+        configs += [BenchConfig(model=model, backend=backend, load_in=load_in, n_threads=t,
+                                n_gpu_layers=args.gpu_layers, n_ctx=args.ctx) for t in _threads(args.threads)]
     return BenchPlan.from_preset(args.preset, configs, reps=args.reps, warmup=args.warmup,
                                  gen_tokens=args.tokens, prompt_tokens=args.prompt_tokens,
                                  prompts=args.prompts, seed=args.seed, perplexity=args.perplexity)

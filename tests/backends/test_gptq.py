@@ -85,3 +85,13 @@ def test_too_little_calibration_text_is_refused(checkpoint, tmp_path, monkeypatc
         gptq_job.calibration_samples(AutoTokenizer.from_pretrained(checkpoint), 64)
     monkeypatch.undo()
     assert len(gptq_job.calibration_samples(AutoTokenizer.from_pretrained(checkpoint), 64)) >= gptq_job.MIN_SAMPLES
+
+
+def test_a_timing_run_of_the_gptq_model_runs_in_its_environment(gptq_model) -> None:
+    from localllm.bench import BenchConfig, BenchPlan, run_plan
+
+    plan = BenchPlan([BenchConfig(str(gptq_model.path), backend="transformers", n_threads=2)],
+                     prompt_tokens=30, gen_tokens=8, reps=1, warmup=0)
+    row = run_plan(plan).rows[0]
+    assert row.status == "ok", row.reason
+    assert row.model["quant"] == "gptq-4bit-g64" and row.columns["decode_tok_s"].mean > 0

@@ -231,3 +231,19 @@ def test_summary_never_invents_a_stddev() -> None:
     assert one.mean == 2.0 and one.sd is None and one.n == 1
     two = Summary.of([1.0, 3.0])
     assert two.sd == pytest.approx(math.sqrt(2)) and two.p50 == 2.0
+
+
+def test_cli_model_specs_pick_bitsandbytes_at_load(tmp_path) -> None:
+    from localllm.commands.bench import _load_in, build_plan
+
+    assert _load_in("/m/ckpt@nf4") == ("/m/ckpt", "nf4")
+    assert _load_in("http://h:1#org/m@x") == ("http://h:1#org/m@x", "none")  # not a bnb suffix
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    args = cli.build_parser("localllm.commands.bench").parse_args(["bench", "-m", f"{ckpt}@int8"])
+    cfg = build_plan(args).configs[0]
+    assert (cfg.model, cfg.backend, cfg.load_in) == (str(ckpt), "transformers", "int8")
+    assert "bnb int8" in cfg.default_label()
+    args = cli.build_parser("localllm.commands.bench").parse_args(["bench", "-m", "embedded@nf4"])
+    with pytest.raises(SystemExit, match="needs a checkpoint folder"):
+        build_plan(args)
