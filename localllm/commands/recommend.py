@@ -23,7 +23,37 @@ def register(sub) -> None:
     p.add_argument("-n", "--top", type=int, default=10, help="how many picks to show (default 10)")
     p.add_argument("--all-quants", action="store_true", help="show every quant of a model, not two")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--hw", metavar="FILE_OR_PROFILE",
+                   help="plan for another machine: a `localllm hw --json` file, or a recorded profile "
+                        f"({', '.join(PROFILES)})")
     p.set_defaults(func=run)
+
+
+PROFILES = ("cpu-16gb", "gpu-8gb", "gpu-24gb")  # localllm/data/machines/*.json
+
+
+def _hardware(source: str | None):
+    """This machine, probed; or a recorded one (a path or a shipped profile name)."""
+    from pathlib import Path
+
+    from localllm import hardware
+    from localllm.errors import LocalLLMError
+
+    if not source:
+        info = hardware.probe()
+        if info.cpu_bandwidth_gb_s is None:  # speed estimates need it: measure once (~1 s), cached after
+            from localllm import bandwidth
+
+            info.cpu_bandwidth_gb_s = round(bandwidth.measured_bandwidth(cpu=info.cpu), 2)
+        return info
+    path = Path(source).expanduser()
+    if source in PROFILES:
+        path = Path(__file__).resolve().parent.parent / "data" / "machines" / f"{source}.json"
+    try:
+        return hardware.HardwareInfo.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LocalLLMError(f"Cannot use {source} as a machine: {exc}. Give a file written by "
+                            f"`localllm hw --json` or one of {', '.join(PROFILES)}.") from None
 
 
 def _specs(model: str | None):
@@ -89,17 +119,12 @@ def report(rec, top: int, per_model: int | None) -> str:
 
 
 def run(args) -> int:
-    from localllm import hardware
     from localllm.recommend import Wishes, recommend
 
     if args.context < 1:
         print("error: --context must be at least 1 token", file=sys.stderr)
         return 2
-    info = hardware.probe()
-    if info.cpu_bandwidth_gb_s is None:  # speed estimates need it: measure once (~1 s), cached after
-        from localllm import bandwidth
-
-        info.cpu_bandwidth_gb_s = round(bandwidth.measured_bandwidth(cpu=info.cpu), 2)
+    info = _hardware(args.hw)
     wishes = Wishes(context=args.context, use=args.use, kv_type=args.kv,
                     formats=tuple(args.formats) if args.formats else Wishes.formats)
     specs = _specs(args.model)

@@ -188,3 +188,23 @@ def test_a_download_larger_than_the_free_disk_is_said() -> None:
     assert "the download (16.1 GB) is more than the 5.0 GB free on disk" in fp16.why
     small = next(p for p in rec.picks if p.model == "llama-3.2-1b" and p.quant == "Q4_K_M")
     assert "free on disk" not in small.why
+
+
+@pytest.mark.parametrize(("profile", "key"), [("cpu-16gb", "cpu16"), ("gpu-8gb", "gpu8"), ("gpu-24gb", "gpu24")])
+def test_recommend_for_a_recorded_machine(profile, key, capsys) -> None:
+    from localllm import cli
+
+    assert cli.main(["recommend", "--hw", profile, "--context", "8192", "--json", "-n", "3"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    expected = run(key).top(3)
+    assert [(p["model"], p["format"], p["quant"]) for p in shown["picks"]] == [
+        (p.model, p.format, p.quant) for p in expected]
+
+
+def test_recommend_for_an_unreadable_machine_says_what_to_give(tmp_path, capsys) -> None:
+    from localllm import cli
+
+    bad = tmp_path / "hw.json"
+    bad.write_text("{not json")
+    assert cli.main(["recommend", "--hw", str(bad)]) == 1
+    assert "Give a file written by `localllm hw --json` or one of cpu-16gb" in capsys.readouterr().err
