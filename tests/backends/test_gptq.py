@@ -18,7 +18,8 @@ from localllm import gptq_env, library
 from localllm.config import LoadOptions, SamplingParams
 from localllm.quantize import QuantizeCancelled
 from localllm.quantize_jobs import GPTQOptions, plan_job, read_record, run_job
-from localllm.session import ChatSession, ReplyDone, TextDelta
+from localllm.session import ChatSession
+from tests.replies import collect
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +54,7 @@ def test_chat_with_the_gptq_model_through_its_own_environment(gptq_model) -> Non
     try:
         info = s.load(str(gptq_model.path), LoadOptions(n_ctx=512, n_threads=2))
         assert info.backend == "transformers" and info.quant == "gptq-4bit-g64"
-        text, done = "", None
-        for ev in s.send("What is the capital of France?"):
-            if isinstance(ev, TextDelta):
-                text += ev.text
-            elif isinstance(ev, ReplyDone):
-                done = ev
+        text, done = collect(s.send("What is the capital of France?"))
         assert "Paris" in text  # 4-bit GPTQ of a 135M model still knows this one
         assert done.stats.completion_tokens > 0 and done.stats.decode_tok_s > 0 and done.stats.rss_peak_mib > 100
     finally:

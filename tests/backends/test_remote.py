@@ -17,6 +17,7 @@ from localllm.endpoints import api_base, discover, server_pid
 from localllm.errors import LocalLLMError
 from localllm.session import ChatSession, ReplyDone, TextDelta
 from tests.openai_fault_server import MODEL, FaultServer, Handler
+from tests.replies import collect
 
 
 def free_port() -> int:
@@ -45,16 +46,6 @@ def llama_server(model_path):
     yield url, proc
     proc.terminate()
     proc.wait(timeout=10)
-
-
-def collect(events):
-    text, done = "", None
-    for ev in events:
-        if isinstance(ev, TextDelta):
-            text += ev.text
-        elif isinstance(ev, ReplyDone):
-            done = ev
-    return text, done
 
 
 def test_chat_through_a_real_server_fills_the_panels(llama_server) -> None:

@@ -14,18 +14,14 @@ from localllm.checkpoint_check import inspect_checkpoint  # noqa: E402
 from localllm.config import LoadOptions, SamplingParams  # noqa: E402
 from localllm.errors import ModelFileError, ModelLoadError  # noqa: E402
 from localllm.session import ChatSession, ReplyDone, TextDelta  # noqa: E402
+from tests.replies import collect  # noqa: E402
 
 
 def chat(path: str, opts: LoadOptions, tokens: int = 12):
     s = ChatSession(sampling=SamplingParams(max_tokens=tokens, ignore_eos=True, seed=1))
     info = s.load(path, opts, backend="transformers")
     try:
-        text, done = "", None
-        for ev in s.send("What is the capital of France?"):
-            if isinstance(ev, TextDelta):
-                text += ev.text
-            elif isinstance(ev, ReplyDone):
-                done = ev
+        text, done = collect(s.send("What is the capital of France?"))
         return info, text, done.stats
     finally:
         s.close()

@@ -3,8 +3,6 @@ progress, the table, the charts, the saved result and its exports; and a cancel 
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from textual.app import App
 from textual.widgets import DataTable, Input, SelectionList, Static
@@ -14,17 +12,9 @@ from localllm.config import LoadOptions
 from localllm.ui.app import LocalLLMApp
 from localllm.ui.screens.bench_screen import BenchScreen, family, parse_threads
 from localllm.ui.widgets.bench_charts import BenchCharts
+from tests.ui.test_app import wait_for
 
 SIZE = (100, 32)
-
-
-async def wait_for(pilot, predicate, timeout: float = 120.0) -> None:
-    """Generous: a shared 2-core machine is slow to start worker processes."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "timed out waiting for the benchmark screen"
-        await pilot.pause(0.2)
 
 
 def set_plan(screen: BenchScreen, **values: str) -> None:
