@@ -2,7 +2,8 @@
 
 Loads the embedded SmolLM2-135M Q4_1 and a Q4_K_M made from it with llama.cpp's own quantizer, each
 at two context sizes, with a short prompt and with a prompt that fills the context, runs one reply and
-prints the estimator's RAM figure beside the worker's measured peak RSS, and their error.
+prints the estimator's RAM figure beside the worker's measured peak RSS, and their error; then the same
+for the transformers backend (fp32, bnb NF4, bnb int8) on the GGUF dequantized by `localllm quantize`.
 
     python benchmarks/estimate_vs_measured.py            # target: every |error| <= 10% (aim 5%)
     python benchmarks/estimate_vs_measured.py --record   # also keep the runs to calibrate estimates
@@ -133,6 +134,29 @@ def speed_run(path: Path, cpu_gb_s: float, reps: int, tokens: int, record: bool)
             "predicted": speed.tok_s, "roofline": speed.roofline_tok_s}
 
 
+def transformers_run(ckpt: Path, fmt: str, cpu_gb_s: float) -> dict:
+    """One short reply through the transformers backend (fp32, or bitsandbytes at load) against the
+    estimator's figure for that format."""
+    import json
+
+    import psutil
+
+    load_in = {"fp32": "none", "bnb-nf4": "nf4", "bnb-int8": "int8"}[fmt]
+    quant = {"fp32": "fp32", "bnb-nf4": "nf4-dq", "bnb-int8": "int8"}[fmt]
+    spec = ModelSpec.from_config(json.loads((ckpt / "config.json").read_text()), ckpt.name)
+    session = ChatSession(sampling=SamplingParams(max_tokens=32, ignore_eos=True, seed=1))
+    try:
+        session.load(str(ckpt), LoadOptions(n_ctx=2048, quantization=load_in, dtype="float32"))
+        stats = next(e for e in session.send(SHORT) if isinstance(e, ReplyDone)).stats
+        rss_after = psutil.Process(session.worker_pid).memory_info().rss / MiB
+    finally:
+        session.close()
+    measured = max(stats.rss_peak_mib or 0.0, rss_after)
+    est = estimate.estimate_memory(spec, fmt, quant, 2048, fill=stats.prompt_tokens, calibrate=False)
+    return {"model": f"{ckpt.name} ({fmt})", "predicted": est.rss_bytes / MiB, "measured": measured,
+            "error": 100 * (est.rss_bytes / MiB - measured) / measured, "tok_s": stats.decode_tok_s}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ctx", type=int, nargs="+", default=[2048, 8192])
@@ -140,6 +164,8 @@ def main() -> int:
     parser.add_argument("--speed-reps", type=int, default=3, help="decode-speed replies per model (0: none)")
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                         help="run the memory table (--no-memory: speed only)")
+    parser.add_argument("--transformers", action=argparse.BooleanOptionalAction, default=True,
+                        help="also fp32, bnb NF4 and bnb int8 loads of the dequantized checkpoint")
     args = parser.parse_args()
     embedded = embedded_model_path()
     cpu_gb_s = bandwidth.measured_bandwidth(refresh=True)  # now, not a figure from a busier moment
@@ -160,6 +186,16 @@ def main() -> int:
                       f"{r['spread'][1]:.1f})  predicted {r['predicted']:6.1f}  "
                       f"error {100 * (r['predicted'] - r['measured']) / r['measured']:+5.1f}%  "
                       f"{100 * r['measured'] / r['roofline']:3.0f}% of the {r['roofline']:.0f} tok/s limit")
+        if args.transformers:
+            from localllm.quantize_jobs import plan_job, run_job
+
+            ckpt = run_job(plan_job(str(embedded), "safetensors", Path(tmp) / "SmolLM2-135M-Instruct-fp32")).path
+            print(f"\ntransformers loads of {ckpt.name}, ctx 2048, a short prompt and 32 new tokens:")
+            for fmt in ("fp32", "bnb-nf4", "bnb-int8"):
+                r = transformers_run(ckpt, fmt, cpu_gb_s)
+                rows.append({**r, "error": r["error"]})
+                print(f"{r['model']:44} predicted {r['predicted']:7.1f} MiB  measured {r['measured']:7.1f} MiB  "
+                      f"error {r['error']:+5.1f}%  ({r['tok_s'] or 0:.1f} tok/s)", flush=True)
     if not rows:
         return 0
     worst = max(abs(r["error"]) for r in rows)

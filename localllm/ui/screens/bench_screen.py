@@ -1,4 +1,4 @@
-"""Side-by-side timing runs in the TUI (F8): pick configurations, run them with live progress and
+"""Side-by-side timing runs in the TUI (F5): pick configurations, run them with live progress and
 cancel, then a table and bar charts; the result is saved under <home>/bench/ and exports to
 Markdown, CSV or JSON beside it. The plan runs through bench.run_plan, exactly as `localllm bench`."""
 
