@@ -41,10 +41,21 @@ async def loaded(pilot) -> None:
     while app.query_one(StatusBar).model is None:  # on_model_loaded has run
         await asyncio.sleep(0.05)
     app._sampler = None  # no live memory samples: the picture must not move
+    panel = app.query_one(MetricsPanel)
+    panel.rss, panel.estimate_mib = None, None  # nor one an idle tick took before the line above
+    panel.rss_history.clear()
+    panel.refresh()
     app.query_one("#prompt").cursor_blink = False
     model = app.query_one(StatusBar).model
     model.name, model.path = "scripted-model", "http://127.0.0.1:PORT/v1"  # the port changes per run
     app.query_one(StatusBar).refresh()
+    # the footer recomposes after the prompt takes focus: wait for its keys, or a screen pushed on top
+    # may be captured over a footer still being rebuilt
+    from textual.widgets._footer import FooterKey
+
+    while len(app.screen.query(FooterKey)) < len(app.BINDINGS):
+        await asyncio.sleep(0.05)
+    await pilot.pause()
 
 
 async def chat_and_freeze(pilot) -> None:
