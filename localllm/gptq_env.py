@@ -4,7 +4,8 @@ GPTQModel (the maintained successor of auto-gptq, and what transformers uses for
 torch >= 2.14.1, while the transformers/bitsandbytes side of localllm runs on the CPU build of
 torch 2.13. Two torches cannot share one environment, so GPTQ jobs and GPTQ chats run in a child
 process under the Python of a separate venv: `localllm quantize --setup-gptq` makes it under
-<home>/envs/gptq, or LOCALLLM_GPTQ_PYTHON names an existing one.
+<home>/envs/gptq, or LOCALLLM_GPTQ_PYTHON names an existing one. Where gptqmodel imports in this
+environment already (a GPU machine with a recent torch, the CUDA container), this Python is used.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def gptq_python() -> str:
         if not Path(named).exists():
             raise QuantizeError(f"{ENV_VAR} names {named}, which does not exist. Fix it or unset it.")
         return named
+    import importlib.util
+
+    if importlib.util.find_spec("gptqmodel") is not None:
+        return sys.executable  # installed here already (e.g. the CUDA container): no second environment
     python = _python_in(env_dir())
     if python.exists():
         return str(python)
