@@ -48,7 +48,7 @@ SDIST=$(ls "$WORK"/dist/localllm-*.tar.gz)
 
 step "checking the sdist holds the themes, stylesheets, data files, the tests and the benchmarks"
 tar -tzf "$SDIST" | sed 's|^[^/]*/||' | sort > "$WORK/sdist.txt"
-for f in $(cd "$ROOT" && ls themes/*.toml localllm/ui/*.tcss localllm/data/* tests/conftest.py tests/hubserver.py \
+for f in $(cd "$ROOT" && ls themes/*.toml localllm/ui/*.tcss $(find localllm/data -type f -not -name "*.pyc") tests/conftest.py tests/hubserver.py \
            tests/ui/__snapshots__/*/*.svg benchmarks/*.py packaging/README.md CHANGELOG.md); do
     grep -qxF "$f" "$WORK/sdist.txt" || fail "$f is missing from the sdist $SDIST"
 done
@@ -59,7 +59,7 @@ pip_quiet "$PY" -m pip wheel --quiet --no-deps -w "$WORK/dist" "$WORK"/unpacked/
 WHEEL=$(ls "$WORK"/dist/localllm-*.whl)
 
 step "checking the wheel holds every module, the themes, stylesheets and data files"
-(cd "$WORK/src" && find localllm -name '*.py' -not -path '*/__pycache__/*'; ls localllm/ui/*.tcss localllm/data/*) \
+(cd "$WORK/src" && find localllm -name '*.py' -not -path '*/__pycache__/*'; ls localllm/ui/*.tcss; find localllm/data -type f) \
     > "$WORK/expected.txt"
 (cd "$WORK/src/themes" && ls *.toml | sed 's|^|localllm/themes/|') >> "$WORK/expected.txt"
 "$PY" - "$WHEEL" "$WORK/expected.txt" <<'EOF' || fail "the wheel is incomplete (a new subpackage missing from [tool.setuptools] packages in pyproject.toml?)"
