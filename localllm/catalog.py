@@ -49,6 +49,7 @@ class ModelSpec:
     source: str = "catalog"  # "catalog" | "config.json" | "gguf"
     gguf_path: str = ""  # from_gguf: the file whose tensor table gives exact weight bytes
     gguf_quant: str = ""
+    checkpoint_bits: int = 16  # the full-precision checkpoint's dtype on disk (fp16/bf16 on the Hub)
 
     # -- derived sizes --------------------------------------------------------------------------
     @property
@@ -175,7 +176,8 @@ def _from_config(config: dict, repo_id: str) -> ModelSpec:
                      ffn=ffn, heads=heads, kv_heads=kv, head_dim=head_dim, vocab=values["vocab"],
                      max_context=values["max_context"], family=str(cfg.get("model_type", "")),
                      tied_embeddings=tied, sliding_window=window, sliding_pattern=pattern,
-                     experts=experts, experts_active=active, fp16_repo=repo_id, source="config.json")
+                     experts=experts, experts_active=active, fp16_repo=repo_id, source="config.json",
+                     checkpoint_bits=32 if str(cfg.get("torch_dtype") or cfg.get("dtype")) == "float32" else 16)
 
 
 def _config_sliding(cfg: dict, layers: int) -> tuple[int, int]:

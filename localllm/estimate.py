@@ -29,7 +29,9 @@ LLAMA_PROCESS_BYTES = 48 * MiB  # python + libllama + llama-cpp-python objects, 
 VOCAB_BYTES_PER_TOKEN = 400  # llama.cpp's tokenizer tables (vocab-only loads: 243-442 B per token)
 CUDA_CONTEXT_BYTES = 350 * MiB  # CUDA context with lazy loading (290-400 MB; ~670 without)
 CUDA_HOST_BYTES = 300 * MiB  # CUDA runtime libraries in the process (not measured here: no GPU)
-TORCH_PROCESS_BYTES = 600 * MiB  # python + torch + transformers imported (not measured here)
+# The worker with torch + transformers imported (248 MiB measured here), plus the tokenizer, allocator
+# arenas and generate()'s buffers: SmolLM2 fp32 on this machine held 406 MiB besides its weights.
+TORCH_PROCESS_BYTES = 400 * MiB
 TORCH_CUDA_CONTEXT_BYTES = 400 * MiB
 
 
@@ -189,15 +191,16 @@ def _table_weights(path: str) -> tuple[tuple[int, ...], int, int, float, tuple[t
     return tuple(per_layer), embd, out, bpw, tuple(matrices)
 
 
-def transformers_weights(spec: ModelSpec, fmt: str, quant: str) -> tuple[float, float, float]:
-    """(linear-layer bytes, embedding + head bytes, bpw). bnb and GPTQ keep embeddings/head in fp16."""
+def transformers_weights(spec: ModelSpec, fmt: str, quant: str, on_gpu: bool = True) -> tuple[float, float, float]:
+    """(linear-layer bytes, embedding + head bytes, bpw). bnb and GPTQ keep embeddings/head in the
+    load dtype: fp16 on a GPU, fp32 on the CPU (localllm's default there: fp16 CPU kernels are slow)."""
     if fmt == "gptq":
         bpw = gptq_bits(quant)
     elif fmt == "bnb-nf4":
         bpw = BNB_NF4_DQ_BPW if "dq" in quant.lower() or "double" in quant.lower() else BNB_NF4_BPW
     else:
         bpw = TRANSFORMERS_BPW[fmt]
-    edge_bits = 32 if fmt == "fp32" else 16
+    edge_bits = 32 if fmt == "fp32" or (not on_gpu and fmt in ("bnb-nf4", "bnb-int8")) else 16
     linear = spec.layer_params * spec.layers * bpw / 8
     edges = (spec.embedding_params + spec.output_params) * edge_bits / 8
     return linear, edges, (linear + edges) * 8 / spec.params
@@ -366,13 +369,14 @@ def _estimate_gguf(spec, quant, context, kv_type, gpu_layers, n_ubatch, flash_at
 
 
 def _estimate_transformers(spec, fmt, quant, context, kv_type, gpu_layers, fill):
-    linear, edges, bpw = transformers_weights(spec, fmt, quant)
     on_gpu = gpu_layers != 0
+    linear, edges, bpw = transformers_weights(spec, fmt, quant, on_gpu)
     notes = []
     if kv_type != "f16":
         notes.append("transformers keeps its KV cache in the model's dtype: f16 assumed")
-    act = 4 if fmt == "fp32" else 2
-    kv = kv_cache_bytes(spec, context, "f16", runtime="transformers") * act // 2
+    act = 4 if fmt == "fp32" or (not on_gpu and fmt in ("bnb-nf4", "bnb-int8")) else 2
+    # transformers' DynamicCache grows with the tokens held, unlike llama.cpp's, allocated up front
+    kv = kv_cache_bytes(spec, fill, "f16", runtime="transformers") * act // 2
     # Prefill runs the whole prompt at once: hidden states, MLP intermediates, last-token logits in fp32.
     compute = fill * (4 * spec.hidden + 2 * spec.ffn) * act + spec.vocab * 4 * 2
     if fmt in ("gptq", "bnb-nf4", "bnb-int8") and not on_gpu:
@@ -380,6 +384,10 @@ def _estimate_transformers(spec, fmt, quant, context, kv_type, gpu_layers, fill)
     est = MemoryEstimate(spec.name, fmt, quant or fmt, context, "f16", spec.layers + 1 if on_gpu else 0,
                          spec.layers, round(bpw, 3), "bits-per-weight table", notes=notes)
     est.overhead_cpu = TORCH_PROCESS_BYTES
+    if fmt in ("bnb-nf4", "bnb-int8", "gptq") or on_gpu:
+        # The weights are copied out of the mmapped safetensors file (quantized, or moved to the GPU);
+        # the pages read stay in RSS until the kernel needs them (measured: bnb NF4 of SmolLM2 fp32).
+        est.reclaimable_cpu = int(spec.params * spec.checkpoint_bits / 8)
     if on_gpu:
         est.weights_gpu, est.kv_gpu, est.compute_gpu = int(linear + edges), kv, compute
         est.overhead_gpu = TORCH_CUDA_CONTEXT_BYTES

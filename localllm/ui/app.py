@@ -176,10 +176,11 @@ class LocalLLMApp(App[int]):
             self.estimate_memory(fill=1)
 
     @work(thread=True, exclusive=True, group="estimate", exit_on_error=False)
-    def estimate_memory(self, fill: int) -> None:
+    def estimate_memory(self, fill: int, measured_mib: float | None = None) -> None:
         """The estimator's RSS figure for this model at this fill, shown beside the measured peak: every
-        load and every reply checks the estimates that recommendations are made from."""
-        from localllm.estimate import estimate_memory
+        load and every reply checks the estimates that recommendations are made from. After a reply,
+        the uncalibrated prediction and the measured peak are kept to calibrate later estimates."""
+        from localllm.estimate import estimate_memory, record_measurement
 
         if self._estimated is None:
             return
@@ -187,7 +188,13 @@ class LocalLLMApp(App[int]):
         try:
             est = estimate_memory(spec, "gguf", spec.gguf_quant, info.n_ctx, gpu_layers=info.n_gpu_layers,
                                   fill=max(1, fill))
-        except LocalLLMError:
+            if measured_mib:
+                raw = estimate_memory(spec, "gguf", spec.gguf_quant, info.n_ctx, gpu_layers=info.n_gpu_layers,
+                                      fill=max(1, fill), calibrate=False)
+                record_measurement(model=spec.name, fmt="gguf", quant=spec.gguf_quant, device="cpu",
+                                   context=info.n_ctx, predicted_ram_bytes=raw.rss_bytes,
+                                   measured_ram_bytes=int(measured_mib * 2**20))
+        except (LocalLLMError, OSError):  # information only: a full disk must not break the chat
             return
         self.call_from_thread(self._show_estimate, est.rss_bytes / 2**20)
 
@@ -298,7 +305,7 @@ class LocalLLMApp(App[int]):
         panel = self.query_one(MetricsPanel)
         panel.show_stats(message.stats)
         panel.push_memory(message.stats.rss_now_mib, message.stats.rss_peak_mib)
-        self.estimate_memory(message.stats.prompt_tokens)
+        self.estimate_memory(message.stats.prompt_tokens, message.stats.rss_peak_mib)
         self._end_reply("ready")
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:
@@ -394,10 +401,15 @@ class LocalLLMApp(App[int]):
 
     def action_hardware(self) -> None:
         def picked(pick) -> None:
-            target = download_target(pick) if pick is not None else None
-            if target is None:
+            if pick is None or self.generating:
                 return
-            self._open_models(pull=target)  # the download runs there, with progress and cancel
+            if pick.source.startswith("embedded"):  # nothing to download: chat with it now
+                self.query_one("#prompt", Input).disabled = True
+                self.load_model(None)
+                return
+            target = download_target(pick)
+            if target is not None:
+                self._open_models(pull=target)  # the download runs there, with progress and cancel
 
         self.push_screen(HardwareScreen(), picked)
 

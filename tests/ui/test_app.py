@@ -68,6 +68,12 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
         peak = app.query_one(MetricsPanel).rss[1]
         assert abs(float(estimate) - peak) / peak < 0.10 and error.endswith("%")  # the F2 target
         assert f"{100 * (float(estimate) - peak) / peak:+.0f}%" == error
+        # and the pair is kept, so later estimates learn from this machine
+        from localllm.estimate import load_measurements
+
+        run = load_measurements()[-1]
+        assert run["format"] == "gguf" and run["quant"] == "Q4_1" and run["context"] == 1024
+        assert run["measured_ram_bytes"] == int(stats.rss_peak_mib * 2**20) and run["predicted_ram_bytes"] > 0
 
 
 async def test_escape_stops_a_long_reply_and_history_stays_consistent() -> None:

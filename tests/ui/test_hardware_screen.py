@@ -237,3 +237,45 @@ async def test_f4_in_the_app_then_enter_downloads_the_pick_from_the_hub_and_load
             assert app.screen.query_one("#pull-repo", Input).value == repo
             await wait_for(pilot, lambda: app.session.model is not None and app.session.model.path != first, 120)
             assert app.session.model.path.endswith(filename.rsplit("/", 1)[-1])
+
+
+async def test_a_header_click_sorts_within_fitting_and_not_fitting_rows() -> None:
+    screen = HardwareScreen(machine(gpu=False, ram=8.0, available=6.0))
+    host = Host(screen)
+    async with host.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: screen.rows)
+        ranked = list(screen.rows)
+        table = screen.query_one(DataTable)
+        index = list(table.columns).index("tok/s")
+        await pilot.click(DataTable, offset=(sum(c.get_render_width(table) for c in
+                                                  list(table.columns.values())[:index]) + 1, 0))
+        await wait_for(pilot, lambda: screen.rows != ranked)
+        fits = [p for p in screen.rows if p.fits]
+        assert [p.tok_s for p in fits] == sorted((p.tok_s for p in fits), reverse=True)
+        assert all(p.fits for p in screen.rows[:len(fits)])  # what fits stays on top
+        assert {id(p) for p in screen.rows} == {id(p) for p in ranked}  # same picks, other order
+        await pilot.click(DataTable, offset=(1, 0))  # '#': back to the ranking
+        await wait_for(pilot, lambda: screen.rows == ranked)
+
+
+async def test_picking_the_embedded_model_in_the_app_goes_straight_to_chat() -> None:
+    from localllm.config import LoadOptions
+    from localllm.embedded import embedded_model_path
+    from localllm.ui.app import LocalLLMApp
+
+    app = LocalLLMApp(model_path="/nonexistent/model.gguf", load_options=LoadOptions(n_ctx=512))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.query_one("#prompt", Input).disabled is not None
+                       and "no model loaded" in str(app.query_one("StatusBar").render()), 60)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.rows, 60)
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        table.focus()
+        await pilot.press("a")  # every quant of every model: the embedded Q4_1 is one of SmolLM2's
+        await wait_for(pilot, lambda: any(p.source.startswith("embedded") for p in screen.rows), 30)
+        index = next(i for i, p in enumerate(screen.rows) if p.fits and p.source.startswith("embedded"))
+        table.move_cursor(row=index)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.session.model is not None, 120)
+        assert app.session.model.path == str(embedded_model_path()) and not isinstance(app.screen, HardwareScreen)

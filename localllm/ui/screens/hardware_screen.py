@@ -120,6 +120,14 @@ def memory_cell(pick: Pick, rec: Recommendation) -> str:
     return {"full GPU": vram, "CPU only": ram}.get(pick.verdict, f"{vram} + {ram}" if pick.vram_bytes else ram)
 
 
+# Header -> sort key; numbers sort best first (fastest, smallest, longest context).
+SORT_KEYS = {
+    "#": None, "Model": lambda p: p.name.lower(), "Format": lambda p: p.format, "Quant": lambda p: p.quant,
+    "Placement": lambda p: p.verdict, "Need/usable GiB": lambda p: p.ram_bytes + p.vram_bytes,
+    "tok/s": lambda p: -p.tok_s, "Max ctx": lambda p: -max(p.max_context.values(), default=0),
+}
+
+
 def table_rows(rec: Recommendation, all_quants: bool = False) -> list[Pick]:
     """Fitting picks best first, then the ones that do not fit, the closest to fitting first."""
     fitting = rec.top(len(rec.picks), None) if all_quants else rec.top(SHOWN, 2)
@@ -170,6 +178,7 @@ class HardwareScreen(Screen[Pick | None]):
         self.all_quants = False
         self._generation = 0  # a ranking started before the latest change is thrown away
         self._timer = None
+        self._sort: tuple[str, bool] | None = None  # (column, descending) picked by a header click
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="hw-top"):
@@ -287,11 +296,26 @@ class HardwareScreen(Screen[Pick | None]):
         lines += [f"note: {note}" for note in rec.notes]
         self.say("\n".join(lines))
 
+    @on(DataTable.HeaderSelected)
+    def sort_by(self, event: DataTable.HeaderSelected) -> None:
+        """A click on a header sorts by it (again: the other way); '#' goes back to the ranking."""
+        key = str(event.column_key.value)
+        if key not in SORT_KEYS:
+            return
+        self._sort = None if key == "#" else (key, not self._sort[1] if self._sort and self._sort[0] == key
+                                               else False)
+        self._fill_table()
+
     def _fill_table(self) -> None:
         table = self.query_one(DataTable)
         table.clear()
         rec = self.recommendation
         self.rows = table_rows(rec, self.all_quants) if rec else []
+        if self._sort and rec:  # sorted within each group: what fits stays above what does not
+            key, reverse = self._sort
+            by = SORT_KEYS[key]
+            self.rows = (sorted([p for p in self.rows if p.fits], key=by, reverse=reverse)
+                         + sorted([p for p in self.rows if not p.fits], key=by, reverse=reverse))
         for i, p in enumerate(self.rows):
             dim = "" if p.fits else "dim"
             cells = [str(i + 1) if p.fits else "-", p.name, p.format, p.quant,
