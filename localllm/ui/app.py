@@ -59,7 +59,7 @@ class LocalLLMApp(App[int]):
         Binding("f1", "help", "Help"),
         Binding("f2", "settings", "Settings"),
         Binding("f3", "history", "History"),
-        Binding("f4", "hardware", "Hardware"),
+        Binding("f4", "hardware", "Machine"),
         Binding("f5", "bench", "Bench"),
         Binding("f6", "quantize", "Quantize"),
         Binding("ctrl+q", "quit", "Quit", priority=True),

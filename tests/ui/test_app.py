@@ -153,7 +153,8 @@ async def test_every_binding_is_shown_in_the_footer_at_80_and_at_200_columns() -
     for width in (80, 200):
         app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
         async with app.run_test(size=(width, 24)) as pilot:
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda app=app: len(app.screen.query(FooterKey)) > len(app.BINDINGS), 30)
+            await pilot.pause(0.1)
             keys = list(app.screen.query(FooterKey))
             shown = {k.key for k in keys}
             assert {b.key for b in app.BINDINGS} <= shown, width

@@ -15,8 +15,8 @@ class WrappingFooter(Footer):
     DEFAULT_CSS = """
     WrappingFooter.-two-rows { layout: grid; height: 2; grid-columns: auto; }
     WrappingFooter.-two-rows FooterKey.-command-palette { dock: none; border-left: none; padding-right: 0; }
-    WrappingFooter.-two-rows FooterKey .footer-key--key { padding: 0 0 0 1; }
-    WrappingFooter.-two-rows FooterKey.-command-palette .footer-key--description { padding: 0; }
+    WrappingFooter.-two-rows FooterKey .footer-key--description { padding: 0; }
+    WrappingFooter.-two-rows FooterKey.-command-palette .footer-key--key { padding: 0 1; }
     """
 
     def compose(self) -> ComposeResult:
