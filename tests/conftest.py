@@ -20,6 +20,17 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _own_calibration():
+    """Measured runs calibrate later estimates: a test must not inherit another test's records (the
+    chat app records one after every reply)."""
+    from localllm.estimate import calibration_path
+
+    calibration_path().unlink(missing_ok=True)
+    yield
+    calibration_path().unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="session")
 def model_path() -> str:
     return str(embedded_model_path())
