@@ -21,7 +21,8 @@ class CheckpointInfo:
     max_context: int | None
 
 
-def _quant_label(config: dict) -> str:
+def quant_label(config: dict) -> str:
+    """How a config.json says its weights are quantized: none, gptq-4bit-g128, bnb-nf4 ..."""
     q = config.get("quantization_config") or {}
     method = q.get("quant_method")
     if not method:
@@ -67,6 +68,6 @@ def inspect_checkpoint(path: str | Path, allow_pickle: bool = False) -> Checkpoi
     archs = config.get("architectures") or [config["model_type"]]
     return CheckpointInfo(
         path=str(p.resolve()), architecture=str(archs[0]), model_type=str(config["model_type"]),
-        quant=_quant_label(config), weight_format=fmt, size_bytes=sum(f.stat().st_size for f in files),
+        quant=quant_label(config), weight_format=fmt, size_bytes=sum(f.stat().st_size for f in files),
         max_context=config.get("max_position_embeddings"),
     )

@@ -13,3 +13,14 @@ def collect(events):
         elif isinstance(ev, ReplyDone):
             done = ev
     return text, done
+
+
+def stop_at_first_piece(session, prompt: str) -> ReplyDone | None:
+    """Send `prompt` and stop the reply as soon as its first text arrives; the final event."""
+    done = None
+    for ev in session.send(prompt):
+        if isinstance(ev, TextDelta):
+            session.stop()
+        elif isinstance(ev, ReplyDone):
+            done = ev
+    return done

@@ -76,14 +76,18 @@ class _Cancel(transformers.StoppingCriteria):
                           device=input_ids.device)
 
 
-def _is_gptq(path: str) -> bool:
+def _stored_quant(path: str) -> str:
+    """The checkpoint's own quantization (checkpoint_check's label); "none" when config.json is unreadable
+    (transformers then says why it cannot load it)."""
     import json
+
+    from localllm.checkpoint_check import quant_label
 
     try:
         config = json.loads((Path(path) / "config.json").read_text())
     except (OSError, ValueError):
-        return False
-    return (config.get("quantization_config") or {}).get("quant_method") == "gptq"
+        return "none"
+    return quant_label(config) if isinstance(config, dict) else "none"
 
 
 def _load_gptq(path: str, cuda: bool):
@@ -108,9 +112,11 @@ class TransformersBackend:
         torch.set_num_threads(opts.n_threads)
         device_map = opts.device_map if cuda else "cpu"
         qconfig = quantization_config(opts, cuda)
+        stored = _stored_quant(path)
+        gptq = stored.startswith("gptq")
         try:
             self._tok = AutoTokenizer.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
-            if _is_gptq(path):
+            if gptq:
                 self._model = _load_gptq(path, cuda)
             else:
                 self._model = AutoModelForCausalLM.from_pretrained(
@@ -123,10 +129,8 @@ class TransformersBackend:
         config = self._model.config
         ctx_train = getattr(config, "max_position_embeddings", None)
         self._n_ctx = min(opts.n_ctx, ctx_train) if ctx_train else opts.n_ctx
-        if _is_gptq(path):
-            from localllm.checkpoint_check import inspect_checkpoint
-
-            quant = inspect_checkpoint(path).quant  # e.g. gptq-4bit-g64
+        if gptq:
+            quant = stored  # e.g. gptq-4bit-g64
         elif qconfig is not None:
             quant = opts.quantization
         else:

@@ -15,9 +15,9 @@ import pytest
 from localllm.config import LoadOptions, SamplingParams
 from localllm.endpoints import api_base, discover, server_pid
 from localllm.errors import LocalLLMError
-from localllm.session import ChatSession, ReplyDone, TextDelta
+from localllm.session import ChatSession, TextDelta
 from tests.openai_fault_server import MODEL, FaultServer, Handler
-from tests.replies import collect
+from tests.replies import collect, stop_at_first_piece
 
 
 def free_port() -> int:
@@ -72,12 +72,7 @@ def test_cancel_closes_the_stream(llama_server) -> None:
     s = ChatSession(sampling=SamplingParams(max_tokens=400, seed=1))
     s.load(url, LoadOptions(), backend="remote")
     try:
-        done = None
-        for ev in s.send("Write a long story about the sea."):
-            if isinstance(ev, TextDelta):
-                s.stop()
-            elif isinstance(ev, ReplyDone):
-                done = ev
+        done = stop_at_first_piece(s, "Write a long story about the sea.")
         assert done.turn.status == "stopped" and done.stats.completion_tokens < 400
         _, again = collect(s.send("Thanks"))  # the server and the session go on
         assert again.turn.status in ("ok", "length")

@@ -13,8 +13,8 @@ pytest.importorskip("bitsandbytes")
 from localllm.checkpoint_check import inspect_checkpoint  # noqa: E402
 from localllm.config import LoadOptions, SamplingParams  # noqa: E402
 from localllm.errors import ModelFileError, ModelLoadError  # noqa: E402
-from localllm.session import ChatSession, ReplyDone, TextDelta  # noqa: E402
-from tests.replies import collect  # noqa: E402
+from localllm.session import ChatSession  # noqa: E402
+from tests.replies import collect, stop_at_first_piece  # noqa: E402
 
 
 def chat(path: str, opts: LoadOptions, tokens: int = 12):
@@ -53,12 +53,7 @@ def test_cancel_stops_generation(checkpoint) -> None:
     s = ChatSession(sampling=SamplingParams(max_tokens=400, ignore_eos=True, seed=1))
     s.load(checkpoint, LoadOptions(n_ctx=1024), backend="transformers")
     try:
-        done = None
-        for ev in s.send("Tell a long story."):
-            if isinstance(ev, TextDelta):
-                s.stop()
-            elif isinstance(ev, ReplyDone):
-                done = ev
+        done = stop_at_first_piece(s, "Tell a long story.")
         assert done.turn.status == "stopped" and done.stats.completion_tokens < 400
     finally:
         s.close()
