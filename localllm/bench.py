@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localllm.bench_results import BenchResult, RowResult, build_manifest
+from localllm.config import AUTO_LAYERS
 from localllm.errors import LocalLLMError
 
 DATA = Path(__file__).parent / "data"
@@ -40,7 +41,7 @@ class BenchConfig:
     quant: str = ""  # a label; empty: what the file says
     load_in: str = "none"  # transformers checkpoints: none | int8 | nf4 | fp4 (bitsandbytes at load)
     n_threads: int = 0  # 0: physical cores
-    n_gpu_layers: int = 0
+    n_gpu_layers: int = AUTO_LAYERS  # placed by the load plan unless given
     n_ctx: int = 2048
     label: str = ""
 
@@ -59,7 +60,8 @@ class BenchConfig:
             name = Path(FILENAME).stem
         extra = [f"bnb {self.load_in}" if self.load_in != "none" else "",
                  f"{self.n_threads} thread{'s' if self.n_threads > 1 else ''}" if self.n_threads else "",
-                 f"{self.n_gpu_layers} GPU layers" if self.n_gpu_layers else ""]
+                 f"{self.n_gpu_layers} GPU layers" if self.n_gpu_layers > 0 else
+                 "all GPU layers" if self.n_gpu_layers == -1 else ""]
         if self.backend == "remote":
             extra = []  # threads and GPU layers are the server's own business
         return " · ".join([name, *filter(None, extra)])

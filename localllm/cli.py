@@ -22,7 +22,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                         "default LOCALLLM_API_KEY)")
     p.add_argument("--ctx", type=int, default=None, help="context size in tokens (settings; default 2048)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
-    p.add_argument("--gpu-layers", type=int, default=None, help="layers to offload to the GPU")
+    p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
+                   help="layers to offload to the GPU: auto (the load plan places them; the default), "
+                        "N, -1 for all, 0 for none")
+    p.add_argument("--force", action="store_true", default=None,
+                   help="load even when the load plan says the model does not fit")
     p.add_argument("--load-in", choices=["none", "int8", "nf4", "fp4"], default="none",
                    help="transformers checkpoints: bitsandbytes quantization at load time")
     p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
@@ -34,6 +38,21 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--repeat-penalty", type=float, default=None)
     p.add_argument("--seed", type=int, default=None, help="sampling seed for repeatable replies")
+
+
+def gpu_layers_arg(text: str) -> int:
+    """`auto` or an integer >= -1, for --gpu-layers."""
+    from localllm.config import AUTO_LAYERS
+
+    if text.strip().lower() == "auto":
+        return AUTO_LAYERS
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of layers, got {text!r}") from None
+    if value < -1:
+        raise argparse.ArgumentTypeError("use auto, -1 (all layers), 0 (none) or a number of layers")
+    return value
 
 
 def _wanted_module(argv: list[str]) -> str | None:
@@ -99,6 +118,7 @@ def _options(args, settings):
             setattr(sampling, field, given[arg])
     if "seed" in given:
         load.seed = given["seed"]
+    load.force = bool(given.get("force"))
     load.api_key_env = args.api_key_env or settings.api_key_env
     load.quantization, load.dtype = args.load_in, args.dtype
     if _endpoint(args):
@@ -135,18 +155,20 @@ def _new_session(args):
     if args.system is not None:
         session.system_prompt = args.system
     session.load(_model_path(args, settings), load)
+    for notice in session.notices:
+        print(f"[notice] {notice}", file=sys.stderr)
     return session
 
 
 def _stream_reply(session, text: str, echo: bool):
-    from localllm.session import ReplyDone, TextDelta, TrimNotice
+    from localllm.session import KernelNotice, ReplyDone, TextDelta, TrimNotice
 
     done = None
     for event in session.send(text):
         if isinstance(event, TextDelta) and echo:
             sys.stdout.write(event.text)
             sys.stdout.flush()
-        elif isinstance(event, TrimNotice):
+        elif isinstance(event, TrimNotice | KernelNotice):
             print(f"[notice] {event}", file=sys.stderr)
         elif isinstance(event, ReplyDone):
             done = event
@@ -166,7 +188,8 @@ def cmd_chat(args) -> int:
             assert done is not None
             if args.json:
                 record = {"model": vars(session.model), "prompt": args.prompt, "reply": done.turn.content,
-                          "status": done.turn.status, "stats": done.stats.to_dict()}
+                          "status": done.turn.status, "stats": done.stats.to_dict(),
+                          "plan": _plan_vs_measured(session, done.stats), "notices": session.notices}
                 print(json.dumps(record, indent=2))
             else:
                 print()
@@ -176,6 +199,28 @@ def cmd_chat(args) -> int:
         return _repl(session, args)
     finally:
         session.close()
+
+
+def _plan_vs_measured(session, stats) -> dict | None:
+    """The load plan beside what was measured, per device: RSS of the worker, its own VRAM (NVML)."""
+    plan = session.plan
+    if plan is None:
+        return None
+    data = plan.to_dict()
+    devices = data["devices"]
+    mib = 2**20
+    if stats.rss_peak_mib is not None and plan.at_fill is not None:  # at the fill this reply reached
+        fill = (stats.prompt_tokens or 0) + (stats.completion_tokens or 0)
+        planned = plan.at_fill(fill).rss_bytes / mib
+        devices["cpu"].update(rss_planned_at_fill_mib=round(planned, 1), fill_tokens=fill,
+                              measured_peak_mib=round(stats.rss_peak_mib, 1),
+                              error_pct=round(100 * (planned - stats.rss_peak_mib) / stats.rss_peak_mib, 1))
+    if "gpu0" in devices or stats.vram_peak_mib:  # the worker's own VRAM, through NVML
+        gpu = devices.setdefault("gpu0", {"total": 0})
+        gpu["measured_peak_mib"] = stats.vram_peak_mib
+        if stats.vram_peak_mib:
+            gpu["error_pct"] = round(100 * (gpu["total"] / mib - stats.vram_peak_mib) / stats.vram_peak_mib, 1)
+    return data
 
 
 def _repl(session, args) -> int:

@@ -46,14 +46,20 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
+AUTO_LAYERS = -2  # n_gpu_layers: placed by the load plan (localllm.plan)
+
+
 @dataclass
 class LoadOptions:
     """How a model is loaded; passed unchanged to the worker and the backend."""
 
     n_ctx: int = 2048
     n_threads: int = 0  # 0: default_threads()
-    n_gpu_layers: int = 0
+    n_gpu_layers: int = AUTO_LAYERS  # AUTO_LAYERS: the load plan decides; -1: all; 0: none
     seed: int = 0
+    # llama.cpp's extra buffer types (AMX / repack kernels): auto | on | off (see localllm.binding)
+    extra_bufts: str = "auto"
+    force: bool = False  # load even when the plan says it does not fit
     # remote backend: the model id on the server, the env variable holding its API key
     remote_model: str = ""
     api_key_env: str = ""

@@ -268,7 +268,9 @@ def touched_compute_bytes(spec: ModelSpec, fill: int, n_ubatch: int = 512,
 
 
 REPACKED = {"avx2": {"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"}, "avx512f": {"Q2_K"},
-            "dotprod": {"Q4_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "Q8_0", "MXFP4"}}
+            "dotprod": {"Q4_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "Q8_0", "MXFP4"},
+            # the AMX buffer type (ggml-cpu/amx, qtype_has_amx_kernels): a second copy of these weights
+            "amx_int8": {"Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS"}}
 
 
 @functools.lru_cache(maxsize=1)

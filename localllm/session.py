@@ -3,11 +3,13 @@ Headless: the TUI and the CLI both drive this."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localllm import binding
 from localllm.backends.base import Message, ModelInfo
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError, NoModelLoaded, PromptTooLong, WorkerDied
@@ -37,6 +39,16 @@ class TrimNotice:
 
 
 @dataclass
+class KernelNotice:
+    """The worker died of SIGILL with llama.cpp's extra CPU buffers on; the reply is retried without."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
 class TextDelta:
     text: str
 
@@ -47,7 +59,7 @@ class ReplyDone:
     stats: ReplyStats
 
 
-ReplyEvent = TrimNotice | TextDelta | ReplyDone
+ReplyEvent = TrimNotice | KernelNotice | TextDelta | ReplyDone
 
 FINISH_STATUS = {"stop": "ok", "cancelled": "stopped", "length": "length"}
 
@@ -96,13 +108,17 @@ class ChatSession:
     _client: WorkerClient | None = None
     _meter: Meter | None = None
     _load_args: tuple[str, LoadOptions, str] | None = None
+    plan: object | None = None  # the LoadPlan of the loaded model (localllm.plan), None for servers
+    notices: list[str] = field(default_factory=list)  # one-line messages from loading, for the UI to show
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- model -------------------------------------------------------------------------------
     def load(self, path: str | Path, options: LoadOptions | None = None,
              backend: str | None = None) -> ModelInfo:
-        """Validate the file, start a fresh worker, load. The conversation is kept.
-        Without a backend, the path says which (see detect_backend)."""
+        """Validate the file, plan the placement, start a fresh worker, load. The conversation is kept.
+        Without a backend, the path says which (see detect_backend). A plan that does not fit is refused
+        (PlanRefused) unless options.force; a worker that dies of SIGILL is retried once with llama.cpp's
+        extra CPU buffers off."""
         options = options or LoadOptions()
         path = str(path)
         backend = backend or detect_backend(path)
@@ -110,18 +126,69 @@ class ChatSession:
             from localllm.gguf_check import inspect_gguf
 
             inspect_gguf(path)  # a clear error before llama.cpp can abort on a bad file
+            options = self._with_kernels(options)
         python, env = worker_runtime(path, backend)
+        options = self._planned(path, options, backend)
         self.unload()
+        try:
+            self.model = self._start(path, options, backend, python, env)
+        except WorkerDied as exc:
+            if not self._kernel_fallback(exc, options, backend):
+                raise
+            options = dataclasses.replace(options, extra_bufts="off")
+            self.notices.append(binding.SIGILL_NOTICE)
+            self.model = self._start(path, options, backend, python, env)
+        self._load_args = (path, options, backend)
+        return self.model
+
+    def _start(self, path: str, options: LoadOptions, backend: str, python, env) -> ModelInfo:
         client = WorkerClient(python=python, env=env)
         try:
             client.start()
-            self.model = client.load(path, options, backend)
+            info = client.load(path, options, backend)
         except BaseException:
             client.close()
             raise
         self._client = client
-        self._load_args = (path, options, backend)
-        return self.model
+        return info
+
+    def _with_kernels(self, options: LoadOptions) -> LoadOptions:
+        """auto -> on/off for this machine (probed once, in a child). Learning 'off' now is a notice."""
+        if options.extra_bufts in ("on", "off"):
+            return options
+        fresh = binding.cached() is None
+        use, why = binding.extra_bufts_for(options.extra_bufts)
+        if not use and fresh:
+            self.notices.append(f"llama.cpp's extra CPU buffer types are off on this machine: {why}. "
+                                "Kept for this machine (setting cpu_extra_buffers; `localllm doctor`).")
+        return dataclasses.replace(options, extra_bufts="on" if use else "off")
+
+    def _planned(self, path: str, options: LoadOptions, backend: str) -> LoadOptions:
+        """Apply the load plan: GPU layers when left on auto; refuse what cannot fit unless forced."""
+        self.plan = None
+        if backend == "remote":
+            return options
+        from localllm.errors import ModelFileError
+        from localllm.plan import PlanRefused, plan_for
+
+        try:
+            plan = plan_for(path, options)
+        except (ModelFileError, OSError, ValueError, KeyError):
+            return options  # the estimator cannot read it: the backend still may, and says why if not
+        if not plan.fits and not options.force:
+            raise PlanRefused(plan)
+        self.plan = plan
+        if backend == "llama_cpp":
+            return dataclasses.replace(options, n_gpu_layers=plan.gpu_layers)
+        return options
+
+    @staticmethod
+    def _kernel_fallback(exc: WorkerDied, options: LoadOptions, backend: str) -> bool:
+        """A SIGILL with extra buffers on: remember 'off' for this machine; the caller retries once."""
+        if backend != "llama_cpp" or options.extra_bufts == "off" or not binding.is_sigill(exc):
+            return False
+        binding.record_extra_bufts(False, "a model worker died of SIGILL with them on")
+        return True
 
     def unload(self) -> None:
         if self._client is not None:
@@ -205,13 +272,26 @@ class ChatSession:
             yield notice
         turn = Turn("assistant", "")
         self.history.append(turn)
+        try:
+            yield from self._attempt(client, turn)
+        except WorkerDied as exc:
+            path, options, backend = self._load_args or ("", LoadOptions(), "")
+            if turn.content or not self._kernel_fallback(exc, options, backend):
+                raise
+            yield KernelNotice(binding.SIGILL_NOTICE)
+            self.load(path, dataclasses.replace(options, extra_bufts="off"), backend)
+            turn.status = "ok"
+            assert self._client is not None
+            yield from self._attempt(self._client, turn)
+
+    def _attempt(self, client: WorkerClient, turn: Turn) -> Iterator[ReplyEvent]:
         meter = meter_for(self.model, client.pid)
         self._meter = meter
         parts: list[str] = []
         meter.start()
         reason = "error"
         try:
-            for event in client.chat(self.messages(), self.sampling):
+            for event in client.chat(self.messages(), self.sampling):  # the empty reply is not sent
                 text, done = meter_event(meter, event)
                 if text:
                     parts.append(text)

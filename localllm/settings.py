@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from localllm.backends.registry import BACKENDS
-from localllm.config import LoadOptions, SamplingParams, config_dir
+from localllm.binding import EXTRA_BUFFERS
+from localllm.config import AUTO_LAYERS, LoadOptions, SamplingParams, config_dir
 from localllm.errors import LocalLLMError
 
 SETTINGS_FILE = "settings.toml"
@@ -38,8 +39,12 @@ class Settings:
         "backend for that model", choices=tuple(BACKENDS)))
     n_ctx: int = field(default=2048, metadata=_doc("context size in tokens", min=128, max=1_048_576))
     threads: int = field(default=0, metadata=_doc("CPU threads; 0: one per physical core", min=0, max=1024))
-    gpu_layers: int = field(default=0, metadata=_doc(
-        "layers offloaded to the GPU; 0: none, -1: all", min=-1, max=100_000))
+    gpu_layers: int = field(default=AUTO_LAYERS, metadata=_doc(
+        "layers offloaded to the GPU; -2: auto (the load plan places them), -1: all, 0: none",
+        min=AUTO_LAYERS, max=100_000))
+    cpu_extra_buffers: str = field(default="auto", metadata=_doc(
+        "llama.cpp's extra CPU buffer types (AMX/repack kernels); auto: on unless they crashed this CPU "
+        "(see localllm doctor)", choices=EXTRA_BUFFERS))
     system_prompt: str = field(default="You are a helpful assistant.", metadata=_doc(
         "system prompt of new conversations"))
     temperature: float = field(default=0.7, metadata=_doc("sampling temperature; 0: greedy", min=0.0, max=5.0))
@@ -67,6 +72,7 @@ class Settings:
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Settings)}
 TYPES: dict[str, type] = {"model": str, "backend": str, "n_ctx": int, "threads": int, "gpu_layers": int,
+                          "cpu_extra_buffers": str,
                           "system_prompt": str, "temperature": float, "top_p": float, "top_k": int,
                           "min_p": float, "repeat_penalty": float, "max_tokens": int, "seed": int,
                           "theme": str, "save_conversations": bool, "endpoints": list, "api_key_env": str}
@@ -242,6 +248,7 @@ def to_load_options(settings: Settings, base: LoadOptions | None = None) -> Load
     base = base or LoadOptions()
     return dataclasses.replace(base, n_ctx=settings.n_ctx, n_threads=settings.threads,
                                n_gpu_layers=settings.gpu_layers, seed=max(settings.seed, 0),
+                               extra_bufts=settings.cpu_extra_buffers,
                                api_key_env=base.api_key_env or settings.api_key_env)
 
 

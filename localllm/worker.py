@@ -80,6 +80,11 @@ def native_errors(log_tail: str) -> str:
     return "; ".join(dict.fromkeys(lines[-3:]))
 
 
+# OpenMP threads that sleep at a barrier instead of spinning: a spinning thread on a busy core steals the
+# time slice the thread it waits for needs (benchmarks/busy_ratio.py measures both policies).
+OMP_WAIT_POLICY = "passive"
+
+
 class WorkerClient:
     """One worker process. Events carry "_t", the perf_counter time the app received them."""
 
@@ -99,12 +104,15 @@ class WorkerClient:
 
     def start(self, timeout: float = 60.0) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self._env)
+        env.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
         with self.log_path.open("ab") as log:
-            # A new session: Ctrl-C in the app's terminal must not kill the model.
+            # A process group of its own: Ctrl-C in the app's terminal must not kill the model. Not a new
+            # session: with autogroup scheduling (the desktop default) a session is its own scheduling
+            # group, and llama.cpp's threads then share about one core with any busy neighbour.
             self._proc = subprocess.Popen(
                 [self._python, "-m", "localllm.worker_main"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                env=env, start_new_session=True, bufsize=0,
+                env=env, process_group=0, bufsize=0,
             )
         self.pid = self._proc.pid
         threading.Thread(target=self._read, name=f"worker-{self.pid}", daemon=True).start()
@@ -166,6 +174,11 @@ class WorkerClient:
         if event["ev"] != kind:
             raise ModelLoadError(f"the worker sent {event['ev']!r} where {kind!r} was expected")
         return event
+
+    def request(self, obj: dict, kind: str, timeout: float | None = None) -> dict:
+        """Send one request and wait for its answer event."""
+        self.send(obj)
+        return self._expect(kind, timeout=timeout)
 
     def load(self, path: str, options: LoadOptions, backend: str = "llama_cpp") -> ModelInfo:
         self.send({"op": "load", "backend": backend, "path": path,

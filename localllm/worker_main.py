@@ -66,6 +66,10 @@ class Worker:
             self.backend = registry.create(req.get("backend", "llama_cpp"))
             info = self.backend.load(req["path"], LoadOptions(**req.get("options", {})))
             self.send({"ev": "loaded", "info": dataclasses.asdict(info)})
+        elif op == "caps":  # what this environment's llama-cpp-python can do (see localllm.binding)
+            from localllm.backends.llama_cpp import binding_capabilities
+
+            self.send({"ev": "caps", **binding_capabilities()})
         elif op == "count":
             self.send({"ev": "count", "n": self._backend().count_tokens(req["messages"])})
         elif op == "chat":

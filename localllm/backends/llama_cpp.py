@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +15,8 @@ import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from localllm.backends.base import Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent
-from localllm.config import LoadOptions, SamplingParams
+from localllm.binding import FAKE_SIGILL_ENV
+from localllm.config import AUTO_LAYERS, LoadOptions, SamplingParams
 from localllm.errors import ModelLoadError, NoModelLoaded
 from localllm.gguf_check import FILE_TYPES
 
@@ -23,6 +27,67 @@ CHATML = (
 )
 
 
+@contextlib.contextmanager
+def _model_params(extra_bufts: bool):
+    """Llama() offers no use_extra_bufts argument: hand it default params with the field set. Off keeps
+    llama.cpp away from its AMX buffer type, which dies of SIGILL on some AMX Xeons (llama.cpp #20824)."""
+    module = llama_cpp.llama_cpp
+    original = module.llama_model_default_params
+
+    def params():
+        p = original()
+        p.use_extra_bufts = extra_bufts
+        return p
+
+    module.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        module.llama_model_default_params = original
+
+
+def binding_capabilities() -> dict:
+    """What this llama-cpp-python was built with (the worker's "caps" answer; see localllm.binding)."""
+    return {"gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+            "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace")}
+
+
+def resolve_gpu_layers(path: str, options: LoadOptions) -> int:
+    """AUTO_LAYERS: none on a binding without GPU offload; else what the load plan places."""
+    if options.n_gpu_layers != AUTO_LAYERS:
+        return options.n_gpu_layers
+    if not llama_cpp.llama_supports_gpu_offload():
+        return 0
+    from localllm.plan import plan_for
+
+    return plan_for(path, options).gpu_layers
+
+
+def resolve_extra_bufts(options: LoadOptions) -> bool:
+    if options.extra_bufts in ("on", "off"):
+        return options.extra_bufts == "on"
+    from localllm.binding import extra_bufts_for  # probes this machine once, in a child process
+
+    return extra_bufts_for(options.extra_bufts)[0]
+
+
+def _in_worker() -> bool:
+    """Only a worker process may fake a crash: never the app or a test run loading in-process."""
+    import sys
+
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec is not None and spec.name == "localllm.worker_main"
+
+
+def _die_of_sigill() -> None:
+    """The test-only switch (FAKE_SIGILL_ENV): die at the first decode as llama.cpp's AMX kernel does on
+    an AMX Xeon, without leaving a core file behind."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.kill(os.getpid(), signal.SIGILL)
+
+
 class LlamaCppBackend:
     name = "llama_cpp"
 
@@ -30,15 +95,19 @@ class LlamaCppBackend:
         self._llm: llama_cpp.Llama | None = None
         self._formatter: Jinja2ChatFormatter | None = None
         self._n_ctx = 0
+        self._extra_bufts = True
 
     def load(self, path: str, options: LoadOptions) -> ModelInfo:
         opts = options.resolved()
+        opts.n_gpu_layers = resolve_gpu_layers(path, opts)
+        self._extra_bufts = resolve_extra_bufts(opts)
         try:
-            llm = llama_cpp.Llama(
-                model_path=path, n_ctx=opts.n_ctx, n_threads=opts.n_threads,
-                n_threads_batch=opts.n_threads, n_gpu_layers=opts.n_gpu_layers,
-                seed=opts.seed, verbose=True,  # our stderr is the worker log file: keep the detail
-            )
+            with _model_params(self._extra_bufts):
+                llm = llama_cpp.Llama(
+                    model_path=path, n_ctx=opts.n_ctx, n_threads=opts.n_threads,
+                    n_threads_batch=opts.n_threads, n_gpu_layers=opts.n_gpu_layers,
+                    seed=opts.seed, verbose=True,  # our stderr is the worker log file: keep the detail
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {path}: {exc}. "
                                  "The file may be damaged or its architecture unsupported.") from None
@@ -64,7 +133,9 @@ class LlamaCppBackend:
             n_ctx=self._n_ctx, n_ctx_train=ctx_train, n_threads=opts.n_threads,
             n_gpu_layers=opts.n_gpu_layers, size_bytes=Path(path).stat().st_size,
             chat_template="model" if template else "chatml (fallback: the file has none)",
-            extra={"general.name": llm.metadata.get("general.name", "")},
+            extra={"general.name": llm.metadata.get("general.name", ""),
+                   "extra_bufts": self._extra_bufts,
+                   "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload())},
         )
 
     def _require(self) -> llama_cpp.Llama:
@@ -105,6 +176,8 @@ class LlamaCppBackend:
         if cancel.is_set():
             yield Finish("cancelled")
             return
+        if self._extra_bufts and os.environ.get(FAKE_SIGILL_ENV) and _in_worker():
+            _die_of_sigill()
         for token in llm.generate(
             tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
             temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True,

@@ -5,10 +5,12 @@ sets `func=run`. Modules import nothing heavy at import time (`localllm --help` 
 MODULES: tuple[str, ...] = (
     "localllm.commands.hw",
     "localllm.commands.recommend",
+    "localllm.commands.plan",
     "localllm.commands.pull",
     "localllm.commands.models",
     "localllm.commands.bench",
     "localllm.commands.quantize",
+    "localllm.commands.doctor",
 )
 
 

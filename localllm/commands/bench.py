@@ -6,6 +6,12 @@ import argparse
 import sys
 
 
+def _gpu_layers(text: str) -> int:
+    from localllm.cli import gpu_layers_arg
+
+    return gpu_layers_arg(text)
+
+
 def register(sub) -> None:
     p = sub.add_parser("bench", help="time models side by side (load, TTFT, tok/s, CPU, memory)",
                        description="Run each model in its own process: a warm-up, then repetitions with "
@@ -23,7 +29,8 @@ def register(sub) -> None:
     p.add_argument("--prompt-tokens", type=int, default=None, help="prompt length in tokens, template included")
     p.add_argument("--prompts", default=None, help="prompt set: short, long, or a file (one per paragraph)")
     p.add_argument("--threads", default="0", help="CPU threads; a list such as 1,2 runs each (default: cores)")
-    p.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU")
+    p.add_argument("--gpu-layers", type=_gpu_layers, default="auto", metavar="auto|N",
+                   help="layers to offload to the GPU: auto (the load plan places them; default), N, -1, 0")
     p.add_argument("--ctx", type=int, default=2048, help="context size (default 2048)")
     p.add_argument("--seed", type=int, default=42, help="load and sampling seed (default 42)")
     p.add_argument("--perplexity", action="store_true", help="add perplexity on a shipped public-domain text")

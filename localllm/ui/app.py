@@ -17,7 +17,7 @@ from localllm.conversations import ConversationStore
 from localllm.errors import LocalLLMError
 from localllm.metrics import ProcessSampler
 from localllm.recorder import Recorder
-from localllm.session import ChatSession, ReplyDone, TextDelta, TrimNotice
+from localllm.session import ChatSession, KernelNotice, ReplyDone, TextDelta, TrimNotice
 from localllm.settings import Settings, load_settings_lenient, save_settings, to_load_options, to_sampling
 from localllm.ui.messages import (
     ModelLoaded,
@@ -88,6 +88,7 @@ class LocalLLMApp(App[int]):
         self._estimated = None  # (ModelSpec, ModelInfo) of the loaded GGUF, for the memory estimate
         self._rate_mark: tuple[float, int] | None = None
         self._panel_at = 0.0
+        self._binding_warned = False
         self.pacer = RepaintPacer()
 
     # -- layout --------------------------------------------------------------------------------
@@ -152,7 +153,8 @@ class LocalLLMApp(App[int]):
 
     # -- model loading -------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
-    def load_model(self, path: str | None) -> None:
+    def load_model(self, path: str | None, options: LoadOptions | None = None) -> None:
+        """`options`: this load only (a Machine-screen pick's placement); else the app's."""
         self.call_from_thread(self._set_state, "loading model…")
         self.call_from_thread(self._show_estimate, None)  # the last model's figure is not this one's
         try:
@@ -160,11 +162,15 @@ class LocalLLMApp(App[int]):
                 from localllm.embedded import embedded_model_path
 
                 path = str(embedded_model_path())
-            info = self.session.load(path, self.load_options)  # the path says which backend
+            self.session.notices.clear()
+            info = self.session.load(path, options or self.load_options)  # the path says which backend
         except LocalLLMError as exc:
             self.post_message(ModelLoadFailed(str(exc)))
             return
         self.post_message(ModelLoaded(info))
+        for notice in self.session.notices:
+            self.call_from_thread(self.notify, notice, severity="warning", timeout=15)
+        self._check_binding()
         self._estimated = None
         if info.backend == "llama_cpp":
             from localllm.catalog import ModelSpec
@@ -174,6 +180,24 @@ class LocalLLMApp(App[int]):
             except Exception:  # an estimate is information; a file the estimator cannot read still chats
                 return
             self.estimate_memory(fill=1)
+
+    def _check_binding(self) -> None:
+        """A GPU here that the installed llama-cpp-python cannot use: say so in the status bar, once with
+        the exact fix (the same check as `localllm doctor`). Runs in the load worker's thread."""
+        from localllm import binding, hardware
+        from localllm.doctor import gpu_binding_mismatch
+
+        caps = binding.cached()
+        if caps is None or self._binding_warned:
+            return
+        mismatch = gpu_binding_mismatch(hardware.probe(), caps)
+        if mismatch is None:
+            return
+        self._binding_warned = True
+        self.call_from_thread(setattr, self.query_one(StatusBar), "warning",
+                              "GPU unused: CPU-only llama.cpp (localllm doctor)")
+        self.call_from_thread(self.notify, f"{mismatch.summary}. Fix: {mismatch.fix}", severity="warning",
+                              timeout=30)
 
     @work(thread=True, exclusive=True, group="estimate", exit_on_error=False)
     def estimate_memory(self, fill: int, measured_mib: float | None = None) -> None:
@@ -185,12 +209,13 @@ class LocalLLMApp(App[int]):
         if self._estimated is None:
             return
         spec, info = self._estimated
+        flags = None if info.extra.get("extra_bufts", True) else ()  # off: nothing is repacked
         try:
             est = estimate_memory(spec, "gguf", spec.gguf_quant, info.n_ctx, gpu_layers=info.n_gpu_layers,
-                                  fill=max(1, fill))
+                                  fill=max(1, fill), cpu_flags=flags)
             if measured_mib:
                 raw = estimate_memory(spec, "gguf", spec.gguf_quant, info.n_ctx, gpu_layers=info.n_gpu_layers,
-                                      fill=max(1, fill), calibrate=False)
+                                      fill=max(1, fill), calibrate=False, cpu_flags=flags)
                 record_measurement(model=spec.name, fmt="gguf", quant=spec.gguf_quant, device="cpu",
                                    context=info.n_ctx, predicted_ram_bytes=raw.rss_bytes,
                                    measured_ram_bytes=int(measured_mib * 2**20))
@@ -209,6 +234,9 @@ class LocalLLMApp(App[int]):
     def on_model_loaded(self, message: ModelLoaded) -> None:
         self.query_one(StatusBar).model = message.info
         panel = self.query_one(MetricsPanel)
+        plan = self.session.plan
+        vram = plan.estimate.vram_bytes if plan is not None else 0
+        panel.vram_plan_mib = vram / 2**20 if vram else None
         panel.rss_history.clear()  # a new process: the old model's peak is not this one's
         panel.rss = None
         self.pacer.spare_core = (message.info.backend == "remote"
@@ -273,7 +301,7 @@ class LocalLLMApp(App[int]):
                         buffer.clear()
                         got_text = True
                         last = now
-                elif isinstance(event, TrimNotice):
+                elif isinstance(event, TrimNotice | KernelNotice):
                     self.post_message(ReplyNotice(str(event)))
                 elif isinstance(event, ReplyDone):
                     if buffer:
@@ -383,12 +411,21 @@ class LocalLLMApp(App[int]):
     def action_open_model(self) -> None:
         self._open_models()
 
-    def _open_models(self, pull: tuple[str, str | None] | None = None) -> None:
+    def _pick_options(self, pick) -> LoadOptions:
+        """The pick's plan, applied: its GPU layers and the context it was planned for."""
+        from dataclasses import replace
+
+        est = pick.estimate
+        return replace(self.load_options, n_gpu_layers=pick.gpu_layers if pick.verdict != "CPU only" else 0,
+                       n_ctx=est.context if est is not None else self.load_options.n_ctx)
+
+    def _open_models(self, pull: tuple[str, str | None] | None = None,
+                     options: LoadOptions | None = None) -> None:
         def chosen(path: str | None) -> None:
             if path is None or self.generating:
                 return
             self.query_one("#prompt", Input).disabled = True
-            self.load_model(path or None)
+            self.load_model(path or None, options)
 
         self.push_screen(OpenModelScreen(self.settings.endpoints, self.settings.api_key_env, pull), chosen)
 
@@ -403,13 +440,14 @@ class LocalLLMApp(App[int]):
         def picked(pick) -> None:
             if pick is None or self.generating:
                 return
+            placed = self._pick_options(pick)
             if pick.source.startswith("embedded"):  # nothing to download: chat with it now
                 self.query_one("#prompt", Input).disabled = True
-                self.load_model(None)
+                self.load_model(None, placed)
                 return
             target = download_target(pick)
-            if target is not None:
-                self._open_models(pull=target)  # the download runs there, with progress and cancel
+            if target is not None:  # the download runs there, with progress and cancel
+                self._open_models(pull=target, options=placed)
 
         self.push_screen(HardwareScreen(), picked)
 

@@ -39,7 +39,12 @@ def test_one_shot_json_has_the_reply_and_every_number() -> None:
         assert key in stats
     assert 0 < stats["completion_tokens"] <= 12
     assert stats["wall_s"] > 0 and stats["cpu_total_s"] > 0 and stats["ttft_s"] < stats["wall_s"]
-    assert stats["vram_now_mib"] is None  # no GPU on this machine
+    from localllm import gpu
+
+    if gpu.unavailable_reason():  # no NVIDIA driver: absent, never 0
+        assert stats["vram_now_mib"] is None
+    else:  # the worker's own VRAM through NVML: 0 when nothing was offloaded
+        assert stats["vram_now_mib"] is not None and stats["vram_now_mib"] >= 0
 
 
 def test_one_shot_text_prints_reply_then_time_view() -> None:
@@ -71,3 +76,32 @@ def test_plain_repl_over_stdin() -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "localllm chat" in out.stderr and "decode" in out.stderr
+
+
+def test_plan_prints_itemized_plans_for_this_machine_and_a_gpu_box() -> None:
+    out = run("plan", "embedded", "--json")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    cpu = plan["devices"]["cpu"]
+    for key in ("weights", "kv_cache", "compute_buffers", "runtime_overhead", "total", "rss_at_full_context"):
+        assert cpu[key] > 0, key
+    assert plan["fits"] and plan["context"] == 2048 and plan["format"] == "gguf"
+    gpu_box = json.loads(run("plan", "embedded", "--hw", "gpu-24gb", "--json").stdout)
+    assert gpu_box["placement"] == "full GPU" and gpu_box["gpu_layers"] == -1
+    assert gpu_box["devices"]["gpu0"]["weights"] > 50 * 2**20 and gpu_box["devices"]["cpu"]["kv_cache"] == 0
+    text = run("plan", "embedded", "--hw", "gpu-24gb").stdout
+    assert "full GPU" in text and "gpu0" in text and "kv cache" in text
+
+
+def test_chat_json_puts_the_plan_beside_the_measured_peak() -> None:
+    out = run("chat", "-p", "Say hello.", "--json", "--max-tokens", "12", "--ctx", "1024")
+    assert out.returncode == 0, out.stderr
+    cpu = json.loads(out.stdout)["plan"]["devices"]["cpu"]
+    assert cpu["measured_peak_mib"] > 50 and cpu["fill_tokens"] > 12
+    assert abs(cpu["error_pct"]) < 10, cpu  # the plan's RSS at this fill against the worker's peak
+
+
+def test_a_model_that_cannot_fit_is_refused_with_what_would() -> None:
+    out = run("chat", "-p", "Hi", "--ctx", "100000000")
+    assert out.returncode == 1
+    assert "does not fit" in out.stderr and "--force" in out.stderr and "context" in out.stderr

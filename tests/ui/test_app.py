@@ -57,7 +57,10 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
         assert float(table["decode"].split()[0]) > 0
         assert "MiB" in table["RSS now"]
         assert app.query_one(MetricsPanel).rss_history
-        assert "VRAM" not in table  # no GPU here: nothing shown rather than zeros
+        from localllm import gpu
+
+        # no NVIDIA driver: nothing shown rather than zeros; with one, the worker's own VRAM
+        assert ("VRAM" in table) == (gpu.unavailable_reason() is None)
         rendered = str(app.query_one(MetricsPanel).render())
         assert "CPU/wall" in rendered and "memory (RSS)" in rendered
         # the estimator's figure for this reply's context fill sits beside the measured peak, with its error
@@ -321,3 +324,30 @@ async def test_saved_servers_list_their_models_and_a_typed_url_can_be_saved(monk
             await pilot.press("enter")
             await wait_for(pilot, lambda: app.session.model is not None and app.session.model.backend == "remote")
             assert app.session.model.name == "fault-model" and app.session.model.path == srv.url + "/v1"
+
+
+async def test_a_gpu_the_binding_cannot_use_is_said_in_the_status_bar(monkeypatch) -> None:
+    """NVML (faked) sees an RTX 4090, the installed llama-cpp-python says it cannot offload: the status bar
+    says so and a notification carries the exact reinstall command."""
+    import json
+
+    from localllm import binding, hardware
+    from localllm.hardware import HardwareInfo
+    from tests.unit.test_plan import MACHINES
+
+    gpu_box = HardwareInfo.from_dict(json.loads((MACHINES / "gpu-24gb.json").read_text()))
+    monkeypatch.setattr(hardware, "probe", lambda *a, **k: gpu_box)
+    cpu_build = binding.BindingCaps(version="0.3.36", gpu_offload=False, extra_bufts_ok=True,
+                                    system_info="CPU : SSE3 = 1 | AVX2 = 1 |")
+    monkeypatch.setattr(binding, "cached", lambda: cpu_build)
+    monkeypatch.setattr(binding, "capabilities", lambda *a, **k: cpu_build)
+    app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "GPU unused" in str(app.query_one(StatusBar).render()))
+        assert app.session.model.n_gpu_layers == 0  # the plan put nothing on a GPU it cannot use
+
+        def fix_shown() -> bool:
+            return any('CMAKE_ARGS="-DGGML_CUDA=on"' in str(n.message) and "--force-reinstall" in str(n.message)
+                       for n in app._notifications)
+
+        await wait_for(pilot, fix_shown, timeout=30)

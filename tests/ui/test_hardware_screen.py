@@ -279,3 +279,35 @@ async def test_picking_the_embedded_model_in_the_app_goes_straight_to_chat() -> 
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.session.model is not None, 120)
         assert app.session.model.path == str(embedded_model_path()) and not isinstance(app.screen, HardwareScreen)
+
+
+async def test_a_pick_loads_with_its_plans_placement(monkeypatch) -> None:
+    """A faked NVIDIA host (NVML's view) and a binding that says it can offload: the pick's GPU layers
+    and context reach the worker (this CPU build of llama.cpp then runs them on the CPU, and says so)."""
+    from localllm import binding, hardware
+    from localllm.config import LoadOptions
+    from localllm.ui.app import LocalLLMApp
+
+    monkeypatch.setattr(hardware, "probe", lambda *a, **k: machine(gpu=True, ram=64.0, available=50.0))
+    monkeypatch.setattr(binding, "capabilities", lambda *a, **k: binding.BindingCaps(
+        version="0.3.36", gpu_offload=True, extra_bufts_ok=True))
+    app = LocalLLMApp(model_path="/nonexistent/model.gguf", load_options=LoadOptions(n_ctx=512))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "no model loaded" in str(app.query_one("StatusBar").render()), 60)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, HardwareScreen) and app.screen.rows, 60)
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        table.focus()
+        await pilot.press("a")
+        await wait_for(pilot, lambda: any(p.source.startswith("embedded") for p in screen.rows), 30)
+        index = next(i for i, p in enumerate(screen.rows) if p.source.startswith("embedded"))
+        pick = screen.rows[index]
+        assert pick.verdict == "full GPU" and pick.gpu_layers > 0
+        table.move_cursor(row=index)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.session.model is not None, 120)
+        model = app.session.model
+        assert model.n_gpu_layers == pick.gpu_layers and model.n_ctx == pick.estimate.context
+        assert app.session.plan.placement == "full GPU" and app.session.plan.devices()["gpu0"]["weights"] > 0
+        assert app.query_one("MetricsPanel").rows["VRAM plan"].endswith("MiB")

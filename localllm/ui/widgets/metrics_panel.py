@@ -65,6 +65,7 @@ class MetricsPanel(Widget):
         self.stats: ReplyStats | None = None
         self.rss: tuple[float, float | None] | None = None
         self.estimate_mib: float | None = None  # the estimator's figure for the loaded model
+        self.vram_plan_mib: float | None = None  # the load plan's VRAM, when it placed layers on a GPU
 
     @property
     def rows(self) -> dict[str, str]:
@@ -76,6 +77,8 @@ class MetricsPanel(Widget):
             shown["RSS now"], shown["RSS peak"] = mib(self.rss[0]), mib(self.rss[1])
         if self.estimate_mib is not None:
             shown["RSS estimate"] = self._estimate_text()
+        if self.vram_plan_mib is not None:
+            shown["VRAM plan"] = mib(self.vram_plan_mib)
         return shown
 
     def _estimate_text(self) -> str:
@@ -122,6 +125,8 @@ class MetricsPanel(Widget):
             row("peak", mib(self.rss[1]))
         if self.estimate_mib is not None:
             row("estimate", self._estimate_text())
+        if self.vram_plan_mib is not None:  # plan beside the measured VRAM rows above
+            row("VRAM plan", mib(self.vram_plan_mib))
         if self.rss is not None:
             # from zero: a 2 MiB wobble must not look like a doubling
             text.append(sparkline(list(self.rss_history), width, floor=0.0),

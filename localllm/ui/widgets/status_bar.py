@@ -11,14 +11,20 @@ from localllm.backends.base import ModelInfo
 class StatusBar(Static):
     model: reactive[ModelInfo | None] = reactive(None)
     state: reactive[str] = reactive("starting")
+    warning: reactive[str] = reactive("")  # e.g. a GPU the installed llama-cpp-python cannot use
 
     def render(self) -> str:
+        text = self._text()
+        return f"{text} · [b]{self.warning}[/b]" if self.warning else text
+
+    def _text(self) -> str:
         if self.model is None:
             return f"localllm · {self.state}"
         m = self.model
         if m.backend == "remote":  # what we know of a server's model
             parts = [m.name, f"server {m.path}", f"ctx {m.n_ctx} (client budget)"]
         else:
-            where = f"GPU {m.n_gpu_layers} layers" if m.n_gpu_layers else "CPU"
+            layers = "all" if m.n_gpu_layers < 0 else m.n_gpu_layers
+            where = f"GPU {layers} layers" if m.n_gpu_layers and m.extra.get("gpu_offload", True) else "CPU"
             parts = [m.name, m.backend, m.quant, f"ctx {m.n_ctx}", f"{m.n_threads} threads", where]
         return " · ".join([*parts, self.state])

@@ -1,0 +1,94 @@
+"""Decode speed of localllm's chat path against a bare llama-cpp-python loop, on a quiet machine and with
+one core kept busy by another process (a bounded CPU hog, as a browser or a build would), side by side.
+
+Each phase alternates repetitions of the bare `Llama.generate()` loop (in this process) and localllm's
+session path (worker process + pipe + meter) on the same model, prompt, sampling, seed and threads,
+with a fixed token count, and prints decode tok/s (mean ± stddev) and the ratio app/bare.
+
+    python benchmarks/busy_ratio.py                      # targets: busy >= 0.90, quiet >= 0.97
+    python benchmarks/busy_ratio.py --policy active      # the worker's OMP_WAIT_POLICY, to compare
+
+The hog is started from this process, in its session (as a program the user runs beside the app is in
+the terminal's or the desktop's scheduling group), and killed at the end of each busy phase at the latest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from decode_ratio import SYSTEM, Bare, run_session, summary  # noqa: E402
+
+from localllm.config import default_threads  # noqa: E402
+from localllm.embedded import embedded_model_path  # noqa: E402
+
+HOG = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+
+
+def start_hog(seconds: float) -> subprocess.Popen:
+    """One busy core for at most `seconds` (it ends itself even if this script is killed)."""
+    return subprocess.Popen([sys.executable, "-c", HOG.format(seconds=seconds)])
+
+
+def phase(name: str, args, bare: Bare, path: str) -> float:
+    hog = start_hog(args.hog_seconds) if name == "busy" else None
+    try:
+        if hog is not None:
+            time.sleep(0.5)  # let the scheduler see it
+        base, ours = run_session(args, bare, path)
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+    ratio = statistics.mean(ours) / statistics.mean(base)
+    print(f"-- {name} machine" + (" (one core kept busy by another process)" if hog else ""))
+    print(summary("bare Llama.generate()", base))
+    print(summary("localllm session path", ours))
+    print(f"ratio app/bare ({name}): {ratio:.3f}")
+    return ratio
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--reps", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=default_threads())
+    parser.add_argument("--ctx", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--model", default=None, help="a GGUF file (default: the embedded model)")
+    parser.add_argument("--policy", choices=["passive", "active", "default"], default=None,
+                        help="the worker's OMP_WAIT_POLICY (default: what localllm sets)")
+    parser.add_argument("--hog-seconds", type=float, default=300.0, help="the hog's own time limit")
+    parser.add_argument("--only", choices=["quiet", "busy"], default=None)
+    args = parser.parse_args()
+    path = args.model or str(embedded_model_path())
+    bare = Bare(path, args.threads, args.ctx)  # loads libgomp here: the policy below is the worker's only
+    if args.policy == "default":
+        os.environ["OMP_WAIT_POLICY"] = ""
+    elif args.policy:
+        os.environ["OMP_WAIT_POLICY"] = args.policy
+    from localllm.worker import OMP_WAIT_POLICY
+
+    policy = os.environ.get("OMP_WAIT_POLICY", OMP_WAIT_POLICY) or "libgomp's default"
+    print(f"model {os.path.basename(path)} · {args.tokens} tokens · {args.threads} threads · "
+          f"{args.reps} reps after {args.warmup} warm-up · worker OMP_WAIT_POLICY={policy} · "
+          f"{os.cpu_count()} CPUs · system prompt {SYSTEM!r}")
+    targets = {"quiet": 0.97, "busy": 0.90}
+    ok = True
+    for name in ([args.only] if args.only else ["quiet", "busy"]):
+        ratio = phase(name, args, bare, path)
+        met = ratio >= targets[name]
+        print(f"   target >= {targets[name]:.2f}: {'OK' if met else 'BELOW TARGET'}")
+        ok = ok and met
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

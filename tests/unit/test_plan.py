@@ -1,0 +1,122 @@
+"""The load plan on recorded machines and on this one, with the GPU, the binding and the memory faked at the
+library boundary; the embedded GGUF is real (its tensor table gives the weight bytes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+import localllm
+from localllm import binding, hardware
+from localllm.config import AUTO_LAYERS, LoadOptions
+from localllm.hardware import HardwareInfo
+from localllm.plan import PlanRefused, make_plan, plan_for
+
+MiB = 2**20
+MACHINES = Path(localllm.__file__).parent / "data" / "machines"
+
+
+def machine(name: str, **memory) -> HardwareInfo:
+    hw = HardwareInfo.from_dict(json.loads((MACHINES / f"{name}.json").read_text()))
+    if memory:
+        hw.memory = dataclasses.replace(hw.memory, **memory)
+    return hw
+
+
+def test_a_cpu_machine_gets_no_gpu_layers_and_an_itemized_plan(model_path) -> None:
+    plan = make_plan(model_path, LoadOptions(n_ctx=2048), machine("cpu-16gb"), offload=False)
+    assert plan.fits and plan.placement == "CPU only" and plan.gpu_layers == 0
+    cpu = plan.to_dict()["devices"]["cpu"]
+    assert set(plan.to_dict()["devices"]) == {"cpu"}
+    assert 60 * MiB < cpu["weights"] < 120 * MiB  # the 98 MB Q4_1 file's tensors
+    assert cpu["kv_cache"] == 30 * 2 * 2048 * 3 * 64 * 2  # layers x K,V x ctx x kv heads x head dim x f16
+    assert cpu["total"] == cpu["weights"] + cpu["kv_cache"] + cpu["compute_buffers"] + cpu["runtime_overhead"]
+
+
+def test_a_24gb_gpu_takes_every_layer(model_path) -> None:
+    plan = make_plan(model_path, LoadOptions(n_ctx=2048), machine("gpu-24gb"), offload=True)
+    assert plan.placement == "full GPU" and plan.gpu_layers == -1 and plan.gpu_name == "NVIDIA GeForce RTX 4090"
+    gpu = plan.devices()["gpu0"]
+    assert gpu["weights"] > 60 * MiB and gpu["kv_cache"] > 0 and gpu["total"] <= plan.vram_budget
+    assert plan.devices()["cpu"]["kv_cache"] == 0
+
+
+def test_a_small_gpu_takes_some_layers(model_path) -> None:
+    hw = machine("gpu-8gb")
+    def vram(layers: int) -> int:
+        return make_plan(model_path, LoadOptions(n_ctx=2048, n_gpu_layers=layers), hw,
+                         offload=True).estimate.vram_bytes
+
+    room = (vram(1) + vram(29)) // 2  # the CUDA context alone is most of it for a model this small
+    hw.gpus[0] = dataclasses.replace(hw.gpus[0], free_bytes=int(room / 0.9) + 1)
+    plan = make_plan(model_path, LoadOptions(n_ctx=2048), hw, offload=True)
+    assert plan.placement == "partial offload" and 0 < plan.gpu_layers < plan.layers
+    assert plan.fits and plan.estimate.vram_bytes <= plan.vram_budget
+
+
+def test_a_gpu_the_binding_cannot_use_places_nothing_there(model_path) -> None:
+    plan = make_plan(model_path, LoadOptions(), machine("gpu-24gb"), offload=False)
+    assert plan.gpu_layers == 0 and "gpu0" not in plan.devices()
+
+
+def test_an_explicit_layer_count_overrides_the_plan(model_path) -> None:
+    plan = make_plan(model_path, LoadOptions(n_gpu_layers=7), machine("gpu-24gb"), offload=True)
+    assert plan.gpu_layers == 7 and plan.placement == "partial offload"
+    assert make_plan(model_path, LoadOptions(n_gpu_layers=0), machine("gpu-24gb"), offload=True).gpu_layers == 0
+
+
+def test_what_does_not_fit_is_refused_with_the_numbers_and_what_would(model_path) -> None:
+    big = make_plan(model_path, LoadOptions(n_ctx=8192), machine("cpu-16gb"), offload=False)
+    small = make_plan(model_path, LoadOptions(n_ctx=512), machine("cpu-16gb"), offload=False)
+    room = (big.estimate.ram_bytes + small.estimate.ram_bytes) // 2  # 512 fits, 8192 does not
+    hw = machine("cpu-16gb", available_bytes=int(room / 0.9), swap_free_bytes=0)
+    plan = make_plan(model_path, LoadOptions(n_ctx=8192), hw, offload=False)
+    assert not plan.fits and plan.placement == "does not fit"
+    text = plan.refusal()
+    assert f"{plan.estimate.ram_bytes / MiB:,.0f} MiB" in text and "--force" in text
+    assert plan.alternatives and plan.alternatives[0].startswith("context ")
+    ctx = int(plan.alternatives[0].split()[1])
+    assert 512 <= ctx < 8192
+    assert make_plan(model_path, LoadOptions(n_ctx=ctx), hw, offload=False).fits
+
+
+def test_extra_buffers_count_the_amx_copy(model_path) -> None:
+    """On an AMX CPU the Q4_1 weights get a second, repacked copy: the RSS figure counts it."""
+    hw = machine("cpu-16gb")
+    hw.cpu = dataclasses.replace(hw.cpu, flags=[*hw.cpu.flags, "amx_tile", "amx_int8"])
+    on = make_plan(model_path, LoadOptions(), hw, offload=False, extra_bufts=True).estimate
+    off = make_plan(model_path, LoadOptions(), hw, offload=False, extra_bufts=False).estimate
+    assert off.reclaimable_cpu == 0
+    assert on.rss_bytes - off.rss_bytes > 60 * MiB  # ~ the 95 MiB AMX buffer seen on such a machine
+
+
+@pytest.fixture
+def gpu_host(monkeypatch):
+    """A faked NVIDIA host (NVML's view) with a binding built for CUDA."""
+    monkeypatch.setattr(hardware, "probe", lambda *a, **k: machine("gpu-24gb"))
+    monkeypatch.setattr(binding, "capabilities", lambda *a, **k: binding.BindingCaps(
+        version="0.3.36", gpu_offload=True, extra_bufts_ok=True))
+
+
+def test_plan_for_this_machine_uses_the_binding(gpu_host, model_path, monkeypatch) -> None:
+    assert plan_for(model_path, LoadOptions(n_gpu_layers=AUTO_LAYERS)).gpu_layers == -1
+    monkeypatch.setattr(binding, "capabilities", lambda *a, **k: binding.BindingCaps(version="0.3.36"))
+    plan = plan_for(model_path, LoadOptions())
+    assert plan.gpu_layers == 0 and any("built for the CPU only" in n for n in plan.notes)
+
+
+def test_a_session_refuses_before_starting_a_worker(monkeypatch, model_path) -> None:
+    from localllm import session as session_mod
+
+    monkeypatch.setattr(hardware, "probe", lambda *a, **k: machine(
+        "cpu-16gb", available_bytes=50 * MiB, swap_free_bytes=0))
+    monkeypatch.setattr(binding, "capabilities", lambda *a, **k: binding.BindingCaps(
+        version="0.3.36", extra_bufts_ok=True))
+    started = []
+    monkeypatch.setattr(session_mod.WorkerClient, "start", lambda self, **k: started.append(self))
+    with pytest.raises(PlanRefused) as err:
+        session_mod.ChatSession().load(model_path, LoadOptions(n_ctx=2048))
+    assert "does not fit" in str(err.value) and not started
