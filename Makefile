@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv run test check lint imports bench bench-tui
+.PHONY: venv run test test-fast check lint imports bench bench-tui
 venv:
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -e '.[test]'
 
@@ -11,6 +11,10 @@ run:
 
 test:
 	$(PY) -m pytest -q
+
+# The quick tier (under 2 minutes): no model worker, no venv build, no wheel build.
+test-fast:
+	$(PY) -m pytest -q -m "not slow and not wheel" -p no:cacheprovider
 
 lint:
 	$(VENV)/bin/ruff check localllm tests benchmarks

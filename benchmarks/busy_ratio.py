@@ -6,7 +6,7 @@ session path (worker process + pipe + meter) on the same model, prompt, sampling
 with a fixed token count, and prints decode tok/s (mean ± stddev) and the ratio app/bare.
 
     python benchmarks/busy_ratio.py                      # targets: busy >= 0.90, quiet >= 0.97
-    python benchmarks/busy_ratio.py --policy active      # the worker's OMP_WAIT_POLICY, to compare
+    python benchmarks/busy_ratio.py --policy passive     # the worker's OMP_WAIT_POLICY, to compare
 
 The hog is started from this process, in its session (as a program the user runs beside the app is in
 the terminal's or the desktop's scheduling group), and killed at the end of each busy phase at the latest.
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decode_ratio import SYSTEM, Bare, run_session, summary  # noqa: E402
+from decode_ratio import Bare, run_session, summary  # noqa: E402
 
 from localllm.config import default_threads  # noqa: E402
 from localllm.embedded import embedded_model_path  # noqa: E402
@@ -48,38 +48,48 @@ def phase(name: str, args, bare: Bare, path: str) -> float:
             hog.wait()
     ratio = statistics.mean(ours) / statistics.mean(base)
     print(f"-- {name} machine" + (" (one core kept busy by another process)" if hog else ""))
-    print(summary("bare Llama.generate()", base))
-    print(summary("localllm session path", ours))
-    print(f"ratio app/bare ({name}): {ratio:.3f}")
+    print(summary("bare Llama.generate()", base) + f"  median {statistics.median(base):.1f}")
+    print(summary("localllm session path", ours) + f"  median {statistics.median(ours):.1f}")
+    print(f"ratio app/bare ({name}): {ratio:.3f} of means, "
+          f"{statistics.median(ours) / statistics.median(base):.3f} of medians")
     return ratio
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=100)
-    parser.add_argument("--reps", type=int, default=4)
+    parser.add_argument("--reps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--ctx", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--model", default=None, help="a GGUF file (default: the embedded model)")
-    parser.add_argument("--policy", choices=["passive", "active", "default"], default=None,
-                        help="the worker's OMP_WAIT_POLICY (default: what localllm sets)")
+    parser.add_argument("--policy", choices=["passive", "active"], default=None,
+                        help="set the worker's OMP_WAIT_POLICY (default: libgomp's, as localllm leaves it)")
     parser.add_argument("--hog-seconds", type=float, default=300.0, help="the hog's own time limit")
     parser.add_argument("--only", choices=["quiet", "busy"], default=None)
+    parser.add_argument("--new-session", action="store_true",
+                        help="start the worker in a new session, as localllm did before (to compare)")
     args = parser.parse_args()
     path = args.model or str(embedded_model_path())
     bare = Bare(path, args.threads, args.ctx)  # loads libgomp here: the policy below is the worker's only
-    if args.policy == "default":
-        os.environ["OMP_WAIT_POLICY"] = ""
-    elif args.policy:
+    if args.policy:
         os.environ["OMP_WAIT_POLICY"] = args.policy
-    from localllm.worker import OMP_WAIT_POLICY
+    if args.new_session:  # a session is its own autogroup: the old way, for the before/after figure
+        import localllm.worker as worker
 
-    policy = os.environ.get("OMP_WAIT_POLICY", OMP_WAIT_POLICY) or "libgomp's default"
+        popen = worker.subprocess.Popen
+
+        def new_session(*a, process_group=None, **k):
+            return popen(*a, start_new_session=True, **k)
+
+        worker.subprocess = type("Subprocess", (), {"Popen": staticmethod(new_session),
+                                                    "PIPE": subprocess.PIPE,
+                                                    "TimeoutExpired": subprocess.TimeoutExpired})
+    policy = os.environ.get("OMP_WAIT_POLICY") or "libgomp's default"
     print(f"model {os.path.basename(path)} · {args.tokens} tokens · {args.threads} threads · "
           f"{args.reps} reps after {args.warmup} warm-up · worker OMP_WAIT_POLICY={policy} · "
-          f"{os.cpu_count()} CPUs · system prompt {SYSTEM!r}")
+          f"{os.cpu_count()} CPUs · worker in {'a new session' if args.new_session else 'its own process group'}")
     targets = {"quiet": 0.97, "busy": 0.90}
     ok = True
     for name in ([args.only] if args.only else ["quiet", "busy"]):

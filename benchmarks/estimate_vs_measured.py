@@ -12,12 +12,14 @@ for the transformers backend (fp32, bnb NF4, bnb int8) on the GGUF dequantized b
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import os
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quiet import quiet_stderr  # noqa: E402
 
 from localllm import bandwidth, estimate
 from localllm.catalog import ModelSpec
@@ -29,19 +31,6 @@ MiB = 1024 * 1024
 SHORT = "Name three colours of the rainbow."
 FILLER = ("The lighthouse keeper wrote down the weather every hour: wind from the west, "
           "rain at times, visibility fair, the sea moderate and the lamp burning steadily. ")
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    """llama.cpp logs every tensor to fd 2: keep the table readable."""
-    saved = os.dup(2)
-    with open(os.devnull, "wb") as null:
-        os.dup2(null.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def requantize(src: Path, dst: Path, ftype: int = 15) -> Path:

@@ -37,6 +37,8 @@ from pathlib import Path
 # localllm from this checkout, also where the venv's editable install points at another folder (a copy
 # of the tree on a GPU machine).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quiet import quiet_stderr  # noqa: E402
 
 # Only the standard library up here: torch, transformers, llama_cpp and localllm's heavier modules are
 # imported inside the sections, so a missing or CPU-only one costs that section only.
@@ -121,19 +123,6 @@ def add_row(ctx: Context, section: str, config: str, batch: int, load_s, latency
     print(f"  {config} · batch {batch} · load {fmt(load_s)} s · {fmt(latency_ms, 3)} ms/token · "
           f"{fmt(tok_s, 1)} tok/s · peak VRAM {fmt(vram_mib, 1)} MiB", flush=True)
     return row
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    """llama.cpp's quantizer logs every tensor to fd 2: keep the report readable."""
-    saved = os.dup(2)
-    with open(os.devnull, "wb") as null:
-        os.dup2(null.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 # -- 1. NVML inventory --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from localllm.bench_results import BenchResult, RowResult, build_manifest
 from localllm.config import AUTO_LAYERS
+from localllm.embedded import EMBEDDED, resolve
 from localllm.errors import LocalLLMError
 
 DATA = Path(__file__).parent / "data"
@@ -25,7 +26,6 @@ PRESETS: dict[str, tuple[int, int, str]] = {
     "seed002": (30, 30, "short"),
     "llama-bench": (512, 128, "long"),
 }
-EMBEDDED = "embedded"
 
 
 class BenchError(LocalLLMError):
@@ -36,7 +36,7 @@ class BenchError(LocalLLMError):
 class BenchConfig:
     """One row of the plan: a model and how it is loaded."""
 
-    model: str = EMBEDDED  # a path, or "embedded"
+    model: str = EMBEDDED  # a path, or the embedded model's name
     backend: str = "llama_cpp"
     quant: str = ""  # a label; empty: what the file says
     load_in: str = "none"  # transformers checkpoints: none | int8 | nf4 | fp4 (bitsandbytes at load)
@@ -47,9 +47,7 @@ class BenchConfig:
 
     def path(self) -> str:
         if self.model == EMBEDDED:
-            from localllm.embedded import embedded_model_path
-
-            return str(embedded_model_path())
+            return resolve(EMBEDDED)
         return str(Path(self.model).expanduser()) if self.backend == "llama_cpp" else self.model
 
     def default_label(self) -> str:

@@ -157,23 +157,18 @@ def _cpu_model() -> str:
 
 
 def _gpus() -> dict:
-    """NVIDIA GPUs, driver and CUDA version through NVML; an empty list is the normal CPU case."""
-    try:
-        import pynvml
+    """NVIDIA GPUs, driver and CUDA version (localllm.hardware reads NVML); no GPU is the normal CPU case."""
+    from types import SimpleNamespace
 
-        pynvml.nvmlInit()
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(handle)
-            gpus.append({"name": name.decode() if isinstance(name, bytes) else name,
-                         "vram_mib": pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20})
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        return {"gpus": gpus, "driver": driver.decode() if isinstance(driver, bytes) else driver,
-                "cuda": f"{cuda // 1000}.{cuda % 1000 // 10}"}
-    except Exception as exc:  # no library, no driver, no device
-        return {"gpus": [], "driver": None, "cuda": None, "gpu_note": f"NVML unavailable: {exc}"}
+    from localllm.hardware import probe_nvidia
+
+    info = SimpleNamespace(gpus=[], gpu_reason=None, driver_version=None, cuda_version=None)
+    probe_nvidia(info)
+    out = {"gpus": [{"name": g.name, "vram_mib": g.total_bytes / 2**20} for g in info.gpus],
+           "driver": info.driver_version, "cuda": info.cuda_version}
+    if not info.gpus:
+        out["gpu_note"] = info.gpu_reason or "no NVIDIA GPU"
+    return out
 
 
 def _version(dist: str) -> str | None:

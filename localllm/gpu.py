@@ -1,4 +1,5 @@
-"""Per-process VRAM through NVML (nvidia-ml-py). No GPU or no driver is the normal case: None."""
+"""The only module that opens NVML (nvidia-ml-py): per-process VRAM, utilisation, and the handle
+localllm.hardware reads the GPUs through. No GPU or no driver is the normal case: None."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def _no_nvidia_driver() -> bool:
             and not os.path.exists("/dev/nvidiactl") and not os.path.exists("/usr/lib/wsl/lib"))
 
 
-def _nvml():
+def open_nvml():
     """Initialise NVML once; return the module, or None with the reason kept."""
     with _lock:
         if "nvml" in _state:
@@ -37,13 +38,13 @@ def _nvml():
 
 
 def unavailable_reason() -> str | None:
-    _nvml()
+    open_nvml()
     return _state.get("reason")  # type: ignore[return-value]
 
 
 def process_vram_bytes(pid: int) -> int | None:
     """VRAM held by `pid` summed over all GPUs; None when there is no NVIDIA GPU."""
-    nvml = _nvml()
+    nvml = open_nvml()
     if nvml is None:
         return None
     total = 0
@@ -61,7 +62,7 @@ def process_vram_bytes(pid: int) -> int | None:
 
 
 def gpu_utilization_percent() -> int | None:
-    nvml = _nvml()
+    nvml = open_nvml()
     if nvml is None:
         return None
     try:

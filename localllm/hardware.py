@@ -176,7 +176,7 @@ def probe_memory() -> MemoryInfo:
     return mem
 
 
-def models_dir() -> Path:
+def hf_cache_dir() -> Path:
     from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE)
@@ -184,7 +184,7 @@ def models_dir() -> Path:
 
 def probe_disk(path: Path | None = None) -> DiskInfo | None:
     """Free space where models are stored; the cache may not exist yet, so its nearest parent."""
-    target = Path(path or models_dir()).expanduser()
+    target = Path(path or hf_cache_dir()).expanduser()
     while not target.exists() and target != target.parent:
         target = target.parent
     try:
@@ -293,7 +293,7 @@ def probe_nvidia(info: HardwareInfo) -> None:
     """Fill info.gpus from NVML, or info.gpu_reason with why there are none."""
     from localllm import gpu
 
-    nvml = gpu._nvml()
+    nvml = gpu.open_nvml()
     if nvml is None:
         info.gpu_reason = _why_no_nvml(gpu.unavailable_reason() or "NVML unavailable")
         return

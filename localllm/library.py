@@ -15,7 +15,6 @@ from localllm.hub import SPLIT_RE, default_cache_dir, quant_of, split_base
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_ID = "embedded"
 _DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
 
 
@@ -78,9 +77,9 @@ def embedded_entry() -> LibraryEntry:
     try:
         path = embedded.embedded_model_path()
     except ModelFileError as exc:
-        return LibraryEntry(EMBEDDED_ID, embedded.DISPLAY_NAME, "embedded", "gguf",
+        return LibraryEntry(embedded.EMBEDDED, embedded.DISPLAY_NAME, "embedded", "gguf",
                             quant_of(embedded.FILENAME) or "?", 0, "", status="missing", detail=str(exc))
-    return _gguf_entry(EMBEDDED_ID, embedded.DISPLAY_NAME, "embedded", [path])
+    return _gguf_entry(embedded.EMBEDDED, embedded.DISPLAY_NAME, "embedded", [path])
 
 
 _inspected: dict[tuple, tuple[str | None, str]] = {}  # (path, size, mtime) -> (quant, damage)

@@ -19,11 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from localllm.errors import LocalLLMError
-from localllm.gguf_check import FILE_TYPES, GGUFInfo, inspect_gguf
+from localllm.gguf_check import GGUFInfo, inspect_gguf
+from localllm.quants import FLOAT_TYPES, OFFERED, quantizer_types
 
 # llama_ftype by the name users know ("Q4_K_M"); F32 is excluded: llama.cpp's quantizer refuses it.
-QTYPES: dict[str, int] = {name: ftype for ftype, name in FILE_TYPES.items() if name != "F32"}
-FLOAT_TYPES = ("F32", "F16", "BF16")
 _PROGRESS = re.compile(rb"\[\s*(\d+)\s*/\s*(\d+)\s*\]")
 
 Progress = Callable[[int, int], None]  # (tensors done, tensors in all)
@@ -41,9 +40,9 @@ class QuantizeCancelled(QuantizeError):
 def parse_qtype(qtype: str) -> tuple[str, int]:
     """The canonical name and llama_ftype of a quant name, any case ("q8_0" -> ("Q8_0", 7))."""
     name = qtype.strip().upper()
-    if name not in QTYPES:
-        raise QuantizeError(f"Unknown quantization type {qtype!r}. Known: {', '.join(QTYPES)}.")
-    return name, QTYPES[name]
+    if name not in OFFERED:
+        raise QuantizeError(f"Unknown quantization type {qtype!r}. Known: {', '.join(OFFERED)}.")
+    return name, quantizer_types()[name]
 
 
 def requantize_gguf(src: str | os.PathLike[str], dst: str | os.PathLike[str], qtype: str,

@@ -69,7 +69,7 @@ class JobResult:
     library_id: str
 
 
-def models_dir() -> Path:
+def quant_results_dir() -> Path:
     """Where quantization results go unless the user names a path."""
     return config.home() / "models"
 
@@ -117,11 +117,9 @@ def _free_ram() -> int:
 
 # -- plan ----------------------------------------------------------------------------------------
 def _resolve_src(src: str) -> str:
-    if src == "embedded":
-        from localllm.embedded import embedded_model_path
+    from localllm.embedded import EMBEDDED, resolve
 
-        return str(embedded_model_path())
-    return str(Path(src).expanduser().absolute())
+    return resolve(src) if src == EMBEDDED else str(Path(src).expanduser().absolute())
 
 
 def default_output(src: str, target: str) -> Path:
@@ -129,10 +127,10 @@ def default_output(src: str, target: str) -> Path:
     for label in ("Q4_1", "Q4_0", "Q8_0", "F16", "BF16", "F32", "Q4_K_M", "Q5_K_M", "Q6_K"):
         stem = stem.removesuffix("." + label).removesuffix("-" + label)
     if target == SAFETENSORS:
-        return models_dir() / f"{stem}-fp32"
+        return quant_results_dir() / f"{stem}-fp32"
     if target == GPTQ:
-        return models_dir() / f"{stem}-gptq"
-    return models_dir() / f"{stem}.{target}.gguf"
+        return quant_results_dir() / f"{stem}-gptq"
+    return quant_results_dir() / f"{stem}.{target}.gguf"
 
 
 def plan_job(src: str, target: str, out: str | os.PathLike[str] | None = None,

@@ -10,6 +10,7 @@ import os
 import re
 import tempfile
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,12 +72,8 @@ class Settings:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Settings)}
-TYPES: dict[str, type] = {"model": str, "backend": str, "n_ctx": int, "threads": int, "gpu_layers": int,
-                          "cpu_extra_buffers": str,
-                          "system_prompt": str, "temperature": float, "top_p": float, "top_k": int,
-                          "min_p": float, "repeat_penalty": float, "max_tokens": int, "seed": int,
-                          "theme": str, "save_conversations": bool, "endpoints": list, "api_key_env": str}
-assert set(TYPES) == set(FIELDS)  # a field added without its type fails at import, not later
+# Each field's plain type from its annotation (list[str] -> list), read once: the checks below need them.
+TYPES: dict[str, type] = {k: typing.get_origin(t) or t for k, t in typing.get_type_hints(Settings).items()}
 
 
 class SettingsError(LocalLLMError):

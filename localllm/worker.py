@@ -80,9 +80,10 @@ def native_errors(log_tail: str) -> str:
     return "; ".join(dict.fromkeys(lines[-3:]))
 
 
-# OpenMP threads that sleep at a barrier instead of spinning: a spinning thread on a busy core steals the
-# time slice the thread it waits for needs (benchmarks/busy_ratio.py measures both policies).
-OMP_WAIT_POLICY = "passive"
+# OpenMP's wait policy is left at libgomp's default (spin a while, then sleep), as a bare llama-cpp-python
+# process has it. Measured with benchmarks/busy_ratio.py on 2 cores: passive cost 29% on a quiet machine
+# (0.71 of bare); active keeps an idle worker's threads spinning on every core; the default matched bare
+# both quiet and with one core busy, once the worker no longer had a scheduling group of its own.
 
 
 class WorkerClient:
@@ -104,7 +105,6 @@ class WorkerClient:
 
     def start(self, timeout: float = 60.0) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self._env)
-        env.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
         with self.log_path.open("ab") as log:
             # A process group of its own: Ctrl-C in the app's terminal must not kill the model. Not a new
             # session: with autogroup scheduling (the desktop default) a session is its own scheduling

@@ -21,6 +21,22 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture(autouse=True)
+def _quick_tier_starts_no_worker(request, monkeypatch):
+    """`-m "not slow"` (make test-fast) is the quick tier: a test there that starts a model worker fails
+    and says to mark it slow, so the tier stays quick as tests are added."""
+    markexpr = request.config.getoption("markexpr", "") or ""
+    if "not slow" not in markexpr or request.node.get_closest_marker("slow"):
+        return
+    from localllm.worker import WorkerClient
+
+    def refuse(self, *args, **kwargs):
+        raise RuntimeError("this test starts a model worker: mark it @pytest.mark.slow (the quick tier "
+                           "starts none)")
+
+    monkeypatch.setattr(WorkerClient, "start", refuse)
+
+
+@pytest.fixture(autouse=True)
 def _own_calibration():
     """Measured runs calibrate later estimates: a test must not inherit another test's records (the
     chat app records one after every reply)."""

@@ -17,3 +17,16 @@ def bad_arch_copy(src: str, dst) -> str:
         fh.seek(at + 12)
         fh.write(b"llamb")
     return str(dst)
+
+
+def file_type_copy(src: str, dst, file_type: int) -> str:
+    """The same GGUF labelled with another general.file_type (llama_ftype number)."""
+    shutil.copyfile(src, dst)
+    with open(dst, "r+b") as fh:
+        head = fh.read(1 << 20)
+        at = head.index(b"general.file_type") + len(b"general.file_type")
+        vtype, _old = struct.unpack_from("<II", head, at)
+        assert vtype == 4  # GGUF uint32
+        fh.seek(at + 4)
+        fh.write(struct.pack("<I", file_type))
+    return str(dst)

@@ -18,7 +18,7 @@ from localllm.backends.base import Chunk, Finish, Message, ModelInfo, Prefill, S
 from localllm.binding import FAKE_SIGILL_ENV
 from localllm.config import AUTO_LAYERS, LoadOptions, SamplingParams
 from localllm.errors import ModelLoadError, NoModelLoaded
-from localllm.gguf_check import FILE_TYPES
+from localllm.quants import file_types
 
 # Used only when a GGUF carries no chat template: ChatML, the most common instruct format.
 CHATML = (
@@ -127,7 +127,7 @@ class LlamaCppBackend:
         ctx_train = llm._model.n_ctx_train()
         stem = Path(path).stem  # users know a model by its file name: "SmolLM2-135M-Instruct.Q4_1"
         name, _, label = stem.rpartition(".") if "." in stem else (stem, "", "")
-        quant = FILE_TYPES.get(int(llm.metadata.get("general.file_type", -1)), label or "unknown")
+        quant = file_types().get(int(llm.metadata.get("general.file_type", -1)), label or "unknown")
         return ModelInfo(
             name=name or stem, path=path, backend=self.name, quant=quant,
             n_ctx=self._n_ctx, n_ctx_train=ctx_train, n_threads=opts.n_threads,

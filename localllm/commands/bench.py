@@ -67,9 +67,11 @@ def build_plan(args: argparse.Namespace):
     from localllm.session import detect_backend
 
     configs = []
-    for spec in args.models or ["embedded"]:
+    from localllm.embedded import EMBEDDED
+
+    for spec in args.models or [EMBEDDED]:
         model, load_in = _load_in(spec)
-        backend = "llama_cpp" if model == "embedded" else detect_backend(model)
+        backend = "llama_cpp" if model == EMBEDDED else detect_backend(model)
         if load_in != "none" and backend != "transformers":
             raise SystemExit(f"error: @{load_in} (bitsandbytes at load) needs a checkpoint folder, not {model}")
         configs += [BenchConfig(model=model, backend=backend, load_in=load_in, n_threads=t,

@@ -27,12 +27,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _path(model: str) -> str:
-    if model == "embedded":
-        from localllm.embedded import embedded_model_path
-
-        return str(embedded_model_path())
-    return model
 
 
 def _table(plan) -> str:
@@ -65,7 +59,9 @@ def run(args) -> int:
     if args.gpu_layers is not None:
         options.n_gpu_layers = args.gpu_layers
     options.quantization = args.load_in
-    path = _path(args.model)
+    from localllm.embedded import resolve
+
+    path = resolve(args.model)
     if args.hw:  # another machine: its GPUs count as usable; its CPU flags decide what is repacked
         extra = binding.extra_bufts_for(options.extra_bufts)[0] if options.extra_bufts != "auto" else True
         plan = make_plan(path, options, _hardware(args.hw), offload=True, extra_bufts=extra, kv_type=args.kv)

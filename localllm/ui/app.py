@@ -97,7 +97,9 @@ class LocalLLMApp(App[int]):
         with Horizontal(id="main"):
             yield ChatLog()
             yield MetricsPanel()
-        yield Input(placeholder="Type a message, Enter to send", id="prompt", disabled=True)
+        prompt = Input(placeholder="Type a message, Enter to send", id="prompt", disabled=True)
+        prompt.cursor_blink = False  # a blinking cursor repaints twice a second: most of the idle TUI's CPU
+        yield prompt
         yield WrappingFooter()
 
     def _open_store(self) -> ConversationStore | None:

@@ -10,6 +10,8 @@ from localllm.backends.base import Chunk, Finish, Prefill
 from localllm.backends.registry import create
 from localllm.config import LoadOptions, SamplingParams
 
+pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
+
 MSGS = [{"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "What is the capital of France?"}]
 

@@ -19,6 +19,8 @@ from localllm.session import ChatSession, TextDelta
 from tests.openai_fault_server import MODEL, FaultServer, Handler
 from tests.replies import collect, stop_at_first_piece
 
+pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
+
 
 def free_port() -> int:
     with socket.socket() as s:

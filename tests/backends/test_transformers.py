@@ -16,6 +16,8 @@ from localllm.errors import ModelFileError, ModelLoadError  # noqa: E402
 from localllm.session import ChatSession  # noqa: E402
 from tests.replies import collect, stop_at_first_piece  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
+
 
 def chat(path: str, opts: LoadOptions, tokens: int = 12):
     s = ChatSession(sampling=SamplingParams(max_tokens=tokens, ignore_eos=True, seed=1))

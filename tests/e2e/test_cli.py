@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
+
 EXE = shutil.which("localllm") or ""
 
 

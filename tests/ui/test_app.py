@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from textual.widgets import Input
 
 from localllm.config import LoadOptions, SamplingParams
@@ -11,6 +12,8 @@ from localllm.ui.app import LocalLLMApp
 from localllm.ui.widgets.chat_log import AssistantMessage, ErrorMessage, UserMessage
 from localllm.ui.widgets.metrics_panel import MetricsPanel, sparkline
 from localllm.ui.widgets.status_bar import StatusBar
+
+pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
 
 SIZE = (100, 32)
 
@@ -111,10 +114,13 @@ async def test_empty_prompt_is_ignored_and_regenerate_replaces_the_reply() -> No
         assert not app.generating and not app.query(UserMessage)
         await send(pilot, app, "Hi")
         await wait_for(pilot, lambda: len(app.session.history) == 2 and not app.generating)
+        first = app.session.history[-1]
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: app.generating or app.session.history[-1].stats is not None)
-        await wait_for(pilot, lambda: not app.generating)
+        # a new reply replaced the first one (a Ctrl+R that did nothing would time out here)
+        await wait_for(pilot, lambda: app.session.history[-1] is not first
+                       and app.session.history[-1].stats is not None and not app.generating)
         assert len(app.session.history) == 2 and len(app.query(AssistantMessage)) == 1
+        assert app.session.history[-1].stats.completion_tokens == 6
 
 
 async def test_bad_model_file_is_an_error_message_and_the_app_stays_up(tmp_path) -> None:

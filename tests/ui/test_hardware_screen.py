@@ -7,6 +7,7 @@ import asyncio
 import io
 
 import psutil
+import pytest
 from rich.console import Console
 from textual.app import App
 from textual.widgets import Checkbox, DataTable, Input, Static
@@ -205,6 +206,7 @@ async def test_this_machine_is_inspected_when_nothing_is_injected() -> None:
         await wait_for(pilot, lambda: screen.recommendation is not None)
 
 
+@pytest.mark.slow
 async def test_f4_in_the_app_then_enter_downloads_the_pick_from_the_hub_and_loads_it(tmp_path, monkeypatch,
                                                                                     model_path) -> None:
     """The whole path on this machine: F4, a GGUF pick that fits, Enter; the models screen downloads it
@@ -258,6 +260,7 @@ async def test_a_header_click_sorts_within_fitting_and_not_fitting_rows() -> Non
         await wait_for(pilot, lambda: screen.rows == ranked)
 
 
+@pytest.mark.slow
 async def test_picking_the_embedded_model_in_the_app_goes_straight_to_chat() -> None:
     from localllm.config import LoadOptions
     from localllm.embedded import embedded_model_path
@@ -281,6 +284,7 @@ async def test_picking_the_embedded_model_in_the_app_goes_straight_to_chat() -> 
         assert app.session.model.path == str(embedded_model_path()) and not isinstance(app.screen, HardwareScreen)
 
 
+@pytest.mark.slow
 async def test_a_pick_loads_with_its_plans_placement(monkeypatch) -> None:
     """A faked NVIDIA host (NVML's view) and a binding that says it can offload: the pick's GPU layers
     and context reach the worker (this CPU build of llama.cpp then runs them on the CPU, and says so)."""

@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from localllm.config import LoadOptions, SamplingParams
 from localllm.conversations import ConversationStore
 from localllm.settings import load_settings
@@ -17,6 +19,8 @@ from localllm.ui.app import LocalLLMApp
 from localllm.ui.screens.conversations_screen import ConversationsScreen
 from localllm.ui.widgets.chat_log import AssistantMessage, UserMessage
 from tests.ui.test_app import SIZE, send, wait_for
+
+pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
 
 
 async def test_theme_switch_is_remembered(tmp_path, monkeypatch) -> None:

@@ -18,6 +18,8 @@ from localllm.ui.widgets.metrics_panel import MetricsPanel
 from localllm.ui.widgets.status_bar import StatusBar
 from tests.openai_fault_server import FaultServer
 
+pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
+
 THEMES = ["localllm-dark", "localllm-light", "localllm-high-contrast"]
 SIZES = [(80, 24), (120, 40)]
 FIXED = ReplyStats(wall_s=0.8, cpu_user_s=1.42, cpu_sys_s=0.03, ttft_s=0.12, prompt_tokens=24,

@@ -21,6 +21,8 @@ from localllm.bench_worker import fit_prompt
 from localllm.quantize import requantize_gguf
 from tests.gguf_files import bad_arch_copy
 
+pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
+
 PPL_TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
             "must be in want of a wife. However little known the feelings or views of such a man may be "
             "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "

@@ -56,3 +56,20 @@ def test_missing_file_and_directory(tmp_path) -> None:
         inspect_gguf(tmp_path / "nope.gguf")
     with pytest.raises(ModelFileError, match="directory"):
         inspect_gguf(tmp_path)
+
+
+@pytest.mark.parametrize(("number", "name"), [(30, "IQ4_XS"), (25, "IQ4_NL"), (19, "IQ2_XXS"), (15, "Q4_K_M"),
+                                              (32, "BF16"), (999, "type 999")])
+def test_every_file_type_gguf_knows_has_its_name(model_path, tmp_path, number, name) -> None:
+    """Names come from gguf's own LlamaFileType: an IQ4_XS file says IQ4_XS, not "type 30"."""
+    from tests.gguf_files import file_type_copy
+
+    assert inspect_gguf(file_type_copy(model_path, tmp_path / "m.gguf", number)).quant == name
+
+
+def test_one_quant_table() -> None:
+    from localllm import quants
+
+    assert set(quants.OFFERED) <= set(quants.file_types().values())
+    assert quants.quantizer_types()["Q4_K_M"] == 15 and "IQ4_XS" not in quants.quantizer_types()
+    assert set(quants.COMMON) <= set(quants.OFFERED) and all(q in quants.BITS_PER_WEIGHT for q in quants.COMMON)

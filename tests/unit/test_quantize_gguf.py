@@ -11,6 +11,8 @@ from localllm.gguf_check import inspect_gguf
 from localllm.quantize import QuantizeCancelled, QuantizeError, parse_qtype, requantize_gguf
 from tests.gguf_files import bad_arch_copy
 
+pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
+
 
 @pytest.fixture(scope="module")
 def q8(model_path, tmp_path_factory):

@@ -18,6 +18,7 @@ from localllm.quantize_jobs import GPTQOptions, plan_job, read_record, run_job
 from localllm.session import ChatSession, ReplyDone
 
 
+@pytest.mark.slow
 def test_a_gguf_job_is_planned_run_recorded_and_joins_the_library(tmp_path) -> None:
     plan = plan_job("embedded", "q4_k_m", tmp_path / "smol.Q4_K_M.gguf")
     assert plan.target == "Q4_K_M" and plan.kind == "gguf" and plan.n_params > 100_000_000
@@ -69,6 +70,7 @@ def test_bad_requests_are_refused_before_anything_runs(tmp_path, model_path) -> 
         plan_job(str(tmp_path / "missing.gguf"), "Q8_0")
 
 
+@pytest.mark.slow  # dequantizes the GGUF with transformers (~40 s)
 def test_gptq_settings_are_checked_against_the_checkpoint(checkpoint, tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("LOCALLLM_GPTQ_PYTHON", raising=False)
     with pytest.raises(QuantizeError, match="group size 100 does not divide the hidden size 576; use one of 32, 64"):
@@ -90,6 +92,7 @@ def test_cancel_leaves_nothing_in_the_folder_or_the_library(tmp_path) -> None:
     assert {e.id for e in library.list_models()} == before
 
 
+@pytest.mark.slow  # dequantizes the GGUF with transformers (~40 s)
 def test_a_full_precision_checkpoint_from_a_gguf(tmp_path) -> None:
     result = run_job(plan_job("embedded", "safetensors", tmp_path / "fp32"))
     assert (result.path / "config.json").exists() and list(result.path.glob("*.safetensors"))

@@ -11,6 +11,8 @@ from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import ModelFileError, NoModelLoaded, PromptTooLong, WorkerDied
 from localllm.session import ChatSession, ReplyDone, TextDelta, TrimNotice
 
+pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
+
 
 @pytest.fixture(scope="module")
 def session(model_path):

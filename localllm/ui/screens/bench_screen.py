@@ -29,8 +29,9 @@ from textual.widgets import (
 from textual.widgets.selection_list import Selection
 
 from localllm import bench_export, bench_results
-from localllm.bench import EMBEDDED, BenchConfig, BenchPlan, Progress
+from localllm.bench import BenchConfig, BenchPlan, Progress
 from localllm.bench_results import BenchResult, Summary
+from localllm.embedded import EMBEDDED
 from localllm.errors import LocalLLMError
 from localllm.ui.widgets.bench_charts import CHARTS, BenchCharts
 

@@ -15,11 +15,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, ProgressBar
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
-EMBEDDED = ""  # the value that stands for the embedded model
+DEFAULT_MODEL = ""  # the value that stands for the embedded model (the app's default)
 
 
 class OpenModelScreen(ModalScreen[str | None]):
-    """Dismisses with a path, a server URL (`URL#model-id` for one of its models), EMBEDDED, or None."""
+    """Dismisses with a path, a server URL (`URL#model-id` for one of its models), DEFAULT_MODEL, or None."""
 
     BINDINGS = [Binding("escape", "cancel", "Close / cancel download"),
                 Binding("ctrl+s", "save_server", "Save server URL")]
@@ -178,7 +178,7 @@ class OpenModelScreen(ModalScreen[str | None]):
         self.query_one("#pull-status", Label).update(text)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(EMBEDDED if event.option.id == "embedded" else event.option.id)
+        self.dismiss(DEFAULT_MODEL if event.option.id == "embedded" else event.option.id)
 
     def action_cancel(self) -> None:
         if self._download_cancel is not None:

@@ -13,11 +13,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, Static
 
-from localllm.quantize import QTYPES
 from localllm.quantize_jobs import GPTQ, SAFETENSORS
+from localllm.quants import COMMON, OFFERED
 
-COMMON = ("Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q3_K_M", "Q2_K", "F16")
-TARGETS = [*COMMON, *(q for q in QTYPES if q not in COMMON), SAFETENSORS, GPTQ]
+TARGETS = [*COMMON, *(q for q in OFFERED if q not in COMMON), SAFETENSORS, GPTQ]
 
 
 class QuantizeScreen(ModalScreen[str | None]):

@@ -100,6 +100,8 @@ class MetricsPanel(Widget):
     def push_memory(self, rss_mib: float | None, peak_mib: float | None) -> None:
         if rss_mib is None:
             return
+        if self.rss is not None and (mib(self.rss[0]), mib(self.rss[1])) == (mib(rss_mib), mib(peak_mib)):
+            return  # an idle model: nothing on screen would change, so no repaint (the TUI idles near 0% CPU)
         self.rss_history.append(rss_mib)
         self.rss = (rss_mib, peak_mib)
         self.refresh()
