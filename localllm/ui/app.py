@@ -172,7 +172,8 @@ class LocalLLMApp(App[int]):
         self.post_message(ModelLoaded(info))
         for notice in self.session.notices:
             self.call_from_thread(self.notify, notice, severity="warning", timeout=15)
-        self._check_binding()
+        if info.backend == "llama_cpp":  # a server's GPUs are the server's business
+            self._check_binding()
         self._estimated = None
         if info.backend == "llama_cpp":
             from localllm.catalog import ModelSpec
