@@ -4,7 +4,6 @@ model, and against a loopback server of ours that misbehaves on purpose."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ from localllm.config import LoadOptions, SamplingParams
 from localllm.endpoints import api_base, discover, server_pid
 from localllm.errors import LocalLLMError
 from localllm.session import ChatSession, TextDelta
+from tests.hubserver import free_port
 from tests.openai_fault_server import MODEL, FaultServer, Handler
 from tests.replies import collect, stop_at_first_piece
 
 pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

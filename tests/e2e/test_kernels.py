@@ -114,7 +114,7 @@ async def test_the_tui_answers_after_one_notice(sigill_home, reference) -> None:
     from localllm.settings import Settings
     from localllm.ui.app import LocalLLMApp
     from localllm.ui.widgets.chat_log import AssistantMessage, Notice
-    from tests.ui.test_app import wait_for
+    from tests.waits import wait_for
 
     app = LocalLLMApp(settings=Settings(cpu_extra_buffers="on", temperature=0.0, max_tokens=24,
                                         save_conversations=False))

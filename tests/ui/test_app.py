@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from textual.widgets import Input
 
@@ -12,19 +10,11 @@ from localllm.ui.app import LocalLLMApp
 from localllm.ui.widgets.chat_log import AssistantMessage, ErrorMessage, UserMessage
 from localllm.ui.widgets.metrics_panel import MetricsPanel, sparkline
 from localllm.ui.widgets.status_bar import StatusBar
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
 
 SIZE = (100, 32)
-
-
-async def wait_for(pilot, predicate, timeout: float = 180.0) -> None:
-    """Generous: CI shares two cores, and a loaded machine decodes several times slower."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
 
 
 async def send(pilot, app, text: str) -> None:

@@ -12,7 +12,7 @@ from localllm.config import LoadOptions
 from localllm.ui.app import LocalLLMApp
 from localllm.ui.screens.bench_screen import BenchScreen, family, parse_threads
 from localllm.ui.widgets.bench_charts import BenchCharts
-from tests.ui.test_app import wait_for
+from tests.waits import wait_for
 
 SIZE = (100, 32)
 

@@ -3,7 +3,6 @@ where nothing fits) and on this machine, driven by a pilot through a minimal hos
 
 from __future__ import annotations
 
-import asyncio
 import io
 
 import psutil
@@ -16,6 +15,7 @@ from localllm import bandwidth, catalog
 from localllm.hardware import HardwareInfo
 from localllm.recommend import Wishes, recommend
 from localllm.ui.screens.hardware_screen import HardwareScreen, download_target, pull_command
+from tests.waits import wait_for
 
 GiB = 1024**3
 SIZE = (120, 36)
@@ -48,14 +48,6 @@ class Host(App):
 
     def on_mount(self) -> None:
         self.push_screen(self.hw_screen, self.results.append)
-
-
-async def wait_for(pilot, predicate, timeout: float = 30.0) -> None:
-    """Generous: the workers share two loaded cores with the test run."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out waiting for the screen"
-        await pilot.pause(0.1)
 
 
 def text_of(screen: HardwareScreen, selector: str) -> str:
