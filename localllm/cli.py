@@ -11,6 +11,9 @@ from localllm import __version__
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
+    from localllm.config import LoadOptions, SamplingParams
+
+    _LOAD, _SAMPLING = LoadOptions(), SamplingParams()  # the defaults live there, not in these strings
     p.add_argument("-m", "--model", metavar="PATH",
                    help="a GGUF file or a transformers checkpoint folder (default: the embedded "
                         "SmolLM2-135M); with --endpoint, the model id on the server")
@@ -20,7 +23,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-env", metavar="NAME", default=None,
                    help="environment variable holding the server's API key (settings: api_key_env; "
                         "default LOCALLLM_API_KEY)")
-    p.add_argument("--ctx", type=int, default=None, help="context size in tokens (settings; default 2048)")
+    p.add_argument("--ctx", type=int, default=None, help=f"context size in tokens (settings; default {_LOAD.n_ctx})")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
                    help="layers to offload to the GPU: auto (the load plan places them; the default), "
@@ -32,8 +35,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                    help="transformers checkpoints: weight dtype")
     p.add_argument("--system", default=None, help="system prompt")
-    p.add_argument("--max-tokens", type=int, default=None, help="longest reply in tokens (default 512)")
-    p.add_argument("--temp", type=float, default=None, help="sampling temperature (0: greedy; default 0.7)")
+    p.add_argument("--max-tokens", type=int, default=None, help=f"longest reply in tokens (default {_SAMPLING.max_tokens})")
+    p.add_argument("--temp", type=float, default=None, help=f"sampling temperature (0: greedy; default {_SAMPLING.temperature})")
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--repeat-penalty", type=float, default=None)

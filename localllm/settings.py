@@ -30,6 +30,9 @@ def _doc(text: str, **rules: Any) -> dict[str, Any]:
     return {"doc": text, **rules}
 
 
+_LOAD, _SAMPLING = LoadOptions(), SamplingParams()  # the single source of the run defaults
+
+
 @dataclass
 class Settings:
     """Everything localllm remembers between runs; defaults match the CLI's."""
@@ -38,9 +41,9 @@ class Settings:
         "model to load at start: a GGUF path, a model folder or a server URL; empty: the embedded model"))
     backend: str = field(default="llama_cpp", metadata=_doc(
         "backend for that model", choices=tuple(BACKENDS)))
-    n_ctx: int = field(default=2048, metadata=_doc("context size in tokens", min=128, max=1_048_576))
-    threads: int = field(default=0, metadata=_doc("CPU threads; 0: one per physical core", min=0, max=1024))
-    gpu_layers: int = field(default=AUTO_LAYERS, metadata=_doc(
+    n_ctx: int = field(default=_LOAD.n_ctx, metadata=_doc("context size in tokens", min=128, max=1_048_576))
+    threads: int = field(default=_LOAD.n_threads, metadata=_doc("CPU threads; 0: one per physical core", min=0, max=1024))
+    gpu_layers: int = field(default=_LOAD.n_gpu_layers, metadata=_doc(
         "layers offloaded to the GPU; -2: auto (the load plan places them), -1: all, 0: none",
         min=AUTO_LAYERS, max=100_000))
     cpu_extra_buffers: str = field(default="auto", metadata=_doc(
@@ -48,15 +51,15 @@ class Settings:
         "(see localllm doctor)", choices=EXTRA_BUFFERS))
     system_prompt: str = field(default="You are a helpful assistant.", metadata=_doc(
         "system prompt of new conversations"))
-    temperature: float = field(default=0.7, metadata=_doc("sampling temperature; 0: greedy", min=0.0, max=5.0))
-    top_p: float = field(default=0.95, metadata=_doc("nucleus sampling: keep this much probability mass",
+    temperature: float = field(default=_SAMPLING.temperature, metadata=_doc("sampling temperature; 0: greedy", min=0.0, max=5.0))
+    top_p: float = field(default=_SAMPLING.top_p, metadata=_doc("nucleus sampling: keep this much probability mass",
                                                      min=0.0, max=1.0))
-    top_k: int = field(default=40, metadata=_doc("keep the k likeliest tokens; 0: all", min=0, max=1_000_000))
-    min_p: float = field(default=0.05, metadata=_doc(
+    top_k: int = field(default=_SAMPLING.top_k, metadata=_doc("keep the k likeliest tokens; 0: all", min=0, max=1_000_000))
+    min_p: float = field(default=_SAMPLING.min_p, metadata=_doc(
         "drop tokens less likely than min_p times the top one", min=0.0, max=1.0))
-    repeat_penalty: float = field(default=1.1, metadata=_doc(
+    repeat_penalty: float = field(default=_SAMPLING.repeat_penalty, metadata=_doc(
         "penalty on repeated tokens; 1: none", min=0.1, max=10.0))
-    max_tokens: int = field(default=512, metadata=_doc("longest reply in tokens", min=1, max=1_048_576))
+    max_tokens: int = field(default=_SAMPLING.max_tokens, metadata=_doc("longest reply in tokens", min=1, max=1_048_576))
     seed: int = field(default=-1, metadata=_doc(
         "sampling seed for repeatable replies; -1: a new one each reply", min=-1, max=2**32 - 1))
     theme: str = field(default=DEFAULT_THEME, metadata=_doc(
