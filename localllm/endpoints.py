@@ -80,8 +80,10 @@ def list_models(url: str, timeout: float = 3.0, key_env: str = DEFAULT_KEY_ENV) 
     return [m.get("id", "?") for m in data["data"] if isinstance(m, dict)]
 
 
-def discover(ports: dict[int, str] | None = None, timeout: float = 0.3) -> list[FoundServer]:
+def discover(ports: dict[int, str] | None = None, timeout: float = 1.0) -> list[FoundServer]:
     """Ask the usual ports on 127.0.0.1 only (never another host) for /v1/models."""
+    # A closed port refuses at once; the timeout only waits on one that accepted (1 s: a busy machine
+    # answered too late at 0.3 s and the server went unlisted).
     found = []
     for port, kind in (ports or USUAL_PORTS).items():
         url = f"http://127.0.0.1:{port}/v1"

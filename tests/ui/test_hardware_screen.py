@@ -229,7 +229,7 @@ async def test_f4_in_the_app_then_enter_downloads_the_pick_from_the_hub_and_load
             await pilot.press("enter")
             await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen), 30)
             assert app.screen.query_one("#pull-repo", Input).value == repo
-            await wait_for(pilot, lambda: app.session.model is not None and app.session.model.path != first, 120)
+            await wait_for(pilot, lambda: getattr(app.session.model, "path", first) != first, 120)
             assert app.session.model.path.endswith(filename.rsplit("/", 1)[-1])
 
 

@@ -45,7 +45,7 @@ async def test_plan_refusal_run_and_load(tmp_path) -> None:
         load = screen.query_one("#q-load", Button)
         assert load.display and load.has_focus
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.session.model is not None and app.session.model.path == str(out))
+        await wait_for(pilot, lambda: getattr(app.session.model, "path", None) == str(out))
         assert app.session.model.quant == "Q8_0" and app.session.model.path != first
 
 
