@@ -16,6 +16,7 @@ from localllm.config import AUTO_LAYERS, LoadOptions
 from localllm.errors import LocalLLMError
 from localllm.estimate import GGUF_BPW, MemoryEstimate, estimate_memory
 from localllm.hardware import HardwareInfo
+from localllm.recommend import _largest  # the same search the recommendations use
 
 MARGIN = 0.10  # of free memory kept for everything else on the machine
 MiB = 2**20
@@ -118,14 +119,6 @@ def budget_of(hw: HardwareInfo, offload: bool) -> Budget:
     return Budget(ram=ram, vram=int(gpu.free_bytes * (1 - MARGIN)) if gpu else 0,
                   gpu_name=gpu.name if gpu else "", offload=gpu is not None,
                   unified=bool(gpu and gpu.unified_memory))
-
-
-def _largest(ok, lo: int, hi: int) -> int:
-    """The largest n in [lo, hi] with ok(n), for ok true up to some point; lo if none."""
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
-    return lo
 
 
 # -- GGUF -----------------------------------------------------------------------------------------------
@@ -250,12 +243,11 @@ def plan_for(path: str, options: LoadOptions, hw: HardwareInfo | None = None,
     hw = hw or hardware.probe()
     caps = binding.capabilities()
     notes = []
-    offload = bool(hw.gpus) and caps.gpu_offload
-    if hw.gpus and not caps.gpu_offload and not Path(path).is_dir():
+    checkpoint = Path(path).is_dir()  # transformers: torch places it, not llama-cpp-python
+    offload = bool(hw.gpus) and (checkpoint or caps.gpu_offload)
+    if hw.gpus and not offload:
         notes.append("the GPU is not used: this llama-cpp-python was built for the CPU only "
                      "(localllm doctor says how to rebuild it)")
-    if Path(path).is_dir():
-        offload = bool(hw.gpus)
     extra, why = binding.extra_bufts_for(options.extra_bufts)
     plan = make_plan(path, options, hw, offload=offload, extra_bufts=extra, kv_type=kv_type)
     plan.notes[:0] = notes + ([f"llama.cpp extra CPU buffers {why}"] if plan.backend == "llama_cpp" else [])

@@ -27,8 +27,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-
-
 def _table(plan) -> str:
     lines = [f"{plan.model} · {plan.format} {plan.quant} · ctx {plan.context} · KV {plan.kv_type}",
              f"placement  {plan.placement}"
