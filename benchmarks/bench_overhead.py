@@ -18,9 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode_ratio import Bare, sampling, summary  # noqa: E402
 
-from localllm.bench import BenchConfig, BenchPlan, run_plan  # noqa: E402
+from localllm.bench.runs import BenchConfig, BenchPlan, run_plan  # noqa: E402
 from localllm.config import default_threads  # noqa: E402
-from localllm.embedded import embedded_model_path  # noqa: E402
+from localllm.models.embedded import embedded_model_path  # noqa: E402
 
 TARGET = 0.97
 

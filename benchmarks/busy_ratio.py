@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode_ratio import Bare, run_session, summary  # noqa: E402
 
 from localllm.config import default_threads  # noqa: E402
-from localllm.embedded import embedded_model_path  # noqa: E402
+from localllm.models.embedded import embedded_model_path  # noqa: E402
 
 HOG = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
 
@@ -76,7 +76,7 @@ def main() -> int:
     if args.policy:
         os.environ["OMP_WAIT_POLICY"] = args.policy
     if args.new_session:  # a session is its own autogroup: the old way, for the before/after figure
-        import localllm.worker as worker
+        import localllm.runtime.worker as worker
 
         popen = worker.subprocess.Popen
 

@@ -19,8 +19,8 @@ import sys
 import time
 
 from localllm.config import LoadOptions, SamplingParams, default_threads
-from localllm.embedded import embedded_model_path
-from localllm.metrics import decode_rate
+from localllm.models.embedded import embedded_model_path
+from localllm.runtime.metrics import decode_rate
 
 PROMPT = "Write a short story about a lighthouse keeper and a storm."
 SYSTEM = "You are a helpful assistant."
@@ -59,7 +59,7 @@ class Bare:
 
 
 def run_session(args, bare: Bare, path: str) -> tuple[list[float], list[float]]:
-    from localllm.session import ChatSession, ReplyDone
+    from localllm.chat.session import ChatSession, ReplyDone
 
     session = ChatSession(system_prompt=SYSTEM, sampling=sampling(args.tokens, args.seed))
     session.load(path, LoadOptions(n_ctx=args.ctx, n_threads=args.threads))

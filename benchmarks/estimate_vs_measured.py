@@ -21,11 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quiet import quiet_stderr  # noqa: E402
 
-from localllm import bandwidth, estimate
-from localllm.catalog import ModelSpec
+from localllm.chat.session import ChatSession, ReplyDone
 from localllm.config import LoadOptions, SamplingParams
-from localllm.embedded import embedded_model_path
-from localllm.session import ChatSession, ReplyDone
+from localllm.machine import bandwidth, estimate
+from localllm.models.catalog import ModelSpec
+from localllm.models.embedded import embedded_model_path
 
 MiB = 1024 * 1024
 SHORT = "Name three colours of the rainbow."
@@ -176,7 +176,7 @@ def main() -> int:
                       f"error {100 * (r['predicted'] - r['measured']) / r['measured']:+5.1f}%  "
                       f"{100 * r['measured'] / r['roofline']:3.0f}% of the {r['roofline']:.0f} tok/s limit")
         if args.transformers:
-            from localllm.quantize_jobs import plan_job, run_job
+            from localllm.quantize.jobs import plan_job, run_job
 
             ckpt = run_job(plan_job(str(embedded), "safetensors", Path(tmp) / "SmolLM2-135M-Instruct-fp32")).path
             print(f"\ntransformers loads of {ckpt.name}, ctx 2048, a short prompt and 32 new tokens:")

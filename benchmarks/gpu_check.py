@@ -3,7 +3,7 @@
 Five sections, each on its own: one that fails prints its error and the others still run; one that
 cannot run here (no GPU, a CPU-only build) prints one line saying why and is skipped.
 
-  1. nvml          the GPUs as localllm.hardware sees them, and one child process's VRAM through NVML
+  1. nvml          the GPUs as localllm.machine.hardware sees them, and one child process's VRAM through NVML
   2. binding       whether llama-cpp-python was built with GPU offload (and the fix when it was not)
   3. gguf          the embedded GGUF and a ~1B random-weight Llama GGUF made here, with all, half and
                    none of the layers on the GPU (and the load plan's own choice): decode tok/s
@@ -90,7 +90,7 @@ class Context:
 
     budget: Budget
     work: Path
-    hw: object = None  # localllm.hardware.HardwareInfo, None when the probe failed
+    hw: object = None  # localllm.machine.hardware.HardwareInfo, None when the probe failed
     no_gpu: str | None = None  # why there is no NVIDIA GPU; None when there is one
     offload: bool | None = None  # llama-cpp-python built with GPU offload (None: not asked yet)
     checkpoint: Path | None = None  # the random transformers checkpoint, made once for sections 4 and 5
@@ -147,7 +147,7 @@ sys.stdin.read()  # hold the memory until the parent closes our stdin
 
 
 def child_vram(pid_timeout: float = 30.0) -> dict:
-    from localllm import gpu
+    from localllm.machine import gpu
 
     child = subprocess.Popen([sys.executable, "-c", VRAM_CHILD], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -202,7 +202,7 @@ def section_nvml(ctx: Context) -> dict:
         used = child["nvml_vram_mib"]
         if used:
             print(f"  per-process VRAM of a child holding 256 MiB (pid {child['pid']}): {used:.0f} MiB "
-                  f"through localllm.gpu.process_vram_bytes (the allocation plus its CUDA context)")
+                  f"through localllm.machine.gpu.process_vram_bytes (the allocation plus its CUDA context)")
         else:
             print(f"  per-process VRAM of a child holding 256 MiB: NVML gave {used!r}: it does not list this "
                   "PID (a container's PID namespace hides it), so localllm shows no VRAM per model")
@@ -264,7 +264,7 @@ def write_random_gguf(path: Path, layers: int) -> Path:
     import gguf
     import numpy as np
 
-    from localllm.embedded import embedded_model_path
+    from localllm.models.embedded import embedded_model_path
 
     reader = gguf.GGUFReader(str(embedded_model_path()))
     tokenizer = {name: f for name, f in reader.fields.items() if name.startswith("tokenizer.")}
@@ -335,7 +335,7 @@ def random_gguf(ctx: Context, layers: int) -> Path:
 
 
 def reply_stats(session):
-    from localllm.session import ReplyDone
+    from localllm.chat.session import ReplyDone
 
     stats = None
     for event in session.send(PROMPT):
@@ -363,8 +363,8 @@ def gguf_run(ctx: Context, label: str, path: str, n_gpu_layers: int, est, what: 
              bandwidths: tuple[float | None, float | None]) -> dict:
     """Load through localllm's worker, one warm-up reply (CUDA kernels and graphs are made on first use),
     then one timed reply of exactly GGUF_TOKENS tokens."""
+    from localllm.chat.session import ChatSession
     from localllm.config import LoadOptions, SamplingParams
-    from localllm.session import ChatSession
 
     before = nvml_used_mib()
     session = ChatSession(system_prompt="You are a helpful assistant.",
@@ -408,17 +408,17 @@ def gguf_run(ctx: Context, label: str, path: str, n_gpu_layers: int, est, what: 
 
 
 def plan_run(ctx: Context, label: str, path: str, bandwidths, notes: list[str]) -> None:
-    """What localllm.plan chooses for the default (auto) placement, then one load with it. The module
+    """What localllm.runtime.plan chooses for the default (auto) placement, then one load with it. The module
     is being written alongside this script: its absence is a note, not a failure."""
     from localllm.config import LoadOptions
 
     try:
-        from localllm.plan import plan_for
+        from localllm.runtime.plan import plan_for
 
         plan = plan_for(path, LoadOptions(n_ctx=CTX))
         layers, est = plan.gpu_layers, plan.estimate
     except (ImportError, AttributeError) as exc:
-        note = f"{label}: no load plan to check (localllm.plan.plan_for: {exc})"
+        note = f"{label}: no load plan to check (localllm.runtime.plan.plan_for: {exc})"
         print(f"  {note}")
         notes.append(note)
         return
@@ -437,10 +437,10 @@ def ready_gguf(ctx: Context) -> None:
 
 
 def section_gguf(ctx: Context) -> dict:
-    from localllm import bandwidth
-    from localllm.catalog import ModelSpec
-    from localllm.embedded import embedded_model_path
-    from localllm.estimate import estimate_file
+    from localllm.machine import bandwidth
+    from localllm.machine.estimate import estimate_file
+    from localllm.models.catalog import ModelSpec
+    from localllm.models.embedded import embedded_model_path
 
     gpu_gb_s = next((g.bandwidth_gb_s for g in ctx.hw.gpus if g.vendor == "nvidia"), None)
     cpu_gb_s = ctx.hw.cpu_bandwidth_gb_s or bandwidth.measured_bandwidth(cpu=ctx.hw.cpu)
@@ -512,7 +512,7 @@ def random_checkpoint(ctx: Context, torch) -> Path:
     out = ctx.work / f"random-llama-{layers}L"
     tokenizer = None
     try:
-        from localllm.embedded import embedded_model_path
+        from localllm.models.embedded import embedded_model_path
 
         gguf_path = embedded_model_path()
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
@@ -677,11 +677,11 @@ def section_gptq(ctx: Context) -> dict:
 def probe_machine(ctx: Context) -> None:
     """localllm's own view of the machine decides which sections can run."""
     try:
-        from localllm.hardware import probe
+        from localllm.machine.hardware import probe
 
         ctx.hw = probe()
     except Exception as exc:
-        ctx.no_gpu = f"localllm.hardware.probe() failed: {type(exc).__name__}: {exc}"
+        ctx.no_gpu = f"localllm.machine.hardware.probe() failed: {type(exc).__name__}: {exc}"
         return
     if not any(g.vendor == "nvidia" for g in ctx.hw.gpus):
         ctx.no_gpu = ctx.hw.gpu_reason or "No NVIDIA GPU found by NVML"

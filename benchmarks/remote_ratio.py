@@ -15,11 +15,11 @@ import sys
 import time
 import urllib.request
 
+from localllm.chat.session import ChatSession, ReplyDone
 from localllm.config import LoadOptions, SamplingParams, default_threads
-from localllm.embedded import embedded_model_path
-from localllm.endpoints import api_base
-from localllm.metrics import decode_rate
-from localllm.session import ChatSession, ReplyDone
+from localllm.models.embedded import embedded_model_path
+from localllm.models.endpoints import api_base
+from localllm.runtime.metrics import decode_rate
 
 PROMPT = "Write a long story about a lighthouse keeper and a storm."
 SYSTEM = "You are a helpful assistant."

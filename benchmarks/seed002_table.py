@@ -16,10 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from localllm import bench_export
-from localllm.bench import BenchConfig, BenchPlan, run_plan
+from localllm.bench import export as bench_export
+from localllm.bench.runs import BenchConfig, BenchPlan, run_plan
 from localllm.errors import LocalLLMError
-from localllm.quantize_jobs import GPTQOptions, plan_job, run_job
+from localllm.quantize.jobs import GPTQOptions, plan_job, run_job
 
 
 def make(src: str, target: str, out: Path, **kw) -> str | None:

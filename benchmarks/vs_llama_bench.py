@@ -20,9 +20,9 @@ import statistics
 import subprocess
 import sys
 
+from localllm.chat.session import ChatSession, ReplyDone
 from localllm.config import LoadOptions, SamplingParams, default_threads
-from localllm.embedded import embedded_model_path
-from localllm.session import ChatSession, ReplyDone
+from localllm.models.embedded import embedded_model_path
 
 PROMPT = "Write a short story about a lighthouse keeper and a storm."
 

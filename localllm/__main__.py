@@ -1,5 +1,5 @@
 """python -m localllm"""
 
-from localllm.cli import main
+from localllm.cli.main import main
 
 raise SystemExit(main())

@@ -62,3 +62,7 @@ class PromptTooLong(LocalLLMError):
 class NoModelLoaded(LocalLLMError):
     def __init__(self) -> None:
         super().__init__("No model is loaded. Load one first (--model PATH, or the embedded model).")
+
+
+class QuantizeError(LocalLLMError):
+    """A quantization job could not run or did not finish; the message says why."""

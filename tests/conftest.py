@@ -9,7 +9,7 @@ import tempfile
 import pytest
 
 from localllm.config import SamplingParams
-from localllm.embedded import embedded_model_path
+from localllm.models.embedded import embedded_model_path
 
 # Set before any test imports localllm.config paths: logs never land in the user's home.
 _HOME = tempfile.mkdtemp(prefix="localllm-test-home-")
@@ -27,7 +27,7 @@ def _quick_tier_starts_no_worker(request, monkeypatch):
     markexpr = request.config.getoption("markexpr", "") or ""
     if "not slow" not in markexpr or request.node.get_closest_marker("slow"):
         return
-    from localllm.worker import WorkerClient
+    from localllm.runtime.worker import WorkerClient
 
     def refuse(self, *args, **kwargs):
         raise RuntimeError("this test starts a model worker: mark it @pytest.mark.slow (the quick tier "
@@ -40,7 +40,7 @@ def _quick_tier_starts_no_worker(request, monkeypatch):
 def _own_calibration():
     """Measured runs calibrate later estimates: a test must not inherit another test's records (the
     chat app records one after every reply)."""
-    from localllm.estimate import calibration_path
+    from localllm.machine.estimate import calibration_path
 
     calibration_path().unlink(missing_ok=True)
     yield

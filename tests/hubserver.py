@@ -405,6 +405,6 @@ def gguf_data(tmp_path_factory) -> bytes:
 
 def hub_config(server: HubServer, cache_dir: Path, token: str | None = None):
     """A HubConfig pointing at the server: explicit, so the machine's own token or cache never leak in."""
-    from localllm.hub import HubConfig
+    from localllm.hub.repos import HubConfig
 
     return HubConfig(endpoint=server.url, cache_dir=Path(cache_dir), token=token, timeout_s=5.0)

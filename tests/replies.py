@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from localllm.session import ReplyDone, TextDelta
+from localllm.chat.session import ReplyDone, TextDelta
 
 
 def collect(events):

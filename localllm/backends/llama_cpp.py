@@ -14,11 +14,10 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from localllm.backends.base import Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent
-from localllm.binding import FAKE_SIGILL_ENV
+from localllm.backends.base import FAKE_SIGILL_ENV, Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent
 from localllm.config import AUTO_LAYERS, LoadOptions, SamplingParams
 from localllm.errors import ModelLoadError, NoModelLoaded
-from localllm.quants import file_types
+from localllm.models.quants import file_types
 
 # Used only when a GGUF carries no chat template: ChatML, the most common instruct format.
 CHATML = (
@@ -47,28 +46,23 @@ def _model_params(extra_bufts: bool):
 
 
 def binding_capabilities() -> dict:
-    """What this llama-cpp-python was built with (the worker's "caps" answer; see localllm.binding)."""
+    """What this llama-cpp-python was built with (the worker's "caps" answer; see localllm.runtime.binding)."""
     return {"gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
             "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace")}
 
 
-def resolve_gpu_layers(path: str, options: LoadOptions) -> int:
-    """AUTO_LAYERS: none on a binding without GPU offload; else what the load plan places."""
+def resolve_gpu_layers(options: LoadOptions) -> int:
+    """AUTO_LAYERS left unresolved (the worker resolves it with the load plan before it gets here):
+    none on a binding without GPU offload, else all."""
     if options.n_gpu_layers != AUTO_LAYERS:
         return options.n_gpu_layers
-    if not llama_cpp.llama_supports_gpu_offload():
-        return 0
-    from localllm.plan import plan_for
-
-    return plan_for(path, options).gpu_layers
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
 
 
 def resolve_extra_bufts(options: LoadOptions) -> bool:
-    if options.extra_bufts in ("on", "off"):
-        return options.extra_bufts == "on"
-    from localllm.binding import extra_bufts_for  # probes this machine once, in a child process
-
-    return extra_bufts_for(options.extra_bufts)[0]
+    """'auto' left unresolved (the worker asks the machine's probe first) means off: the kernels that
+    cannot die of SIGILL on an AMX CPU."""
+    return options.extra_bufts == "on"
 
 
 def _in_worker() -> bool:
@@ -76,7 +70,7 @@ def _in_worker() -> bool:
     import sys
 
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return spec is not None and spec.name == "localllm.worker_main"
+    return spec is not None and spec.name == "localllm.runtime.worker_main"
 
 
 def _die_of_sigill() -> None:
@@ -99,7 +93,7 @@ class LlamaCppBackend:
 
     def load(self, path: str, options: LoadOptions) -> ModelInfo:
         opts = options.resolved()
-        opts.n_gpu_layers = resolve_gpu_layers(path, opts)
+        opts.n_gpu_layers = resolve_gpu_layers(opts)
         self._extra_bufts = resolve_extra_bufts(opts)
         try:
             with _model_params(self._extra_bufts):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from localllm.backends.base import Backend
+from localllm.config import BACKEND_NAMES
 from localllm.errors import BackendNotInstalled
 
 # name: (module, class, the import that must succeed, install command)
@@ -15,6 +16,8 @@ BACKENDS: dict[str, tuple[str, str, str, str]] = {
     "transformers": ("localllm.backends.transformers_backend", "TransformersBackend", "transformers",
                      "pip install 'localllm[transformers]'  (torch, transformers, accelerate, bitsandbytes)"),
 }
+
+assert tuple(BACKENDS) == BACKEND_NAMES  # settings offer config's names; keep the two in step
 
 
 def is_installed(name: str) -> bool:

@@ -11,8 +11,8 @@ import openai
 
 from localllm.backends.base import Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent, Usage
 from localllm.config import LoadOptions, SamplingParams
-from localllm.endpoints import DEFAULT_KEY_ENV, api_base, server_pid, split_model
 from localllm.errors import LocalLLMError, NoModelLoaded
+from localllm.models.endpoints import DEFAULT_KEY_ENV, api_base, server_pid, split_model
 
 
 class RemoteError(LocalLLMError):

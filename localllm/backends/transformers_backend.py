@@ -81,7 +81,7 @@ def _stored_quant(path: str) -> str:
     (transformers then says why it cannot load it)."""
     import json
 
-    from localllm.checkpoint_check import quant_label
+    from localllm.models.checkpoint_check import quant_label
 
     try:
         config = json.loads((Path(path) / "config.json").read_text())
@@ -93,7 +93,7 @@ def _stored_quant(path: str) -> str:
 def _load_gptq(path: str, cuda: bool):
     """GPTQ checkpoints load through GPTQModel (transformers dropped auto-gptq); it picks its CUDA
     kernels on a GPU and its torch kernels on the CPU. Its .model is a normal transformers model."""
-    from gptqmodel import GPTQModel  # only in GPTQModel's own environment (see localllm.gptq_env)
+    from gptqmodel import GPTQModel  # only in GPTQModel's own environment (see localllm.runtime.gptq_env)
 
     return GPTQModel.load(path, device="cuda" if cuda else "cpu").model
 

@@ -12,13 +12,19 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Input
 
+from localllm.chat.conversations import ConversationStore
+from localllm.chat.recorder import Recorder
+from localllm.chat.session import ChatSession, KernelNotice, ReplyDone, TextDelta, TrimNotice
 from localllm.config import LoadOptions, SamplingParams, default_threads
-from localllm.conversations import ConversationStore
+from localllm.config.settings import (
+    Settings,
+    load_settings_lenient,
+    save_settings,
+    to_load_options,
+    to_sampling,
+)
 from localllm.errors import LocalLLMError
-from localllm.metrics import ProcessSampler
-from localllm.recorder import Recorder
-from localllm.session import ChatSession, KernelNotice, ReplyDone, TextDelta, TrimNotice
-from localllm.settings import Settings, load_settings_lenient, save_settings, to_load_options, to_sampling
+from localllm.runtime.metrics import ProcessSampler
 from localllm.ui.messages import (
     ModelLoaded,
     ModelLoadFailed,
@@ -161,7 +167,7 @@ class LocalLLMApp(App[int]):
         self.call_from_thread(self._show_estimate, None)  # the last model's figure is not this one's
         try:
             if not path:
-                from localllm.embedded import embedded_model_path
+                from localllm.models.embedded import embedded_model_path
 
                 path = str(embedded_model_path())
             self.session.notices.clear()
@@ -176,7 +182,7 @@ class LocalLLMApp(App[int]):
             self._check_binding()
         self._estimated = None
         if info.backend == "llama_cpp":
-            from localllm.catalog import ModelSpec
+            from localllm.models.catalog import ModelSpec
 
             try:  # the header is read once per load; each reply re-estimates for its own context fill
                 self._estimated = (ModelSpec.from_gguf(info.path), info)
@@ -187,8 +193,9 @@ class LocalLLMApp(App[int]):
     def _check_binding(self) -> None:
         """A GPU here that the installed llama-cpp-python cannot use: say so in the status bar, once with
         the exact fix (the same check as `localllm doctor`). Runs in the load worker's thread."""
-        from localllm import binding, hardware
-        from localllm.doctor import gpu_binding_mismatch
+        from localllm.machine import hardware
+        from localllm.runtime import binding
+        from localllm.runtime.doctor import gpu_binding_mismatch
 
         caps = binding.cached()
         if caps is None or self._binding_warned:
@@ -207,7 +214,7 @@ class LocalLLMApp(App[int]):
         """The estimator's RSS figure for this model at this fill, shown beside the measured peak: every
         load and every reply checks the estimates that recommendations are made from. After a reply,
         the uncalibrated prediction and the measured peak are kept to calibrate later estimates."""
-        from localllm.estimate import estimate_memory, record_measurement
+        from localllm.machine.estimate import estimate_memory, record_measurement
 
         if self._estimated is None:
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from localllm.backends.base import ModelInfo
-from localllm.metrics import ReplyStats
+from localllm.runtime.metrics import ReplyStats
 
 
 class ModelLoaded(Message):

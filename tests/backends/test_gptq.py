@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from localllm import gptq_env, library
+from localllm.chat.session import ChatSession
 from localllm.config import LoadOptions, SamplingParams
-from localllm.quantize import QuantizeCancelled
-from localllm.quantize_jobs import GPTQOptions, plan_job, read_record, run_job
-from localllm.session import ChatSession
+from localllm.models import library
+from localllm.quantize.gguf import QuantizeCancelled
+from localllm.quantize.jobs import GPTQOptions, plan_job, read_record, run_job
+from localllm.runtime import gptq_env
 from tests.replies import collect
 
 pytestmark = pytest.mark.slow
@@ -72,7 +73,7 @@ def test_a_cancelled_gptq_job_leaves_nothing(gptq_python, checkpoint, tmp_path) 
 def test_too_little_calibration_text_is_refused(checkpoint, tmp_path, monkeypatch) -> None:
     from transformers import AutoTokenizer
 
-    from localllm import gptq_job
+    from localllm.quantize import gptq_job
 
     short = tmp_path / "short.txt"
     short.write_text("Only one short paragraph.\n\nAnd another.")
@@ -84,7 +85,7 @@ def test_too_little_calibration_text_is_refused(checkpoint, tmp_path, monkeypatc
 
 
 def test_a_timing_run_of_the_gptq_model_runs_in_its_environment(gptq_model) -> None:
-    from localllm.bench import BenchConfig, BenchPlan, run_plan
+    from localllm.bench.runs import BenchConfig, BenchPlan, run_plan
 
     plan = BenchPlan([BenchConfig(str(gptq_model.path), backend="transformers", n_threads=2)],
                      prompt_tokens=30, gen_tokens=8, reps=1, warmup=0)

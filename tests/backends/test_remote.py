@@ -11,10 +11,10 @@ import urllib.request
 
 import pytest
 
+from localllm.chat.session import ChatSession, TextDelta
 from localllm.config import LoadOptions, SamplingParams
-from localllm.endpoints import api_base, discover, server_pid
 from localllm.errors import LocalLLMError
-from localllm.session import ChatSession, TextDelta
+from localllm.models.endpoints import api_base, discover, server_pid
 from tests.hubserver import free_port
 from tests.openai_fault_server import MODEL, FaultServer, Handler
 from tests.replies import collect, stop_at_first_piece
@@ -164,9 +164,9 @@ def test_faults_mid_reply_keep_the_partial_reply(mode, message) -> None:
 
 
 def test_a_timing_run_compares_the_local_model_with_the_same_model_behind_the_server(llama_server) -> None:
-    from localllm import bench_export
-    from localllm.bench import BenchConfig, BenchPlan, run_plan
-    from localllm.endpoints import with_model
+    from localllm.bench import export as bench_export
+    from localllm.bench.runs import BenchConfig, BenchPlan, run_plan
+    from localllm.models.endpoints import with_model
 
     url, proc = llama_server
     model_id = ChatSession().load(url, LoadOptions(), backend="remote").name

@@ -10,10 +10,10 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("bitsandbytes")
 
-from localllm.checkpoint_check import inspect_checkpoint  # noqa: E402
+from localllm.chat.session import ChatSession  # noqa: E402
 from localllm.config import LoadOptions, SamplingParams  # noqa: E402
 from localllm.errors import ModelFileError, ModelLoadError  # noqa: E402
-from localllm.session import ChatSession  # noqa: E402
+from localllm.models.checkpoint_check import inspect_checkpoint  # noqa: E402
 from tests.replies import collect, stop_at_first_piece  # noqa: E402
 
 pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier

@@ -41,7 +41,7 @@ def test_one_shot_json_has_the_reply_and_every_number() -> None:
         assert key in stats
     assert 0 < stats["completion_tokens"] <= 12
     assert stats["wall_s"] > 0 and stats["cpu_total_s"] > 0 and stats["ttft_s"] < stats["wall_s"]
-    from localllm import gpu
+    from localllm.machine import gpu
 
     if gpu.unavailable_reason():  # no NVIDIA driver: absent, never 0
         assert stats["vram_now_mib"] is None

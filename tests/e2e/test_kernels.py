@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from localllm import binding
+from localllm.chat.session import ChatSession, KernelNotice, ReplyDone, TextDelta
 from localllm.config import LoadOptions, SamplingParams
-from localllm.session import ChatSession, KernelNotice, ReplyDone, TextDelta
+from localllm.runtime import binding
 
 pytestmark = pytest.mark.slow
 EXE = shutil.which("localllm") or ""
@@ -103,7 +103,7 @@ def test_extra_buffers_reach_llama_cpp(model_path) -> None:
 
 
 def binding_model() -> str:
-    from localllm.embedded import embedded_model_path
+    from localllm.models.embedded import embedded_model_path
 
     return str(embedded_model_path())
 
@@ -111,7 +111,7 @@ def binding_model() -> str:
 async def test_the_tui_answers_after_one_notice(sigill_home, reference) -> None:
     from textual.widgets import Input
 
-    from localllm.settings import Settings
+    from localllm.config.settings import Settings
     from localllm.ui.app import LocalLLMApp
     from localllm.ui.widgets.chat_log import AssistantMessage, Notice
     from tests.waits import wait_for

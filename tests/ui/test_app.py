@@ -50,7 +50,7 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
         assert float(table["decode"].split()[0]) > 0
         assert "MiB" in table["RSS now"]
         assert app.query_one(MetricsPanel).rss_history
-        from localllm import gpu
+        from localllm.machine import gpu
 
         # no NVIDIA driver: nothing shown rather than zeros; with one, the worker's own VRAM
         assert ("VRAM" in table) == (gpu.unavailable_reason() is None)
@@ -65,7 +65,7 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
         assert abs(float(estimate) - peak) / peak < 0.10 and error.endswith("%")  # the F2 target
         assert f"{100 * (float(estimate) - peak) / peak:+.0f}%" == error
         # and the pair is kept, so later estimates learn from this machine
-        from localllm.estimate import load_measurements
+        from localllm.machine.estimate import load_measurements
 
         run = load_measurements()[-1]
         assert run["format"] == "gguf" and run["quant"] == "Q4_1" and run["context"] == 1024
@@ -181,7 +181,7 @@ async def test_worker_log_screen_shows_llama_cpp_output() -> None:
 
 
 def test_vram_rows_appear_only_with_a_gpu() -> None:
-    from localllm.metrics import ReplyStats
+    from localllm.runtime.metrics import ReplyStats
     from localllm.ui.widgets.metrics_panel import stats_rows
 
     assert "VRAM" not in dict(stats_rows(ReplyStats()))
@@ -222,7 +222,7 @@ async def test_server_dying_mid_reply_is_a_message_and_the_app_stays_up() -> Non
 async def test_model_picker_lists_servers_running_here(monkeypatch) -> None:
     from textual.widgets import OptionList
 
-    from localllm import endpoints
+    from localllm.models import endpoints
     from localllm.ui.screens.open_model import OpenModelScreen
     from tests.openai_fault_server import FaultServer
 
@@ -283,8 +283,8 @@ async def test_saved_servers_list_their_models_and_a_typed_url_can_be_saved(monk
 
     from textual.widgets import OptionList
 
-    from localllm import endpoints
-    from localllm.settings import Settings, load_settings
+    from localllm.config.settings import Settings, load_settings
+    from localllm.models import endpoints
     from localllm.ui.screens.open_model import OpenModelScreen
     from tests.openai_fault_server import FaultServer
 
@@ -327,8 +327,9 @@ async def test_a_gpu_the_binding_cannot_use_is_said_in_the_status_bar(monkeypatc
     says so and a notification carries the exact reinstall command."""
     import json
 
-    from localllm import binding, hardware
-    from localllm.hardware import HardwareInfo
+    from localllm.machine import hardware
+    from localllm.machine.hardware import HardwareInfo
+    from localllm.runtime import binding
     from tests.unit.test_plan import MACHINES
 
     gpu_box = HardwareInfo.from_dict(json.loads((MACHINES / "gpu-24gb.json").read_text()))

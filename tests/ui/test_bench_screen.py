@@ -7,7 +7,8 @@ import pytest
 from textual.app import App
 from textual.widgets import DataTable, Input, SelectionList, Static
 
-from localllm import bench_export, bench_results
+from localllm.bench import export as bench_export
+from localllm.bench import results as bench_results
 from localllm.config import LoadOptions
 from localllm.ui.app import LocalLLMApp
 from localllm.ui.screens.bench_screen import BenchScreen, family, parse_threads

@@ -11,9 +11,10 @@ from rich.console import Console
 from textual.app import App
 from textual.widgets import Checkbox, DataTable, Input, Static
 
-from localllm import bandwidth, catalog
-from localllm.hardware import HardwareInfo
-from localllm.recommend import Wishes, recommend
+from localllm.machine import bandwidth
+from localllm.machine.hardware import HardwareInfo
+from localllm.machine.recommend import Wishes, recommend
+from localllm.models import catalog
 from localllm.ui.screens.hardware_screen import HardwareScreen, download_target, pull_command
 from tests.waits import wait_for
 
@@ -255,7 +256,7 @@ async def test_a_header_click_sorts_within_fitting_and_not_fitting_rows() -> Non
 @pytest.mark.slow
 async def test_picking_the_embedded_model_in_the_app_goes_straight_to_chat() -> None:
     from localllm.config import LoadOptions
-    from localllm.embedded import embedded_model_path
+    from localllm.models.embedded import embedded_model_path
     from localllm.ui.app import LocalLLMApp
 
     app = LocalLLMApp(model_path="/nonexistent/model.gguf", load_options=LoadOptions(n_ctx=512))
@@ -280,8 +281,9 @@ async def test_picking_the_embedded_model_in_the_app_goes_straight_to_chat() -> 
 async def test_a_pick_loads_with_its_plans_placement(monkeypatch) -> None:
     """A faked NVIDIA host (NVML's view) and a binding that says it can offload: the pick's GPU layers
     and context reach the worker (this CPU build of llama.cpp then runs them on the CPU, and says so)."""
-    from localllm import binding, hardware
     from localllm.config import LoadOptions
+    from localllm.machine import hardware
+    from localllm.runtime import binding
     from localllm.ui.app import LocalLLMApp
 
     monkeypatch.setattr(hardware, "probe", lambda *a, **k: machine(gpu=True, ram=64.0, available=50.0))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from localllm.chat.conversations import ConversationStore
 from localllm.config import LoadOptions, SamplingParams
-from localllm.conversations import ConversationStore
-from localllm.settings import load_settings
+from localllm.config.settings import load_settings
 from localllm.ui.app import LocalLLMApp
 from localllm.ui.screens.conversations_screen import ConversationsScreen
 from localllm.ui.widgets.chat_log import AssistantMessage, UserMessage

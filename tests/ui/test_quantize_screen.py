@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Button, Input, Select, Static
 
-from localllm import library
 from localllm.config import LoadOptions
+from localllm.models import library
 from localllm.ui.app import LocalLLMApp
 from localllm.ui.screens.quantize_screen import QuantizeScreen
 from tests.ui.test_app import SIZE, wait_for
@@ -50,7 +50,7 @@ async def test_plan_refusal_run_and_load(tmp_path) -> None:
 
 
 async def test_escape_cancels_a_running_job_and_leaves_nothing(tmp_path) -> None:
-    from localllm.embedded import embedded_model_path
+    from localllm.models.embedded import embedded_model_path
 
     app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
     async with app.run_test(size=SIZE) as pilot:

@@ -10,8 +10,8 @@ import asyncio
 
 import pytest
 
-from localllm.metrics import ReplyStats
-from localllm.settings import Settings
+from localllm.config.settings import Settings
+from localllm.runtime.metrics import ReplyStats
 from localllm.ui.app import LocalLLMApp
 from localllm.ui.widgets.chat_log import AssistantMessage
 from localllm.ui.widgets.metrics_panel import MetricsPanel

@@ -12,10 +12,10 @@ from textual.color import Color
 from textual.widgets import DataTable, Input, Select, Static, Switch
 
 from localllm.backends.base import ModelInfo
-from localllm.conversations import ConversationStore
-from localllm.metrics import ReplyStats
-from localllm.session import Turn
-from localllm.settings import FIELDS, Settings
+from localllm.chat.conversations import ConversationStore
+from localllm.chat.session import Turn
+from localllm.config.settings import FIELDS, Settings
+from localllm.runtime.metrics import ReplyStats
 from localllm.ui.screens.conversations_screen import ConversationsScreen
 from localllm.ui.screens.help_screen import HelpScreen, app_bindings
 from localllm.ui.screens.settings_screen import SettingsScreen

@@ -13,12 +13,14 @@ import threading
 import psutil
 import pytest
 
-from localllm import bench_export, bench_results, cli
-from localllm import gpu as nvml
-from localllm.bench import BenchConfig, BenchError, BenchPlan, load_prompts, run_plan
-from localllm.bench_results import COLUMN_KEYS, BenchResult, Summary
-from localllm.bench_worker import fit_prompt
-from localllm.quantize import requantize_gguf
+from localllm.bench import export as bench_export
+from localllm.bench import results as bench_results
+from localllm.bench.results import COLUMN_KEYS, BenchResult, Summary
+from localllm.bench.runs import BenchConfig, BenchError, BenchPlan, load_prompts, run_plan
+from localllm.bench.worker import fit_prompt
+from localllm.cli import main as cli
+from localllm.machine import gpu as nvml
+from localllm.quantize.gguf import requantize_gguf
 from tests.gguf_files import bad_arch_copy
 
 pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
@@ -150,7 +152,7 @@ def test_a_worker_killed_mid_plan_is_a_failed_row(q8) -> None:
     def progress(p) -> None:
         if p.index == 0 and p.phase == "loaded":  # as the OOM killer would
             for child in psutil.Process().children():
-                if "localllm.worker_main" in " ".join(child.cmdline()):
+                if "localllm.runtime.worker_main" in " ".join(child.cmdline()):
                     child.send_signal(signal.SIGKILL)
 
     plan = BenchPlan([BenchConfig("embedded", n_threads=1), BenchConfig(q8, n_threads=1)],
@@ -238,16 +240,16 @@ def test_summary_never_invents_a_stddev() -> None:
 
 
 def test_cli_model_specs_pick_bitsandbytes_at_load(tmp_path) -> None:
-    from localllm.commands.bench import _load_in, build_plan
+    from localllm.cli.commands.bench import _load_in, build_plan
 
     assert _load_in("/m/ckpt@nf4") == ("/m/ckpt", "nf4")
     assert _load_in("http://h:1#org/m@x") == ("http://h:1#org/m@x", "none")  # not a bnb suffix
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    args = cli.build_parser("localllm.commands.bench").parse_args(["bench", "-m", f"{ckpt}@int8"])
+    args = cli.build_parser("localllm.cli.commands.bench").parse_args(["bench", "-m", f"{ckpt}@int8"])
     cfg = build_plan(args).configs[0]
     assert (cfg.model, cfg.backend, cfg.load_in) == (str(ckpt), "transformers", "int8")
     assert "bnb int8" in cfg.default_label()
-    args = cli.build_parser("localllm.commands.bench").parse_args(["bench", "-m", "embedded@nf4"])
+    args = cli.build_parser("localllm.cli.commands.bench").parse_args(["bench", "-m", "embedded@nf4"])
     with pytest.raises(SystemExit, match="needs a checkpoint folder"):
         build_plan(args)

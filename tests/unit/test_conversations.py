@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from localllm.backends.base import ModelInfo
-from localllm.conversations import (
+from localllm.chat.conversations import (
     SCHEMA_VERSION,
     ConversationNotFound,
     ConversationStore,
@@ -24,8 +24,8 @@ from localllm.conversations import (
     export_filename,
     title_from,
 )
-from localllm.metrics import ReplyStats
-from localllm.session import Turn
+from localllm.chat.session import Turn
+from localllm.runtime.metrics import ReplyStats
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = ModelInfo("SmolLM2-135M-Instruct", "/models/smol.gguf", "llama_cpp", "Q4_1", n_ctx=2048)
@@ -207,9 +207,9 @@ def test_appends_from_threads_keep_seq_unique(store) -> None:
 CHILD = textwrap.dedent("""
     import sys, time
     from localllm.backends.base import ModelInfo
-    from localllm.conversations import ConversationStore
-    from localllm.metrics import ReplyStats
-    from localllm.session import Turn
+    from localllm.chat.conversations import ConversationStore
+    from localllm.runtime.metrics import ReplyStats
+    from localllm.chat.session import Turn
 
     store = ConversationStore(sys.argv[1])
     mode = sys.argv[2]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from localllm import doctor
-from localllm.binding import BindingCaps
-from localllm.hardware import HardwareInfo
-from localllm.settings import Settings
+from localllm.config.settings import Settings
+from localllm.machine.hardware import HardwareInfo
+from localllm.runtime import doctor
+from localllm.runtime.binding import BindingCaps
 
 MACHINES = Path(__file__).resolve().parents[2] / "localllm" / "data" / "machines"
 NAMES = ["llama.cpp binding", "torch CUDA", "CPU kernels", "embedded model", "GPTQ environment", "disk",
@@ -69,7 +69,7 @@ def test_apple_gpu_with_a_cpu_binding_asks_for_metal() -> None:
 
 
 def doctor_gpu(**kw):
-    from localllm.hardware import GPUInfo
+    from localllm.machine.hardware import GPUInfo
 
     return GPUInfo(index=0, **kw)
 
@@ -137,7 +137,7 @@ def test_cpu_kernels_report_extra_buffers_off_after_sigill() -> None:
 
 def test_bad_settings_file_warns(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
-    from localllm.settings import settings_path
+    from localllm.config.settings import settings_path
 
     assert doctor.check_settings().status == "ok"  # no file yet: defaults
     settings_path().parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +149,7 @@ def test_bad_settings_file_warns(tmp_path, monkeypatch) -> None:
 
 
 def test_disk_thresholds() -> None:
-    from localllm.hardware import DiskInfo
+    from localllm.machine.hardware import DiskInfo
 
     hw = machine("cpu-16gb")
     for free_gib, status in ((0.5, "fail"), (5, "warn"), (50, "ok")):

@@ -8,11 +8,12 @@ import json
 
 import pytest
 
-from localllm import catalog, estimate
-from localllm.catalog import CatalogError, ModelSpec
 from localllm.errors import LocalLLMError, ModelFileError
-from localllm.estimate import EstimateError, estimate_memory, estimate_speed, kv_cache_bytes
-from localllm.gguf_check import read_layout
+from localllm.machine import estimate
+from localllm.machine.estimate import EstimateError, estimate_memory, estimate_speed, kv_cache_bytes
+from localllm.models import catalog
+from localllm.models.catalog import CatalogError, ModelSpec
+from localllm.models.gguf_check import read_layout
 from tests.hubserver import hub_config, hub_server  # noqa: F401
 
 MiB = 1024**2
@@ -240,7 +241,7 @@ def test_measured_runs_calibrate_later_estimates(llama8b) -> None:
 
 
 def test_spec_from_a_hub_repo_through_the_loopback_hub(hub_server, tmp_path) -> None:  # noqa: F811
-    from localllm.hub import RepoNotFound
+    from localllm.hub.repos import RepoNotFound
 
     hub_server.add_repo("acme/llama-like", {"config.json": json.dumps(LLAMA_CONFIG).encode()})
     hub_server.add_repo("acme/broken", {"config.json": b'{"hidden_size": 64}'})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from localllm.errors import ModelFileError
-from localllm.gguf_check import inspect_gguf
+from localllm.models.gguf_check import inspect_gguf
 
 
 def test_embedded_model_reads(model_path: str) -> None:
@@ -68,7 +68,7 @@ def test_every_file_type_gguf_knows_has_its_name(model_path, tmp_path, number, n
 
 
 def test_one_quant_table() -> None:
-    from localllm import quants
+    from localllm.models import quants
 
     assert set(quants.OFFERED) <= set(quants.file_types().values())
     assert quants.quantizer_types()["Q4_K_M"] == 15 and "IQ4_XS" not in quants.quantizer_types()

@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from localllm import gpu
+from localllm.machine import gpu
 
 
 @pytest.fixture(autouse=True)

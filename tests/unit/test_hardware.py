@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from localllm import bandwidth, gpu, hardware
+from localllm.machine import bandwidth, gpu, hardware
 
 MiB = 1024**2
 
@@ -197,7 +197,7 @@ def test_bandwidth_probe_measures_and_caches(monkeypatch) -> None:
 
 
 def test_hw_json_subprocess_parses_and_stays_light() -> None:
-    code = ("import json, sys\nfrom localllm import cli\nrc = cli.main(['hw', '--json'])\n"
+    code = ("import json, sys\nfrom localllm.cli import main as cli\nrc = cli.main(['hw', '--json'])\n"
             "print('@@MODULES@@' + json.dumps(sorted(sys.modules)))\nsys.exit(rc)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -210,7 +210,7 @@ def test_hw_json_subprocess_parses_and_stays_light() -> None:
 
 
 def test_hw_card_reads_well(capsys, monkeypatch) -> None:
-    from localllm import cli
+    from localllm.cli import main as cli
 
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml([RTX_4090]))
     monkeypatch.setattr(bandwidth, "cached_bandwidth", lambda cpu=None: 30.5)

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from localllm.download import DownloadJob
-from localllm.hub import (
+from localllm.hub.download import DownloadJob
+from localllm.hub.repos import (
     AccessDenied,
     HubConfig,
     HubUnreachable,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from localllm.chat.session import ChatSession, ReplyDone, TextDelta
 from localllm.config import LoadOptions, SamplingParams
-from localllm.download import DownloadJob
-from localllm.hub import list_repo, select_files
-from localllm.library import cache_entries
-from localllm.session import ChatSession, ReplyDone, TextDelta
+from localllm.hub.download import DownloadJob
+from localllm.hub.repos import list_repo, select_files
+from localllm.models.library import cache_entries
 from tests.hubserver import hub_config, hub_server  # noqa: F401
 
 

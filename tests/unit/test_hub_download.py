@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from localllm import download
-from localllm.download import (
+from localllm.hub import download
+from localllm.hub.download import (
     DiskFull,
     DownloadCancelled,
     DownloadInterrupted,
@@ -28,8 +28,8 @@ from localllm.download import (
     NotEnoughDiskSpace,
     TruncatedDownload,
 )
-from localllm.gguf_check import inspect_gguf
-from localllm.hub import HubUnreachable, list_repo, select_files
+from localllm.hub.repos import HubUnreachable, list_repo, select_files
+from localllm.models.gguf_check import inspect_gguf
 from tests.hubserver import checkpoint_files, gguf_data, hub_config, hub_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ def test_download_lands_in_the_hf_cache_where_huggingface_hub_finds_it(hub, gguf
 
 
 def test_checkpoint_appears_only_once_every_file_is_complete(hub) -> None:
-    from localllm.library import cache_entries
+    from localllm.models.library import cache_entries
 
     server, cfg = hub
     server.fault("acme/tiny-ckpt", "model-00002-of-00002.safetensors", status=503)
@@ -100,7 +100,7 @@ def test_checkpoint_appears_only_once_every_file_is_complete(hub) -> None:
 
 
 def test_interrupted_checkpoint_pull_is_reported_and_can_be_dropped(hub) -> None:
-    from localllm import library
+    from localllm.models import library
 
     server, cfg = hub
     server.fault("acme/tiny-ckpt", "model-00002-of-00002.safetensors", drop_at=8000, status=503, status_times=1)
@@ -272,8 +272,8 @@ def test_disk_full_while_writing_removes_the_partial(hub, monkeypatch) -> None:
 TMPFS_SCRIPT = textwrap.dedent("""
     import json, os, shutil, sys
     from pathlib import Path
-    from localllm.download import DiskFull, DownloadJob, NotEnoughDiskSpace
-    from localllm.hub import HubConfig, list_repo, select_files
+    from localllm.hub.download import DiskFull, DownloadJob, NotEnoughDiskSpace
+    from localllm.hub.repos import HubConfig, list_repo, select_files
 
     endpoint, mnt = sys.argv[1], Path(sys.argv[2])
     if os.system(f"mount -t tmpfs -o size=2m tmpfs {mnt}") or shutil.disk_usage(mnt).total > 4 << 20:
@@ -345,7 +345,7 @@ def cli_env(hub, monkeypatch, tmp_path):
 
 
 def test_cli_pull_prints_progress_then_the_path(cli_env, capsys, gguf_data) -> None:  # noqa: F811
-    from localllm.cli import main
+    from localllm.cli.main import main
 
     server, cfg = cli_env
     assert main(["pull", REPO, "--quant", "q4_k_m"]) == 0
@@ -362,7 +362,7 @@ def test_cli_pull_prints_progress_then_the_path(cli_env, capsys, gguf_data) -> N
 
 
 def test_cli_pull_errors_are_one_clear_line(cli_env, capsys, monkeypatch) -> None:
-    from localllm.cli import main
+    from localllm.cli.main import main
 
     server, _ = cli_env
     server.repos[REPO].gated = True

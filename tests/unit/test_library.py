@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from localllm import library
-from localllm.download import DownloadJob
 from localllm.errors import ModelFileError
-from localllm.hub import list_repo, select_files
+from localllm.hub.download import DownloadJob
+from localllm.hub.repos import list_repo, select_files
+from localllm.models import library
 from tests.hubserver import checkpoint_files, gguf_data, hub_config, hub_server, tiny_gguf  # noqa: F401
 
 
@@ -135,7 +135,7 @@ def test_delete_one_quant_then_the_repo_frees_the_space(cache, gguf_data) -> Non
 
 
 def test_cli_models_list_json_add_rm(cache, tmp_path, monkeypatch, capsys) -> None:
-    from localllm.cli import main
+    from localllm.cli.main import main
 
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     assert main(["models"]) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from localllm.metrics import Meter, decode_rate, percentile
+from localllm.runtime.metrics import Meter, decode_rate, percentile
 
 
 class FakeSampler:

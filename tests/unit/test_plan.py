@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 import localllm
-from localllm import binding, hardware
 from localllm.config import AUTO_LAYERS, LoadOptions
-from localllm.hardware import HardwareInfo
-from localllm.plan import PlanRefused, make_plan, plan_for
+from localllm.machine import hardware
+from localllm.machine.hardware import HardwareInfo
+from localllm.runtime import binding
+from localllm.runtime.plan import PlanRefused, make_plan, plan_for
 
 MiB = 2**20
 MACHINES = Path(localllm.__file__).parent / "data" / "machines"
@@ -109,7 +110,7 @@ def test_plan_for_this_machine_uses_the_binding(gpu_host, model_path, monkeypatc
 
 
 def test_a_session_refuses_before_starting_a_worker(monkeypatch, model_path) -> None:
-    from localllm import session as session_mod
+    from localllm.chat import session as session_mod
 
     monkeypatch.setattr(hardware, "probe", lambda *a, **k: machine(
         "cpu-16gb", available_bytes=50 * MiB, swap_free_bytes=0))

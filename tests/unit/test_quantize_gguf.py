@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from localllm.errors import ModelFileError
-from localllm.gguf_check import inspect_gguf
-from localllm.quantize import QuantizeCancelled, QuantizeError, parse_qtype, requantize_gguf
+from localllm.models.gguf_check import inspect_gguf
+from localllm.quantize.gguf import QuantizeCancelled, QuantizeError, parse_qtype, requantize_gguf
 from tests.gguf_files import bad_arch_copy
 
 pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier

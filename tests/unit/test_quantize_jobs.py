@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from localllm import cli, library, quantize_jobs
+from localllm.chat.session import ChatSession, ReplyDone
+from localllm.cli import main as cli
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError
-from localllm.quantize import QuantizeCancelled, QuantizeError
-from localllm.quantize_jobs import GPTQOptions, plan_job, read_record, run_job
-from localllm.session import ChatSession, ReplyDone
+from localllm.models import library
+from localllm.quantize import jobs as quantize_jobs
+from localllm.quantize.gguf import QuantizeCancelled, QuantizeError
+from localllm.quantize.jobs import GPTQOptions, plan_job, read_record, run_job
 
 
 @pytest.mark.slow

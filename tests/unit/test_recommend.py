@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from localllm import catalog
-from localllm.estimate import EstimateError
-from localllm.hardware import HardwareInfo
-from localllm.recommend import Wishes, recommend
+from localllm.machine.estimate import EstimateError
+from localllm.machine.hardware import HardwareInfo
+from localllm.machine.recommend import Wishes, recommend
+from localllm.models import catalog
 
 GiB = 1024**3
 AVX2 = ["avx", "avx2", "fma", "f16c"]
@@ -161,7 +161,7 @@ def test_json_is_complete() -> None:
 
 
 def test_cli_recommend_for_this_machine(capsys) -> None:
-    from localllm import cli
+    from localllm.cli import main as cli
 
     assert cli.main(["recommend", "--context", "4096", "-n", "3", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -172,7 +172,7 @@ def test_cli_recommend_for_this_machine(capsys) -> None:
 
 
 def test_cli_recommend_one_gguf_file_and_bad_context(capsys, model_path) -> None:
-    from localllm import cli
+    from localllm.cli import main as cli
 
     assert cli.main(["recommend", "--model", model_path, "--context", "2048", "--json"]) == 0
     pick = json.loads(capsys.readouterr().out)["picks"][0]
@@ -192,7 +192,7 @@ def test_a_download_larger_than_the_free_disk_is_said() -> None:
 
 @pytest.mark.parametrize(("profile", "key"), [("cpu-16gb", "cpu16"), ("gpu-8gb", "gpu8"), ("gpu-24gb", "gpu24")])
 def test_recommend_for_a_recorded_machine(profile, key, capsys) -> None:
-    from localllm import cli
+    from localllm.cli import main as cli
 
     assert cli.main(["recommend", "--hw", profile, "--context", "8192", "--json", "-n", "3"]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -202,7 +202,7 @@ def test_recommend_for_a_recorded_machine(profile, key, capsys) -> None:
 
 
 def test_recommend_for_an_unreadable_machine_says_what_to_give(tmp_path, capsys) -> None:
-    from localllm import cli
+    from localllm.cli import main as cli
 
     bad = tmp_path / "hw.json"
     bad.write_text("{not json")

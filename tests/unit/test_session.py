@@ -7,9 +7,9 @@ import signal
 
 import pytest
 
+from localllm.chat.session import ChatSession, ReplyDone, TextDelta, TrimNotice
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import ModelFileError, NoModelLoaded, PromptTooLong, WorkerDied
-from localllm.session import ChatSession, ReplyDone, TextDelta, TrimNotice
 
 pytestmark = pytest.mark.slow  # real model workers (or servers): not in the quick tier
 
@@ -197,7 +197,7 @@ def test_worker_leaves_cleanly_and_logs_llama_cpp(model_path) -> None:
 
 
 def test_the_path_says_which_backend(tmp_path, model_path) -> None:
-    from localllm.session import detect_backend
+    from localllm.chat.session import detect_backend
 
     assert detect_backend("http://127.0.0.1:8080") == "remote"
     assert detect_backend(model_path) == "llama_cpp"

@@ -11,10 +11,9 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from localllm import settings as settings_mod
 from localllm.config import config_dir
-from localllm.errors import LocalLLMError
-from localllm.settings import (
+from localllm.config import settings as settings_mod
+from localllm.config.settings import (
     FIELDS,
     Settings,
     SettingsError,
@@ -26,6 +25,7 @@ from localllm.settings import (
     to_load_options,
     to_sampling,
 )
+from localllm.errors import LocalLLMError
 
 
 @pytest.fixture
@@ -229,6 +229,6 @@ def test_no_textual_import() -> None:
     import subprocess
     import sys
 
-    code = "import sys, localllm.settings, localllm.conversations; print('textual' in sys.modules)"
+    code = "import sys, localllm.config.settings, localllm.chat.conversations; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

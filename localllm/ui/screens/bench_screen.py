@@ -28,11 +28,12 @@ from textual.widgets import (
 )
 from textual.widgets.selection_list import Selection
 
-from localllm import bench_export, bench_results
-from localllm.bench import BenchConfig, BenchPlan, Progress
-from localllm.bench_results import BenchResult, Summary
-from localllm.embedded import EMBEDDED
+from localllm.bench import export as bench_export
+from localllm.bench import results as bench_results
+from localllm.bench.results import BenchResult, Summary
+from localllm.bench.runs import BenchConfig, BenchPlan, Progress
 from localllm.errors import LocalLLMError
+from localllm.models.embedded import EMBEDDED
 from localllm.ui.widgets.bench_charts import CHARTS, BenchCharts
 
 # A quant, format or precision tag in a model name: what differs between formats of one model.
@@ -137,7 +138,7 @@ class BenchScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        from localllm.library import embedded_entry
+        from localllm.models.library import embedded_entry
 
         entry = embedded_entry()  # one cached header read; the HF cache scan goes to a thread
         label = f"{entry.name} · {entry.quant}" if entry.usable else f"embedded model: {entry.detail}"
@@ -147,8 +148,8 @@ class BenchScreen(Screen[None]):
 
     @work(thread=True, exit_on_error=False, group="library")
     def list_library(self) -> None:
-        from localllm.hub import human_size
-        from localllm.library import cache_entries, path_entries
+        from localllm.hub.repos import human_size
+        from localllm.models.library import cache_entries, path_entries
 
         try:
             entries = cache_entries() + path_entries()
@@ -189,7 +190,7 @@ class BenchScreen(Screen[None]):
         self.notify(f"{len(same)} configuration(s) of {wanted} picked.")
 
     def _configs(self) -> list[BenchConfig]:
-        from localllm.session import detect_backend
+        from localllm.chat.session import detect_backend
 
         models = self.query_one("#bench-models", SelectionList)
         picked = set(models.selected)
@@ -231,7 +232,7 @@ class BenchScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="bench", exit_on_error=False)
     def run_plan(self, plan: BenchPlan, cancel: threading.Event) -> None:
-        from localllm.bench import run_plan
+        from localllm.bench.runs import run_plan
 
         def call(fn, *args) -> None:
             try:

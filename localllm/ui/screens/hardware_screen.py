@@ -18,9 +18,9 @@ from textual.screen import Screen
 from textual.widgets import Checkbox, DataTable, Footer, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from localllm.catalog import ModelSpec
-from localllm.hardware import GiB, HardwareInfo
-from localllm.recommend import USES, Pick, Recommendation, Wishes
+from localllm.machine.hardware import GiB, HardwareInfo, card_rows
+from localllm.machine.recommend import USES, Pick, Recommendation, Wishes
+from localllm.models.catalog import ModelSpec
 
 FORMATS = {"gguf": ("gguf",), "gptq": ("gptq",), "bnb": ("bnb-nf4", "bnb-int8"), "fp16": ("fp16",)}
 PLACEMENT_STYLE = {"full GPU": "green", "partial offload": "yellow", "CPU only": "", "does not fit": "red"}
@@ -68,41 +68,12 @@ def _k(n: int | None) -> str:
 
 
 def hardware_card(hw: HardwareInfo) -> Table:
-    """The same facts as `localllm hw`, one labelled line each."""
-    cpu, mem = hw.cpu, hw.memory
-    rows: list[tuple[str, str]] = [
-        ("CPU", f"{cpu.model} ({cpu.arch})"),
-        ("", f"{cpu.physical_cores} physical / {cpu.logical_cores} logical cores"
-             + (f", {cpu.usable_cores} usable here" if cpu.usable_cores != cpu.logical_cores else "")),
-        ("", f"ISA {' '.join(cpu.flags) or 'none of the SIMD flags llama.cpp uses'}"),
-        ("RAM", f"{_gib(mem.available_bytes)} GiB available of {_gib(mem.total_bytes)} GiB"
-                + (f" ({mem.limit_note})" if mem.limit_note else "")),
-        ("Swap", f"{_gib(mem.swap_free_bytes)} GiB free of {_gib(mem.swap_total_bytes)} GiB"
-                 if mem.swap_total_bytes else "none"),
-        ("Disk", f"{_gib(hw.disk.free_bytes)} GiB free at {hw.disk.path}" if hw.disk else "unknown"),
-        ("Memory", f"{hw.cpu_bandwidth_gb_s:.1f} GB/s measured" if hw.cpu_bandwidth_gb_s
-                   else "bandwidth not measured (press b to measure, ~1 s)"),
-    ]
-    if not hw.gpus:
-        rows.append(("GPU", hw.gpu_reason or "none found"))
-    for gpu in hw.gpus:
-        rows.append((f"GPU {gpu.index}", gpu.name))
-        rows.append(("", f"VRAM {_gib(gpu.free_bytes)} GiB free of {_gib(gpu.total_bytes)} GiB"
-                         + (" (unified memory)" if gpu.unified_memory else f", {_gib(gpu.used_bytes)} GiB used")))
-        extra = [f"compute {gpu.compute_capability}" if gpu.compute_capability else "",
-                 f"{gpu.bandwidth_gb_s:.0f} GB/s" if gpu.bandwidth_gb_s else "",
-                 f"{gpu.utilization_pct}% busy" if gpu.utilization_pct is not None else ""]
-        if any(extra):
-            rows.append(("", ", ".join(e for e in extra if e)))
-        rows += [("", f"pid {p.pid} {p.name}: " + (f"{_gib(p.used_bytes)} GiB" if p.used_bytes else "?"))
-                 for p in gpu.processes]
-        rows += [("", f"note: {note}") for note in gpu.notes]
-    if hw.driver_version or hw.cuda_version:
-        rows.append(("Driver", f"{hw.driver_version or '?'}, CUDA {hw.cuda_version or '?'}"))
-    grid = Table.grid(padding=(0, 1))  # two columns: a long value wraps under itself, not the label
+    """The same lines as `localllm hw` (machine.hardware.card_rows), as a two-column grid: a long value
+    wraps under itself, not under the label."""
+    grid = Table.grid(padding=(0, 1))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
-    for label, value in rows:
+    for label, value in card_rows(hw, "press b to measure, ~1 s"):
         grid.add_row(label, Text(value))
     return grid
 
@@ -230,8 +201,8 @@ class HardwareScreen(Screen[Pick | None]):
 
     @work(thread=True, exclusive=True, group="hw-inspect")
     def _inspect(self) -> None:
-        from localllm import hardware
-        from localllm.catalog import load_catalog
+        from localllm.machine import hardware
+        from localllm.models.catalog import load_catalog
 
         try:
             hw = self._given_hardware or hardware.probe()
@@ -243,7 +214,7 @@ class HardwareScreen(Screen[Pick | None]):
 
     @work(thread=True, exclusive=True, group="hw-measure")
     def _measure(self, hw: HardwareInfo) -> None:
-        from localllm import bandwidth
+        from localllm.machine import bandwidth
 
         try:
             gb_s = round(bandwidth.measured_bandwidth(refresh=True, cpu=hw.cpu), 2)
@@ -254,7 +225,7 @@ class HardwareScreen(Screen[Pick | None]):
 
     @work(thread=True, exclusive=True, group="hw-rank")
     def _rank(self, hw: HardwareInfo, specs: tuple[ModelSpec, ...], wishes: Wishes, generation: int) -> None:
-        from localllm.recommend import recommend
+        from localllm.machine.recommend import recommend
 
         try:
             rec = recommend(hw, specs, wishes)

@@ -70,8 +70,8 @@ class OpenModelScreen(ModalScreen[str | None]):
 
     @work(thread=True, exit_on_error=False, group="library")
     def list_library(self) -> None:
-        from localllm.hub import human_size
-        from localllm.library import cache_entries
+        from localllm.hub.repos import human_size
+        from localllm.models.library import cache_entries
 
         try:
             entries = cache_entries()
@@ -85,7 +85,7 @@ class OpenModelScreen(ModalScreen[str | None]):
 
     @work(thread=True, exit_on_error=False, group="servers")
     def find_servers(self) -> None:
-        from localllm.endpoints import discover
+        from localllm.models.endpoints import discover
 
         for server in discover():
             self._add_server_models(server.url, f"{server.kind} at {server.url}", server.models)
@@ -93,7 +93,7 @@ class OpenModelScreen(ModalScreen[str | None]):
     @work(thread=True, exit_on_error=False, group="endpoints")
     def ask_endpoint(self, url: str) -> None:
         """A saved server is asked for its models (saving it was the user's permission to contact it)."""
-        from localllm.endpoints import list_models
+        from localllm.models.endpoints import list_models
 
         try:
             models = list_models(url, key_env=self._key_env)
@@ -105,7 +105,7 @@ class OpenModelScreen(ModalScreen[str | None]):
         self._add_server_models(url, f"saved server {url}", models)
 
     def _add_server_models(self, url: str, where: str, models: list[str]) -> None:
-        from localllm.endpoints import with_model
+        from localllm.models.endpoints import with_model
 
         for model in models:
             self.app.call_from_thread(self._add_choice, f"{model} · {where}", with_model(url, model))
@@ -121,7 +121,7 @@ class OpenModelScreen(ModalScreen[str | None]):
             options.add_option(Option(label, id=value, disabled=disabled))
 
     def action_save_server(self) -> None:
-        from localllm.settings import SettingsError, check_value
+        from localllm.config.settings import SettingsError, check_value
 
         text = self.query_one("#open-path", Input).value.strip()
         try:
@@ -145,9 +145,9 @@ class OpenModelScreen(ModalScreen[str | None]):
 
     @work(thread=True, exclusive=True, group="download", exit_on_error=False)
     def download(self, repo: str, quant: str | None, filename: str | None = None) -> None:
-        from localllm.download import DownloadJob
         from localllm.errors import LocalLLMError
-        from localllm.hub import HubConfig, human_size, list_repo, select_files
+        from localllm.hub.download import DownloadJob
+        from localllm.hub.repos import HubConfig, human_size, list_repo, select_files
 
         cancel = self._download_cancel = threading.Event()
         call = self.app.call_from_thread

@@ -13,8 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, Static
 
-from localllm.quantize_jobs import GPTQ, SAFETENSORS
-from localllm.quants import COMMON, OFFERED
+from localllm.models.quants import COMMON, OFFERED
+from localllm.quantize.jobs import GPTQ, SAFETENSORS
 
 TARGETS = [*COMMON, *(q for q in OFFERED if q not in COMMON), SAFETENSORS, GPTQ]
 
@@ -83,7 +83,7 @@ class QuantizeScreen(ModalScreen[str | None]):
     def list_sources(self) -> None:
         sources = self._sources
         if sources is None:
-            from localllm.library import list_models
+            from localllm.models.library import list_models
 
             sources = [(f"{e.name} · {e.format} {e.quant}", e.path) for e in list_models() if e.usable and e.path]
         self.app.call_from_thread(self._set_sources, sources)
@@ -105,7 +105,7 @@ class QuantizeScreen(ModalScreen[str | None]):
             self.check_plan()
 
     def _request(self):
-        from localllm.quantize_jobs import GPTQOptions
+        from localllm.quantize.jobs import GPTQOptions
 
         source = self.query_one("#q-source", Select).value
         target = self.query_one("#q-target", Select).value
@@ -122,7 +122,7 @@ class QuantizeScreen(ModalScreen[str | None]):
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
     def check_plan(self) -> None:
         from localllm.errors import LocalLLMError
-        from localllm.quantize_jobs import plan_job
+        from localllm.quantize.jobs import plan_job
 
         request = self._request()
         if request is None:
@@ -153,7 +153,7 @@ class QuantizeScreen(ModalScreen[str | None]):
     @work(thread=True, exclusive=True, group="job", exit_on_error=False)
     def run_job(self, plan, cancel: threading.Event) -> None:
         from localllm.errors import LocalLLMError
-        from localllm.quantize_jobs import run_job
+        from localllm.quantize.jobs import run_job
 
         call = self.app.call_from_thread
         call(self._progress, 0, None, f"{plan.target}: starting…")

@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, Select, Static, Switch
 
-from localllm.settings import FIELDS, TYPES, Settings, SettingsError, allowed, check_value, parse_field
+from localllm.config.settings import FIELDS, TYPES, Settings, SettingsError, allowed, check_value, parse_field
 
 LABELS = {
     "model": "Model", "backend": "Backend", "n_ctx": "Context", "threads": "Threads",

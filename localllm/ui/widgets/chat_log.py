@@ -6,8 +6,8 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Markdown, Static
 
-from localllm.metrics import ReplyStats
-from localllm.report import stats_line
+from localllm.chat.report import stats_line
+from localllm.runtime.metrics import ReplyStats
 
 
 class UserMessage(Static):

@@ -11,8 +11,8 @@ from collections import deque
 from rich.text import Text
 from textual.widget import Widget
 
-from localllm.metrics import ReplyStats
-from localllm.report import mib, rate, seconds
+from localllm.chat.report import mib, rate, seconds
+from localllm.runtime.metrics import ReplyStats
 
 HISTORY = 60
 BARS = "▁▂▃▄▅▆▇█"

@@ -1,0 +1,2 @@
+"""A conversation with a loaded model: the session (load, reply, stop, the events a reply makes),
+the saved conversations, the recorder that writes them, and the plain-text reports of the meter."""

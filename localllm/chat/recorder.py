@@ -1,0 +1,62 @@
+"""Saves a chat session's turns as they happen (the user turn when accepted, the reply when it
+ends), so killing the app loses at most the reply being generated. Shared by the TUI and the REPL."""
+
+from __future__ import annotations
+
+from localllm.chat.conversations import ConversationNotFound, ConversationStore
+from localllm.chat.session import ChatSession, Turn
+from localllm.errors import LocalLLMError
+
+
+class Recorder:
+    """Wraps a ConversationStore; a failing store becomes a warning, never a lost chat."""
+
+    def __init__(self, store: ConversationStore | None) -> None:
+        self.store = store
+        self.conversation_id: int | None = None
+
+    def _save(self, session: ChatSession, turn: Turn) -> str | None:
+        if self.store is None:
+            return None
+        try:
+            if self.conversation_id is None:
+                self.conversation_id = self.store.create(model=session.model,
+                                                         system_prompt=session.system_prompt)
+            self.store.append_turn(self.conversation_id, turn, model=session.model)
+        except ConversationNotFound:  # deleted from the history screen meanwhile: start a new one
+            self.conversation_id = None
+            return self._save(session, turn)
+        except LocalLLMError as exc:
+            return f"The conversation could not be saved: {exc}"
+        return None
+
+    def user_turn(self, session: ChatSession) -> str | None:
+        """After session.send() accepted a message (a refused one raised before)."""
+        user = next((t for t in reversed(session.history) if t.role == "user"), None)
+        return self._save(session, user) if user is not None else None
+
+    def reply(self, session: ChatSession) -> str | None:
+        last = session.history[-1] if session.history else None
+        if last is None or last.role != "assistant":
+            return None
+        return self._save(session, last)
+
+    def regenerating(self) -> None:
+        if self.store is not None and self.conversation_id is not None:
+            try:
+                self.store.remove_last_turn(self.conversation_id)
+            except LocalLLMError:
+                pass
+
+    def new_chat(self) -> None:
+        self.conversation_id = None
+
+    def open(self, conversation_id: int, session: ChatSession) -> None:
+        """Put a saved conversation back into the session (the loaded model stays)."""
+        if self.store is None:
+            return
+        conv = self.store.load(conversation_id)
+        session.clear()
+        session.history = conv.session_turns()
+        session.system_prompt = conv.system_prompt or session.system_prompt
+        self.conversation_id = conversation_id

@@ -1,0 +1,69 @@
+"""Plain-text views of the meter's numbers, shared by the CLI and the TUI."""
+
+from __future__ import annotations
+
+from localllm.runtime.metrics import ReplyStats
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    return f"{value:.2f} s"
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} tok/s"
+
+
+def mib(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1024:.2f} GiB" if value >= 1024 else f"{value:.0f} MiB"
+
+
+def percent_or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def time_view(s: ReplyStats) -> str:
+    """Seed 004's %%time lines."""
+    text = (f"CPU times: user {seconds(s.cpu_user_s)}, sys {seconds(s.cpu_sys_s)}, "
+            f"total {seconds(s.cpu_total_s)}\nWall time: {seconds(s.wall_s)} "
+            f"(CPU/wall {percent_or_dash(s.cpu_per_wall)})")
+    if s.client_cpu_s is not None:
+        text += f"\nClient CPU (localllm's side): {seconds(s.client_cpu_s)}"
+    return text
+
+
+def stats_line(s: ReplyStats) -> str:
+    """One line under each reply."""
+    parts = [
+        f"{s.completion_tokens} tok",
+        f"decode {rate(s.decode_tok_s)}",
+        f"TTFT {seconds(s.ttft_s)}",
+        f"prefill {rate(s.prefill_tok_s)} ({s.prompt_tokens} tok"
+        + (f", {s.cached_tokens} cached)" if s.cached_tokens else ")"),
+        f"wall {seconds(s.wall_s)}",
+        f"CPU {seconds(s.cpu_user_s)} user + {seconds(s.cpu_sys_s)} sys",
+        f"RSS {mib(s.rss_peak_mib)} peak",
+    ]
+    if s.vram_peak_mib is not None:
+        parts.append(f"VRAM {mib(s.vram_peak_mib)} peak")
+    return " · ".join(parts)
+
+
+def full_report(s: ReplyStats) -> str:
+    lines = [
+        time_view(s),
+        f"Tokens: prompt {s.prompt_tokens}" + (f" ({s.cached_tokens} cached)" if s.cached_tokens else "")
+        + f", completion {s.completion_tokens} (finish: {s.finish_reason})",
+        f"TTFT {seconds(s.ttft_s)} · prefill {rate(s.prefill_tok_s)} · decode {rate(s.decode_tok_s)}",
+        "Per-token latency: p50 " + ("-" if s.latency_p50_ms is None else f"{s.latency_p50_ms:.1f} ms")
+        + " · p90 " + ("-" if s.latency_p90_ms is None else f"{s.latency_p90_ms:.1f} ms"),
+        f"RSS now {mib(s.rss_now_mib)} · peak {mib(s.rss_peak_mib)}",
+    ]
+    if s.vram_peak_mib is not None:
+        lines.append(f"VRAM now {mib(s.vram_now_mib)} · peak {mib(s.vram_peak_mib)}")
+    return "\n".join(lines)

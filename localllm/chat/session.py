@@ -1,0 +1,337 @@
+"""A chat session: history, system prompt, trimming to the context, streaming with the meter.
+Headless: the TUI and the CLI both drive this."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localllm.backends.base import Message, ModelInfo
+from localllm.config import LoadOptions, SamplingParams
+from localllm.errors import LocalLLMError, NoModelLoaded, PromptTooLong, WorkerDied
+from localllm.runtime import binding
+from localllm.runtime.metrics import Meter, ProcessSampler, ReplyStats
+from localllm.runtime.worker import WorkerClient, meter_event
+
+
+@dataclass
+class Turn:
+    role: str  # "user" | "assistant"
+    content: str
+    stats: ReplyStats | None = None
+    status: str = "ok"  # assistant turns: "ok" | "stopped" | "length" | "error"
+
+
+@dataclass
+class TrimNotice:
+    """Old turns that no longer fit the context and are not sent to the model any more."""
+
+    dropped_turns: int
+    prompt_tokens: int
+    n_ctx: int
+
+    def __str__(self) -> str:
+        return (f"{self.dropped_turns} older message(s) no longer fit the {self.n_ctx}-token context "
+                f"and are not sent to the model (prompt now {self.prompt_tokens} tokens).")
+
+
+@dataclass
+class KernelNotice:
+    """The worker died of SIGILL with llama.cpp's extra CPU buffers on; the reply is retried without."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class ReplyDone:
+    turn: Turn
+    stats: ReplyStats
+
+
+ReplyEvent = TrimNotice | KernelNotice | TextDelta | ReplyDone
+
+FINISH_STATUS = {"stop": "ok", "cancelled": "stopped", "length": "length"}
+
+
+def meter_for(model: ModelInfo | None, worker_pid: int) -> Meter:
+    """Measure the process that runs the model: the worker, or a server on this machine (found by
+    its port); a server elsewhere leaves CPU and memory absent. The worker is then the client."""
+    if model is None or model.backend != "remote":
+        return Meter(ProcessSampler(worker_pid))
+    pid = model.extra.get("server_pid")
+    try:
+        server = ProcessSampler(pid) if pid else None
+    except Exception:  # the server went away since it was found
+        server = None
+    return Meter(server, client=ProcessSampler(worker_pid))
+
+
+def worker_runtime(path: str, backend: str) -> tuple[str | None, dict[str, str] | None]:
+    """(python, env) for the model's worker: None for this environment; GPTQ checkpoints run in
+    GPTQModel's own (see gptq_env). Checkpoint folders are validated here, before any process starts."""
+    if backend != "transformers":
+        return None, None
+    from localllm.models.checkpoint_check import inspect_checkpoint
+
+    if not inspect_checkpoint(path).quant.startswith("gptq"):
+        return None, None
+    from localllm.runtime.gptq_env import worker_python
+
+    return worker_python()
+
+
+def detect_backend(path: str) -> str:
+    """A server URL, a checkpoint folder or a GGUF file: which backend loads it."""
+    if path.startswith(("http://", "https://")):
+        return "remote"
+    return "transformers" if Path(path).expanduser().is_dir() else "llama_cpp"
+
+
+@dataclass
+class ChatSession:
+    system_prompt: str = "You are a helpful assistant."
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    history: list[Turn] = field(default_factory=list)
+    context_start: int = 0  # history[context_start:] is what the model sees
+    model: ModelInfo | None = None
+    _client: WorkerClient | None = None
+    _meter: Meter | None = None
+    _load_args: tuple[str, LoadOptions, str] | None = None
+    plan: object | None = None  # the LoadPlan of the loaded model (localllm.runtime.plan), None for servers
+    notices: list[str] = field(default_factory=list)  # one-line messages from loading, for the UI to show
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- model -------------------------------------------------------------------------------
+    def load(self, path: str | Path, options: LoadOptions | None = None,
+             backend: str | None = None) -> ModelInfo:
+        """Validate the file, plan the placement, start a fresh worker, load. The conversation is kept.
+        Without a backend, the path says which (see detect_backend). A plan that does not fit is refused
+        (PlanRefused) unless options.force; a worker that dies of SIGILL is retried once with llama.cpp's
+        extra CPU buffers off."""
+        options = options or LoadOptions()
+        path = str(path)
+        backend = backend or detect_backend(path)
+        if backend == "llama_cpp":
+            from localllm.models.gguf_check import inspect_gguf
+
+            inspect_gguf(path)  # a clear error before llama.cpp can abort on a bad file
+            options = self._with_kernels(options)
+        python, env = worker_runtime(path, backend)
+        options = self._planned(path, options, backend)
+        self.unload()
+        try:
+            self.model = self._start(path, options, backend, python, env)
+        except WorkerDied as exc:
+            if not self._kernel_fallback(exc, options, backend):
+                raise
+            options = dataclasses.replace(options, extra_bufts="off")
+            self.notices.append(binding.SIGILL_NOTICE)
+            self.model = self._start(path, options, backend, python, env)
+        self._load_args = (path, options, backend)
+        return self.model
+
+    def _start(self, path: str, options: LoadOptions, backend: str, python, env) -> ModelInfo:
+        client = WorkerClient(python=python, env=env)
+        try:
+            client.start()
+            info = client.load(path, options, backend)
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+        return info
+
+    def _with_kernels(self, options: LoadOptions) -> LoadOptions:
+        """auto -> on/off for this machine (probed once, in a child). Learning 'off' now is a notice."""
+        if options.extra_bufts in ("on", "off"):
+            return options
+        fresh = binding.cached() is None
+        use, why = binding.extra_bufts_for(options.extra_bufts)
+        if not use and fresh:
+            self.notices.append(f"llama.cpp's extra CPU buffer types are {why}. Kept for this machine "
+                                "(setting cpu_extra_buffers; `localllm doctor`).")
+        return dataclasses.replace(options, extra_bufts="on" if use else "off")
+
+    def _planned(self, path: str, options: LoadOptions, backend: str) -> LoadOptions:
+        """Apply the load plan: GPU layers when left on auto; refuse what cannot fit unless forced."""
+        self.plan = None
+        if backend == "remote":
+            return options
+        from localllm.errors import ModelFileError
+        from localllm.runtime.plan import PlanRefused, plan_for
+
+        try:
+            plan = plan_for(path, options)
+        except (ModelFileError, OSError, ValueError, KeyError):
+            return options  # the estimator cannot read it: the backend still may, and says why if not
+        if not plan.fits and not options.force:
+            raise PlanRefused(plan)
+        self.plan = plan
+        if backend == "llama_cpp":
+            return dataclasses.replace(options, n_gpu_layers=plan.gpu_layers)
+        return options
+
+    @staticmethod
+    def _kernel_fallback(exc: WorkerDied, options: LoadOptions, backend: str) -> bool:
+        """A SIGILL with extra buffers on: remember 'off' for this machine; the caller retries once."""
+        if backend != "llama_cpp" or options.extra_bufts == "off" or not binding.is_sigill(exc):
+            return False
+        binding.record_extra_bufts(False, "a model worker died of SIGILL with them on")
+        return True
+
+    def unload(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+        self.model = None
+
+    @property
+    def worker_pid(self) -> int | None:
+        return self._client.pid if self._client is not None and self._client.alive else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._client.log_path if self._client is not None else None
+
+    def _require_client(self) -> WorkerClient:
+        if self._client is None or not self._client.alive:
+            if self._load_args is None:
+                raise NoModelLoaded()
+            self.load(*self._load_args)  # the last worker died: start again
+        assert self._client is not None
+        return self._client
+
+    # -- conversation --------------------------------------------------------------------------
+    def messages(self, start: int | None = None) -> list[Message]:
+        msgs: list[Message] = []
+        if self.system_prompt:
+            msgs.append({"role": "system", "content": self.system_prompt})
+        for turn in self.history[self.context_start if start is None else start:]:
+            if turn.content or turn.role == "user":
+                msgs.append({"role": turn.role, "content": turn.content})
+        return msgs
+
+    def _fit(self, client: WorkerClient) -> TrimNotice | None:
+        """Drop the oldest turns (whole exchanges) until prompt + reply reserve fit the context."""
+        assert self.model is not None
+        n_ctx = self.model.n_ctx
+        reserve = min(self.sampling.max_tokens, n_ctx // 4)
+        start = self.context_start
+        n = client.count_tokens(self.messages(start))
+        dropped = 0
+        while n + reserve > n_ctx and start < len(self.history) - 1:
+            start += 1
+            while start < len(self.history) - 1 and self.history[start].role != "user":
+                start += 1  # keep exchanges whole: the context starts at a user turn
+            dropped = start - self.context_start
+            n = client.count_tokens(self.messages(start))
+        if n + min(reserve, 16) > n_ctx:
+            raise PromptTooLong(n, n_ctx, min(reserve, 16))
+        self.context_start = start
+        return TrimNotice(dropped, n, n_ctx) if dropped else None
+
+    def send(self, text: str) -> Iterator[ReplyEvent]:
+        """Add a user message and stream the reply. An empty message does nothing."""
+        text = text.strip()
+        if not text:
+            return iter(())
+        self.history.append(Turn("user", text))
+        return self._reply(new_user_turn=True)
+
+    def regenerate(self) -> Iterator[ReplyEvent]:
+        """Drop the last reply and answer the last user message again."""
+        if self.history and self.history[-1].role == "assistant":
+            self.history.pop()
+        if not self.history:
+            return iter(())
+        return self._reply(new_user_turn=False)
+
+    def _reply(self, new_user_turn: bool) -> Iterator[ReplyEvent]:
+        try:
+            client = self._require_client()
+            notice = self._fit(client)
+        except LocalLLMError:
+            if new_user_turn:
+                self.history.pop()  # refused: the message is not kept half-sent
+            raise
+        return self._stream(client, notice)
+
+    def _stream(self, client: WorkerClient, notice: TrimNotice | None) -> Iterator[ReplyEvent]:
+        if notice is not None:
+            yield notice
+        turn = Turn("assistant", "")
+        self.history.append(turn)
+        try:
+            yield from self._attempt(client, turn)
+        except WorkerDied as exc:
+            path, options, backend = self._load_args or ("", LoadOptions(), "")
+            if turn.content or not self._kernel_fallback(exc, options, backend):
+                raise
+            yield KernelNotice(binding.SIGILL_NOTICE)
+            self.load(path, dataclasses.replace(options, extra_bufts="off"), backend)
+            turn.status = "ok"
+            assert self._client is not None
+            yield from self._attempt(self._client, turn)
+
+    def _attempt(self, client: WorkerClient, turn: Turn) -> Iterator[ReplyEvent]:
+        meter = meter_for(self.model, client.pid)
+        self._meter = meter
+        parts: list[str] = []
+        meter.start()
+        reason = "error"
+        try:
+            for event in client.chat(self.messages(), self.sampling):  # the empty reply is not sent
+                text, done = meter_event(meter, event)
+                if text:
+                    parts.append(text)
+                    yield TextDelta(text)
+                if done:
+                    reason = done
+        except (LocalLLMError, WorkerDied):
+            turn.status = "error"
+            raise
+        except GeneratorExit:  # the consumer walked away: stop the worker too
+            client.cancel()
+            reason = "cancelled"
+            self._drain(client)
+            raise
+        finally:
+            turn.content = "".join(parts)
+            turn.stats = meter.finish(reason)
+            if turn.status != "error":
+                turn.status = FINISH_STATUS.get(reason, reason)
+        yield ReplyDone(turn, turn.stats)
+
+    @staticmethod
+    def _drain(client: WorkerClient) -> None:
+        try:
+            while client.next_event(timeout=30)["ev"] not in ("done", "error"):
+                pass
+        except (WorkerDied, TimeoutError):
+            pass
+
+    def stop(self) -> None:
+        """Stop the reply being generated (Esc). Harmless when nothing is generating."""
+        if self._client is not None:
+            self._client.cancel()
+
+    def live_stats(self) -> ReplyStats | None:
+        return self._meter.snapshot() if self._meter is not None else None
+
+    def clear(self) -> None:
+        self.history.clear()
+        self.context_start = 0
+
+    def close(self) -> None:
+        self.unload()

@@ -1,0 +1,73 @@
+"""`localllm plan MODEL`: where a model would go on this machine (or a recorded one) and the memory each
+part needs, itemized per device, before anything loads."""
+
+from __future__ import annotations
+
+import json
+
+MiB = 2**20
+
+
+def register(sub) -> None:
+    from localllm.cli.commands.recommend import PROFILES
+    from localllm.cli.main import gpu_layers_arg
+
+    p = sub.add_parser("plan", help="show where a model would load and what memory it needs (--json)")
+    p.add_argument("model", metavar="MODEL", help="'embedded', a GGUF file or a checkpoint folder")
+    p.add_argument("--context", "--ctx", type=int, default=None, dest="context",
+                   help="context size in tokens (default: the settings', 2048)")
+    p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
+                   help="auto (default), N, -1 for all, 0 for none")
+    p.add_argument("--kv", choices=("f16", "q8_0", "q4_0"), default="f16", help="KV-cache type (GGUF)")
+    p.add_argument("--load-in", choices=["none", "int8", "nf4", "fp4"], default="none",
+                   help="transformers checkpoints: bitsandbytes quantization at load time")
+    p.add_argument("--hw", metavar="FILE_OR_PROFILE",
+                   help=f"plan for another machine: a `localllm hw --json` file or {', '.join(PROFILES)}")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def _table(plan) -> str:
+    lines = [f"{plan.model} · {plan.format} {plan.quant} · ctx {plan.context} · KV {plan.kv_type}",
+             f"placement  {plan.placement}"
+             + (f" ({plan.gpu_layers if plan.gpu_layers >= 0 else 'all'}/{plan.layers} layers on "
+                f"{plan.gpu_name or 'the GPU'})" if plan.gpu_layers else "")]
+    for device, parts in plan.devices().items():
+        budget = plan.ram_budget if device == "cpu" else plan.vram_budget
+        lines.append(f"{device:<6} {'':>25} total {parts['total'] / MiB:9,.0f} MiB of {budget / MiB:,.0f} MiB free")
+        for name, value in parts.items():
+            if name != "total" and value:
+                lines.append(f"         {name.replace('_', ' '):<24} {value / MiB:9,.1f} MiB")
+    lines += [f"note       {n}" for n in plan.notes]
+    if not plan.fits:
+        lines.append("does not fit; what would: " + ("; ".join(plan.alternatives) or "nothing smaller"))
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from localllm.cli.commands.recommend import _hardware
+    from localllm.cli.main import _settings
+    from localllm.config.settings import to_load_options
+    from localllm.runtime import binding
+    from localllm.runtime.plan import make_plan, plan_for
+
+    options = to_load_options(_settings())
+    if args.context:
+        options.n_ctx = args.context
+    if args.gpu_layers is not None:
+        options.n_gpu_layers = args.gpu_layers
+    options.quantization = args.load_in
+    from localllm.models.embedded import resolve
+
+    path = resolve(args.model)
+    if args.hw:  # another machine: its GPUs count as usable; its CPU flags decide what is repacked
+        extra = binding.extra_bufts_for(options.extra_bufts)[0] if options.extra_bufts != "auto" else True
+        plan = make_plan(path, options, _hardware(args.hw), offload=True, extra_bufts=extra, kv_type=args.kv)
+        plan.notes.append(f"planned for {args.hw}, assuming a llama.cpp build with GPU offload")
+    else:
+        plan = plan_for(path, options, kv_type=args.kv)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+    else:
+        print(_table(plan))
+    return 0 if plan.fits else 1

@@ -1,0 +1,116 @@
+"""`localllm pull REPO`: one GGUF quant or a whole checkpoint into the HF cache; progress on stderr,
+the model's path on stdout; Ctrl-C stops cleanly and a rerun resumes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pull", help="download a model from the Hugging Face Hub into the shared HF cache",
+                       description="Download one GGUF quant, or the files a transformers checkpoint needs "
+                                   "(config, tokenizer, safetensors weights), into the standard HF cache "
+                                   "(HF_HOME / HF_HUB_CACHE), shared with transformers and the hf CLI. "
+                                   "An interrupted download resumes on the next run. Gated repos need a "
+                                   "token: HF_TOKEN, or `hf auth login`.")
+    p.add_argument("repo", metavar="REPO", help="the Hub repo id, e.g. bartowski/SmolLM2-135M-Instruct-GGUF")
+    p.add_argument("-q", "--quant", help="GGUF quant to fetch, e.g. Q4_K_M (default: Q4_K_M when there "
+                                         "are several)")
+    p.add_argument("-f", "--file", help="fetch this file of the repo (all parts of a split GGUF)")
+    p.add_argument("-r", "--revision", help="branch, tag or commit (default: main)")
+    p.add_argument("--list", action="store_true", help="list the repo's files and quants, download nothing")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="accept pickle .bin weights when a repo has no safetensors (they can run code)")
+    p.set_defaults(func=run)
+
+
+class ProgressLine:
+    """One status line on stderr: redrawn in place on a terminal, a line every few seconds otherwise."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._last = 0.0
+        self._width = 0
+
+    def __call__(self, p) -> None:
+        from localllm.hub.download import human_duration
+        from localllm.hub.repos import human_size
+
+        now = time.monotonic()
+        final = p.phase in ("done", "cached") or p.file_done == p.file_total
+        if not self.tty and not final and now - self._last < 2.0:
+            return
+        self._last = now
+        name = p.filename if len(p.filename) <= 40 else "…" + p.filename[-39:]
+        parts = [f"[{p.file_index}/{p.file_count}] {name}",
+                 f"{human_size(p.done)} / {human_size(p.total)}", f"{p.fraction:4.0%}"]
+        if p.phase == "checking":
+            parts.append("checking the partial file")
+        elif p.phase == "cached":
+            parts.append("already downloaded")
+        elif p.phase != "done":
+            parts.append(f"{human_size(p.rate)}/s" if p.rate else "-- B/s")
+            parts.append(f"ETA {human_duration(p.eta_s)}" if p.eta_s is not None else "ETA --")
+        line = "  ".join(parts)
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self._width))
+            self._width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.tty and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = 0
+
+
+def print_listing(listing, out=None) -> None:
+    from localllm.hub.repos import available_quants, human_size
+
+    out = out or sys.stdout
+    out.write(f"{listing.repo_id} @ {listing.commit[:12]} ({listing.revision})\n")
+    for f in listing.files:
+        size = human_size(f.size) if f.size is not None else "?"
+        out.write(f"  {size:>10}  {f.path}{'  [' + f.quant + ']' if f.quant else ''}\n")
+    quants = available_quants(listing)
+    if quants:
+        out.write("GGUF quants: " + ", ".join(f"{q} ({human_size(s)})" for q, s in quants.items()) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    from localllm.hub.download import DownloadCancelled, DownloadJob, human_duration
+    from localllm.hub.repos import HubConfig, human_size, list_repo, select_files
+
+    cfg = HubConfig.from_env()
+    listing = list_repo(args.repo, args.revision, cfg)
+    if args.list:
+        print_listing(listing)
+        return 0
+    selection = select_files(listing, quant=args.quant, filename=args.file, allow_pickle=args.allow_pickle)
+    names = ", ".join(f.path for f in selection.files[:4]) + (" …" if len(selection.files) > 4 else "")
+    print(f"Pulling {listing.repo_id} @ {listing.commit[:12]}: {len(selection.files)} file(s), "
+          f"{human_size(selection.total_size)} ({names})", file=sys.stderr)
+    if selection.note:
+        print(f"  {selection.note}", file=sys.stderr)
+    line = ProgressLine()
+    try:
+        result = DownloadJob(listing, selection, cfg, progress=line).run()
+    except DownloadCancelled as exc:
+        line.end()
+        print(exc, file=sys.stderr)
+        return 130
+    finally:
+        line.end()
+    summary = f"Done in {human_duration(result.seconds)}: {human_size(result.downloaded)} downloaded"
+    if result.resumed:
+        summary += f", {human_size(result.resumed)} reused from an earlier interrupted run"
+    if result.cached:
+        summary += f", {result.cached} file(s) were already in the cache"
+    print(summary + ". `localllm models` lists it.", file=sys.stderr)
+    print(result.model_path)
+    return 0

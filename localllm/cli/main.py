@@ -1,0 +1,284 @@
+"""Command line: `localllm` starts the TUI; `localllm chat` works without it.
+Heavy modules are imported inside the commands so --help stays instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from localllm import __version__
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    from localllm.config import LoadOptions, SamplingParams
+
+    _LOAD, _SAMPLING = LoadOptions(), SamplingParams()  # the defaults live there, not in these strings
+    p.add_argument("-m", "--model", metavar="PATH",
+                   help="a GGUF file or a transformers checkpoint folder (default: the embedded "
+                        "SmolLM2-135M); with --endpoint, the model id on the server")
+    p.add_argument("--endpoint", metavar="URL", default=None,
+                   help="an OpenAI-compatible server (llama-server, vLLM, Ollama, LM Studio); "
+                        "env: LOCALLLM_ENDPOINT")
+    p.add_argument("--api-key-env", metavar="NAME", default=None,
+                   help="environment variable holding the server's API key (settings: api_key_env; "
+                        "default LOCALLLM_API_KEY)")
+    p.add_argument("--ctx", type=int, default=None, help=f"context size in tokens (settings; default {_LOAD.n_ctx})")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
+                   help="layers to offload to the GPU: auto (the load plan places them; the default), "
+                        "N, -1 for all, 0 for none")
+    p.add_argument("--force", action="store_true", default=None,
+                   help="load even when the load plan says the model does not fit")
+    p.add_argument("--load-in", choices=["none", "int8", "nf4", "fp4"], default="none",
+                   help="transformers checkpoints: bitsandbytes quantization at load time")
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
+                   help="transformers checkpoints: weight dtype")
+    p.add_argument("--system", default=None, help="system prompt")
+    p.add_argument("--max-tokens", type=int, default=None, help=f"longest reply in tokens (default {_SAMPLING.max_tokens})")
+    p.add_argument("--temp", type=float, default=None, help=f"sampling temperature (0: greedy; default {_SAMPLING.temperature})")
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--repeat-penalty", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None, help="sampling seed for repeatable replies")
+
+
+def gpu_layers_arg(text: str) -> int:
+    """`auto` or an integer >= -1, for --gpu-layers."""
+    from localllm.config import AUTO_LAYERS
+
+    if text.strip().lower() == "auto":
+        return AUTO_LAYERS
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of layers, got {text!r}") from None
+    if value < -1:
+        raise argparse.ArgumentTypeError("use auto, -1 (all layers), 0 (none) or a number of layers")
+    return value
+
+
+def _wanted_module(argv: list[str]) -> str | None:
+    """The one command module `argv` runs, so only its parser is built (`localllm hw` starts in ~3x a
+    bare `python -c pass`); None: build them all (help, chat, the TUI)."""
+    from localllm.cli.commands import MODULES, command_name
+
+    names = {command_name(m): m for m in MODULES}
+    for token in argv:
+        if token in names:
+            return names[token]
+        if token in ("chat", "tui"):
+            return None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="localllm",
+        allow_abbrev=False,  # else a subcommand option like --top clashes with --top-p here
+        description="Run local quantized LLMs in the terminal, with live run metrics. "
+                    "With no command, starts the TUI chatting with the embedded model.",
+    )
+    parser.add_argument("--version", action="version", version=f"localllm {__version__}")
+    _model_args(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chat = sub.add_parser("chat", help="chat without the TUI: one-shot with -p, else a plain REPL")
+    _model_args(chat)
+    chat.add_argument("-p", "--prompt", help="send one message, print the reply and its stats")
+    chat.add_argument("--json", action="store_true", help="print one JSON record: reply and every number")
+    chat.add_argument("--quiet", action="store_true", help="print the reply only, no stats")
+    sub.add_parser("tui", help="start the TUI (the default)").set_defaults(command="tui")
+    import importlib
+
+    from localllm.cli.commands import MODULES
+
+    for name in (only,) if only else MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def _settings():
+    from localllm.config.settings import load_settings_lenient
+
+    settings, warnings = load_settings_lenient()
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return settings
+
+
+def _options(args, settings):
+    """Saved settings, overridden by whatever was given on the command line."""
+    from localllm.config.settings import to_load_options, to_sampling
+
+    load, sampling = to_load_options(settings), to_sampling(settings)
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    for arg, field in (("ctx", "n_ctx"), ("threads", "n_threads"), ("gpu_layers", "n_gpu_layers")):
+        if arg in given:
+            setattr(load, field, given[arg])
+    for arg, field in (("temp", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
+                       ("repeat_penalty", "repeat_penalty"), ("max_tokens", "max_tokens"), ("seed", "seed")):
+        if arg in given:
+            setattr(sampling, field, given[arg])
+    if "seed" in given:
+        load.seed = given["seed"]
+    load.force = bool(given.get("force"))
+    load.api_key_env = args.api_key_env or settings.api_key_env
+    load.quantization, load.dtype = args.load_in, args.dtype
+    if _endpoint(args):
+        load.remote_model = args.model or ""
+    return load, sampling
+
+
+def _endpoint(args) -> str | None:
+    import os
+
+    from localllm.models.endpoints import ENDPOINT_ENV
+
+    return args.endpoint or os.environ.get(ENDPOINT_ENV) or None
+
+
+def _model_path(args, settings=None) -> str:
+    if _endpoint(args):
+        return _endpoint(args)
+    if args.model:
+        return args.model
+    if settings is not None and settings.model:
+        return settings.model
+    from localllm.models.embedded import embedded_model_path
+
+    return str(embedded_model_path())
+
+
+def _new_session(args):
+    from localllm.chat.session import ChatSession
+
+    settings = _settings()
+    load, sampling = _options(args, settings)
+    session = ChatSession(sampling=sampling, system_prompt=settings.system_prompt)
+    if args.system is not None:
+        session.system_prompt = args.system
+    session.load(_model_path(args, settings), load)
+    for notice in session.notices:
+        print(f"[notice] {notice}", file=sys.stderr)
+    return session
+
+
+def _stream_reply(session, text: str, echo: bool):
+    from localllm.chat.session import KernelNotice, ReplyDone, TextDelta, TrimNotice
+
+    done = None
+    for event in session.send(text):
+        if isinstance(event, TextDelta) and echo:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif isinstance(event, TrimNotice | KernelNotice):
+            print(f"[notice] {event}", file=sys.stderr)
+        elif isinstance(event, ReplyDone):
+            done = event
+    return done
+
+
+def cmd_chat(args) -> int:
+    from localllm.chat.report import full_report
+
+    session = _new_session(args)
+    try:
+        if args.prompt is not None:
+            if not args.prompt.strip():
+                print("error: the prompt is empty; give some text with -p", file=sys.stderr)
+                return 2
+            done = _stream_reply(session, args.prompt, echo=not args.json)
+            assert done is not None
+            if args.json:
+                record = {"model": vars(session.model), "prompt": args.prompt, "reply": done.turn.content,
+                          "status": done.turn.status, "stats": done.stats.to_dict(),
+                          "plan": _plan_vs_measured(session, done.stats), "notices": session.notices}
+                print(json.dumps(record, indent=2))
+            else:
+                print()
+                if not args.quiet:
+                    print(full_report(done.stats), file=sys.stderr)
+            return 0
+        return _repl(session, args)
+    finally:
+        session.close()
+
+
+def _plan_vs_measured(session, stats) -> dict | None:
+    """The load plan beside what was measured, per device: RSS of the worker, its own VRAM (NVML)."""
+    plan = session.plan
+    if plan is None:
+        return None
+    data = plan.to_dict()
+    devices = data["devices"]
+    mib = 2**20
+    if stats.rss_peak_mib is not None and plan.at_fill is not None:  # at the fill this reply reached
+        fill = (stats.prompt_tokens or 0) + (stats.completion_tokens or 0)
+        planned = plan.at_fill(fill).rss_bytes / mib
+        devices["cpu"].update(rss_planned_at_fill_mib=round(planned, 1), fill_tokens=fill,
+                              measured_peak_mib=round(stats.rss_peak_mib, 1),
+                              error_pct=round(100 * (planned - stats.rss_peak_mib) / stats.rss_peak_mib, 1))
+    if "gpu0" in devices or stats.vram_peak_mib:  # the worker's own VRAM, through NVML
+        gpu = devices.setdefault("gpu0", {"total": 0})
+        gpu["measured_peak_mib"] = stats.vram_peak_mib
+        if stats.vram_peak_mib:
+            gpu["error_pct"] = round(100 * (gpu["total"] / mib - stats.vram_peak_mib) / stats.vram_peak_mib, 1)
+    return data
+
+
+def _repl(session, args) -> int:
+    from localllm.chat.report import stats_line
+
+    model = session.model
+    print(f"localllm chat · {model.name} ({model.quant}, ctx {model.n_ctx}) · /exit to leave, "
+          "/reset to start over, Ctrl-C stops a reply", file=sys.stderr)
+    while True:
+        try:
+            text = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if text.strip() in ("/exit", "/quit"):
+            return 0
+        if text.strip() == "/reset":
+            session.clear()
+            continue
+        try:
+            done = _stream_reply(session, text, echo=True)
+        except KeyboardInterrupt:
+            session.stop()
+            print("\n[stopped]", file=sys.stderr)
+            continue
+        if done is not None:
+            print()
+            if not args.quiet:
+                print(f"[{stats_line(done.stats)}]", file=sys.stderr)
+
+
+def cmd_tui(args) -> int:
+    from localllm.ui.app import LocalLLMApp
+
+    settings = _settings()
+    load, sampling = _options(args, settings)
+    app = LocalLLMApp(model_path=_endpoint(args) or args.model, load_options=load, sampling=sampling,
+                      system_prompt=args.system, settings=settings)
+    app.run()
+    return app.return_code or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_wanted_module(argv)).parse_args(argv)
+    from localllm.errors import LocalLLMError
+
+    try:
+        if getattr(args, "func", None) is not None:
+            return int(args.func(args) or 0)
+        if args.command == "chat":
+            return cmd_chat(args)
+        return cmd_tui(args)
+    except LocalLLMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,63 @@
+"""Run options and their defaults: how a model is loaded and sampled. settings.toml, the CLI's
+flags and the TUI read their defaults from here."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+
+def default_threads() -> int:
+    """Physical cores: llama.cpp decodes fastest with one thread per physical core."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+EXTRA_BUFFERS = ("auto", "on", "off")  # choices of LoadOptions.extra_bufts and the setting
+# the backends by name, in the order settings offer them (backends.registry has their implementations)
+BACKEND_NAMES = ("llama_cpp", "remote", "transformers")
+AUTO_LAYERS = -2  # n_gpu_layers: placed by the load plan (localllm.runtime.plan)
+
+
+@dataclass
+class LoadOptions:
+    """How a model is loaded; passed unchanged to the worker and the backend."""
+
+    n_ctx: int = 2048
+    n_threads: int = 0  # 0: default_threads()
+    n_gpu_layers: int = AUTO_LAYERS  # AUTO_LAYERS: the load plan decides; -1: all; 0: none
+    seed: int = 0
+    # llama.cpp's extra buffer types (AMX / repack kernels): auto | on | off (see localllm.runtime.binding)
+    extra_bufts: str = "auto"
+    force: bool = False  # load even when the plan says it does not fit
+    # remote backend: the model id on the server, the env variable holding its API key
+    remote_model: str = ""
+    api_key_env: str = ""
+    read_timeout_s: float = 60.0
+    # transformers backend: dtype, bitsandbytes quantization at load, where the weights go
+    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    quantization: str = "none"  # none | int8 | nf4 | fp4
+    double_quant: bool = True  # bnb 4-bit: quantize the quantization constants too
+    compute_dtype: str = "auto"  # bnb 4-bit compute dtype
+    int8_threshold: float = 6.0  # LLM.int8 outlier threshold
+    device_map: str = "auto"  # auto | cpu | cuda
+    trust_remote_code: bool = False  # never on unless the user asks
+
+    def resolved(self) -> LoadOptions:
+        return dataclasses.replace(self, n_threads=self.n_threads or default_threads())
+
+
+@dataclass
+class SamplingParams:
+    """Sampling settings for one reply."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    max_tokens: int = 512
+    seed: int | None = None
+    ignore_eos: bool = False  # fixed-length runs for benchmarks

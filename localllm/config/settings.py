@@ -1,0 +1,258 @@
+"""User settings: one TOML file in the config folder, validated with messages that name the key.
+
+Headless (the CLI, the TUI and tests all use it); never imports textual."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tempfile
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from localllm.config import AUTO_LAYERS, BACKEND_NAMES, EXTRA_BUFFERS, LoadOptions, SamplingParams, config_dir
+from localllm.errors import LocalLLMError
+
+SETTINGS_FILE = "settings.toml"
+DEFAULT_THEME = "localllm-dark"
+
+
+def _doc(text: str, **rules: Any) -> dict[str, Any]:
+    """Field metadata: a one-line description (shown in the file and the screen) and its limits."""
+    return {"doc": text, **rules}
+
+
+_LOAD, _SAMPLING = LoadOptions(), SamplingParams()  # the single source of the run defaults
+
+
+@dataclass
+class Settings:
+    """Everything localllm remembers between runs; defaults match the CLI's."""
+
+    model: str = field(default="", metadata=_doc(
+        "model to load at start: a GGUF path, a model folder or a server URL; empty: the embedded model"))
+    backend: str = field(default="llama_cpp", metadata=_doc(
+        "backend for that model", choices=BACKEND_NAMES))
+    n_ctx: int = field(default=_LOAD.n_ctx, metadata=_doc("context size in tokens", min=128, max=1_048_576))
+    threads: int = field(default=_LOAD.n_threads, metadata=_doc("CPU threads; 0: one per physical core", min=0, max=1024))
+    gpu_layers: int = field(default=_LOAD.n_gpu_layers, metadata=_doc(
+        "layers offloaded to the GPU; -2: auto (the load plan places them), -1: all, 0: none",
+        min=AUTO_LAYERS, max=100_000))
+    cpu_extra_buffers: str = field(default="auto", metadata=_doc(
+        "llama.cpp's extra CPU buffer types (AMX/repack kernels); auto: on unless they crashed this CPU "
+        "(see localllm doctor)", choices=EXTRA_BUFFERS))
+    system_prompt: str = field(default="You are a helpful assistant.", metadata=_doc(
+        "system prompt of new conversations"))
+    temperature: float = field(default=_SAMPLING.temperature, metadata=_doc("sampling temperature; 0: greedy", min=0.0, max=5.0))
+    top_p: float = field(default=_SAMPLING.top_p, metadata=_doc("nucleus sampling: keep this much probability mass",
+                                                     min=0.0, max=1.0))
+    top_k: int = field(default=_SAMPLING.top_k, metadata=_doc("keep the k likeliest tokens; 0: all", min=0, max=1_000_000))
+    min_p: float = field(default=_SAMPLING.min_p, metadata=_doc(
+        "drop tokens less likely than min_p times the top one", min=0.0, max=1.0))
+    repeat_penalty: float = field(default=_SAMPLING.repeat_penalty, metadata=_doc(
+        "penalty on repeated tokens; 1: none", min=0.1, max=10.0))
+    max_tokens: int = field(default=_SAMPLING.max_tokens, metadata=_doc("longest reply in tokens", min=1, max=1_048_576))
+    seed: int = field(default=-1, metadata=_doc(
+        "sampling seed for repeatable replies; -1: a new one each reply", min=-1, max=2**32 - 1))
+    theme: str = field(default=DEFAULT_THEME, metadata=_doc(
+        "TUI theme: a shipped one (localllm-dark, localllm-light, localllm-high-contrast), a Textual "
+        "one, or a user theme from the themes folder", nonempty=True))
+    save_conversations: bool = field(default=True, metadata=_doc(
+        "save conversations to the history database as they happen"))
+    endpoints: list[str] = field(default_factory=list, metadata=_doc(
+        "saved OpenAI-compatible servers (http://host:port), listed with their models in the models screen"))
+    api_key_env: str = field(default="LOCALLLM_API_KEY", metadata=_doc(
+        "the environment variable that holds the servers' API key (the key itself is never stored)",
+        nonempty=True, env_name=True))
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Settings)}
+# Each field's plain type from its annotation (list[str] -> list), read once: the checks below need them.
+TYPES: dict[str, type] = {k: typing.get_origin(t) or t for k, t in typing.get_type_hints(Settings).items()}
+
+
+class SettingsError(LocalLLMError):
+    """A settings value (or the whole file) is invalid; the message names the key, the file and the rule."""
+
+    def __init__(self, message: str, key: str | None = None, path: Path | None = None,
+                 problems: list[str] | None = None) -> None:
+        self.key = key
+        self.path = path
+        self.problems = problems or [message]
+        super().__init__(message)
+
+
+def settings_path() -> Path:
+    return config_dir() / SETTINGS_FILE
+
+
+def allowed(key: str) -> str:
+    """What `key` accepts, in words (used in every message about it)."""
+    meta, kind = FIELDS[key].metadata, TYPES[key]
+    if "choices" in meta:
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    if kind is bool:
+        return "true or false"
+    if kind is list:
+        return "a list of server URLs such as http://127.0.0.1:8080 (comma-separated in the settings screen)"
+    if meta.get("env_name"):
+        return "an environment variable name (letters, digits and _)"
+    if kind in (int, float):
+        noun = "an integer" if kind is int else "a number"
+        return f"{noun} from {meta['min']} to {meta['max']}"
+    return "a non-empty string" if meta.get("nonempty") else "a string"
+
+
+def check_value(key: str, value: Any, where: str = "") -> Any:
+    """Return `value` as the field's type, or raise SettingsError naming the key (and `where`)."""
+    if key not in FIELDS:
+        known = ", ".join(FIELDS)
+        raise SettingsError(f"Unknown setting {key!r}{where}. Known settings: {known}.", key=key)
+    kind, meta = TYPES[key], FIELDS[key].metadata
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True  # TOML writes 1 for 1.0; both mean the same
+    if ok and kind in (int, float):
+        ok = not (isinstance(value, float) and math.isnan(value)) and meta["min"] <= value <= meta["max"]
+    if ok and "choices" in meta:
+        ok = value in meta["choices"]
+    if ok and meta.get("nonempty"):
+        ok = bool(value.strip())
+    if ok and meta.get("env_name"):
+        ok = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is not None
+    if ok and kind is list:
+        ok = all(isinstance(v, str) and _is_url(v) for v in value)
+        value = list(dict.fromkeys(v.strip().rstrip("/") for v in value)) if ok else value
+    if not ok:
+        raise SettingsError(f"Setting {key!r}{where} must be {allowed(key)} (got {value!r}).", key=key)
+    return value
+
+
+def _is_url(text: str) -> bool:
+    parsed = urlparse(text.strip())
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname)
+
+
+def parse_field(key: str, text: str) -> Any:
+    """Parse what was typed into a form field for `key`; SettingsError names the key on failure."""
+    kind = TYPES[key]
+    raw = text.strip()
+    try:
+        if kind is int:
+            value: Any = int(raw)
+        elif kind is float:
+            value = float(raw)
+        elif kind is bool:
+            value = {"true": True, "false": False}[raw.lower()]
+        elif kind is list:
+            value = [v for v in re.split(r"[,\s]+", raw) if v]
+        else:  # paths and names: stray spaces are typos; the system prompt is kept as typed
+            value = text if key == "system_prompt" else raw
+    except (ValueError, KeyError):
+        raise SettingsError(f"Setting {key!r} must be {allowed(key)} (got {text!r}).", key=key) from None
+    return check_value(key, value)
+
+
+def from_dict(data: dict[str, Any], path: Path | None = None) -> tuple[Settings, list[SettingsError]]:
+    """Settings from a parsed TOML table: each invalid or unknown key becomes one error (and its default)."""
+    where = f" in {path}" if path else ""
+    values: dict[str, Any] = {}
+    errors: list[SettingsError] = []
+    for key, value in data.items():
+        try:
+            values[key] = check_value(key, value, where)
+        except SettingsError as exc:
+            exc.path = path
+            errors.append(exc)
+    return Settings(**values), errors
+
+
+def read_settings(path: Path | None = None) -> tuple[Settings, list[SettingsError]]:
+    """The file's settings and every problem found in it; a missing file means defaults."""
+    path = path or settings_path()
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return Settings(), []
+    except tomllib.TOMLDecodeError as exc:
+        return Settings(), [SettingsError(f"The settings file {path} is not valid TOML ({exc}); fix or "
+                                          f"delete it to use the defaults.", path=path)]
+    except OSError as exc:
+        return Settings(), [SettingsError(f"Cannot read the settings file {path}: {exc.strerror}.", path=path)]
+    return from_dict(data, path)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Strict: the settings, or a SettingsError listing every invalid key (for the CLI and tests)."""
+    settings, errors = read_settings(path)
+    if errors:
+        problems = [str(e) for e in errors]
+        raise SettingsError("\n".join(problems), key=errors[0].key, path=path or settings_path(),
+                            problems=problems)
+    return settings
+
+
+def load_settings_lenient(path: Path | None = None) -> tuple[Settings, list[str]]:
+    """Never fails, so the app can start: valid keys are kept, the rest fall back to their defaults,
+    and each problem comes back as a warning to show."""
+    settings, errors = read_settings(path)
+    warnings = [f"{e} Using the default." if e.key else f"{e}" for e in errors]
+    return settings, warnings
+
+
+def dumps(settings: Settings) -> str:
+    """The file's text: every key with its description as a comment, so the file documents itself."""
+    import tomli_w
+
+    lines = ["# localllm settings: edit here or in the TUI's settings screen.", ""]
+    for key, f in FIELDS.items():
+        lines.append(f"# {f.metadata['doc']} ({allowed(key)})")
+        lines.append(tomli_w.dumps({key: getattr(settings, key)}).rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    """Validate, then write atomically: a crash mid-write leaves the old file, never half a new one."""
+    path = path or settings_path()
+    for key in FIELDS:
+        check_value(key, getattr(settings, key))  # an invalid value is refused, not saved
+    text = dumps(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # same folder, so the rename is atomic
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def to_load_options(settings: Settings, base: LoadOptions | None = None) -> LoadOptions:
+    """LoadOptions from the settings; fields the settings do not cover are kept from `base`."""
+    base = base or LoadOptions()
+    return dataclasses.replace(base, n_ctx=settings.n_ctx, n_threads=settings.threads,
+                               n_gpu_layers=settings.gpu_layers, seed=max(settings.seed, 0),
+                               extra_bufts=settings.cpu_extra_buffers,
+                               api_key_env=base.api_key_env or settings.api_key_env)
+
+
+def to_sampling(settings: Settings, base: SamplingParams | None = None) -> SamplingParams:
+    """SamplingParams from the settings (seed -1 becomes None: a fresh seed each reply)."""
+    return dataclasses.replace(base or SamplingParams(), temperature=settings.temperature,
+                               top_p=settings.top_p, top_k=settings.top_k, min_p=settings.min_p,
+                               repeat_penalty=settings.repeat_penalty, max_tokens=settings.max_tokens,
+                               seed=None if settings.seed < 0 else settings.seed)

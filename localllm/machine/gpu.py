@@ -1,0 +1,78 @@
+"""The only module that opens NVML (nvidia-ml-py): per-process VRAM, utilisation, and the handle
+localllm.machine.hardware reads the GPUs through. No GPU or no driver is the normal case: None."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}  # "nvml": the module once initialised, "reason": why not
+
+
+def _no_nvidia_driver() -> bool:
+    """Linux without the NVIDIA kernel driver (and not WSL, whose driver lives in the Windows host)."""
+    return (sys.platform == "linux" and not os.path.exists("/proc/driver/nvidia")
+            and not os.path.exists("/dev/nvidiactl") and not os.path.exists("/usr/lib/wsl/lib"))
+
+
+def open_nvml():
+    """Initialise NVML once; return the module, or None with the reason kept."""
+    with _lock:
+        if "nvml" in _state:
+            return _state["nvml"]
+        if "pynvml" not in sys.modules and _no_nvidia_driver():
+            _state["nvml"] = None  # skip importing and initialising NVML (~15 ms of every `localllm hw`)
+            _state["reason"] = "NVML unavailable: no NVIDIA kernel driver is loaded (no /proc/driver/nvidia)"
+            return None
+        try:
+            import pynvml  # provided by nvidia-ml-py
+
+            pynvml.nvmlInit()
+            _state["nvml"] = pynvml
+        except Exception as exc:  # no library, no driver, no device: all normal
+            _state["nvml"] = None
+            _state["reason"] = f"NVML unavailable: {exc}"
+        return _state["nvml"]
+
+
+def unavailable_reason() -> str | None:
+    open_nvml()
+    return _state.get("reason")  # type: ignore[return-value]
+
+
+def process_vram_bytes(pid: int) -> int | None:
+    """VRAM held by `pid` summed over all GPUs; None when there is no NVIDIA GPU."""
+    nvml = open_nvml()
+    if nvml is None:
+        return None
+    total = 0
+    try:
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            procs = list(nvml.nvmlDeviceGetComputeRunningProcesses(handle))
+            procs += list(nvml.nvmlDeviceGetGraphicsRunningProcesses(handle))
+            for proc in procs:
+                if proc.pid == pid and proc.usedGpuMemory:
+                    total += int(proc.usedGpuMemory)
+    except Exception:
+        return None
+    return total
+
+
+def gpu_utilization_percent() -> int | None:
+    nvml = open_nvml()
+    if nvml is None:
+        return None
+    try:
+        rates = [nvml.nvmlDeviceGetUtilizationRates(nvml.nvmlDeviceGetHandleByIndex(i)).gpu
+                 for i in range(nvml.nvmlDeviceGetCount())]
+    except Exception:
+        return None
+    return max(rates) if rates else None
+
+
+def _reset_for_tests() -> None:
+    with _lock:
+        _state.clear()

@@ -1,0 +1,3 @@
+"""How a model runs here: the worker process and its typed protocol, the meter (metrics), the
+binding probe (what the llama.cpp build can do on this CPU/GPU), the load plan, the GPTQ environment
+and doctor. Nothing here imports the ML libraries; worker_main loads them in the child process."""

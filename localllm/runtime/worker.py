@@ -1,0 +1,220 @@
+"""The app's side of a model worker process: spawn, talk over a pipe, explain a death."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from localllm import config
+from localllm.backends.base import Message, ModelInfo
+from localllm.config import LoadOptions, SamplingParams
+from localllm.errors import LocalLLMError, ModelLoadError, WorkerDied
+from localllm.runtime import protocol
+from localllm.runtime.children import spawn
+
+SIGNAL_REASONS = {
+    signal.SIGKILL: "it was killed (SIGKILL), most likely by the system's out-of-memory killer. "
+                    "Try a smaller model or quantization, or a shorter context (--ctx)",
+    signal.SIGABRT: "native code aborted (SIGABRT), usually llama.cpp rejecting a malformed or "
+                    "unsupported model file",
+    signal.SIGSEGV: "it crashed (SIGSEGV), usually a malformed or unsupported model file",
+    signal.SIGBUS: "it crashed (SIGBUS): the model file changed or was truncated while mapped",
+    signal.SIGTERM: "it was terminated (SIGTERM)",
+}
+
+
+def explain_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "its pipe closed while it was still running"
+    if returncode < 0:
+        sig = -returncode
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return SIGNAL_REASONS.get(sig, f"it was stopped by {name}")  # type: ignore[call-overload]
+    return f"it exited with status {returncode}"
+
+
+def tail(path: Path, lines: int = 12) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 8192))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def meter_event(meter, event: dict) -> tuple[str, str | None]:
+    """Feed one reply event from the worker to a Meter: the same for chat and timing runs.
+    Returns (new text, finish reason once done); an error event raises."""
+    kind = event["ev"]
+    if kind == "tok":
+        for n, at in zip(event["n"], event["ts"], strict=False):
+            meter.tokens(n, at=at)  # stamped in the worker when the backend yielded them
+        return event["t"], None
+    if kind == "prefill":
+        meter.prompt(event["n"], event.get("cached", 0))
+    elif kind == "usage":
+        meter.usage(event["prompt"], event["completion"], event.get("timings"))
+    elif kind == "done":
+        return "", event["reason"]
+    elif kind == "error":
+        raise LocalLLMError(event["message"])
+    return "", None
+
+
+def native_errors(log_tail: str) -> str:
+    """The lines of a native library's log that say why something failed."""
+    lines = [ln.strip() for ln in log_tail.splitlines()
+             if re.search(r"error|unknown|invalid|unsupported|failed", ln, re.IGNORECASE)
+             and "Traceback" not in ln]
+    return "; ".join(dict.fromkeys(lines[-3:]))
+
+
+# OpenMP's wait policy is left at libgomp's default (spin a while, then sleep), as a bare llama-cpp-python
+# process has it. Measured with benchmarks/busy_ratio.py on 2 cores: passive cost 29% on a quiet machine
+# (0.71 of bare); active keeps an idle worker's threads spinning on every core; the default matched bare
+# both quiet and with one core busy, once the worker no longer had a scheduling group of its own.
+
+
+class WorkerClient:
+    """One worker process. Events carry "_t", the perf_counter time the app received them."""
+
+    def __init__(self, log_dir: Path | None = None, python: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """`python` and `env`: another environment's interpreter for the worker (GPTQModel's, which
+        needs a torch this one cannot have), and what it needs to find localllm."""
+        self._python = python or sys.executable
+        self._env = env or {}
+        log_dir = log_dir or config.logs_dir()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.log_path = log_dir / f"worker-{stamp}-{os.getpid()}-{id(self) & 0xFFFF:04x}.log"
+        self._events: queue.Queue[dict] = queue.Queue()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._write_lock = threading.Lock()
+        self.pid: int = 0
+
+    def start(self, timeout: float = 60.0) -> None:
+        with self.log_path.open("ab") as log:
+            self._proc = spawn([self._python, "-m", "localllm.runtime.worker_main"],
+                               env={"PYTHONUNBUFFERED": "1", **self._env}, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=log, bufsize=0)
+        self.pid = self._proc.pid
+        threading.Thread(target=self._read, name=f"worker-{self.pid}", daemon=True).start()
+        self._expect("ready", timeout=timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _read(self) -> None:
+        proc = self._proc  # close() may drop self._proc while this thread drains the pipe
+        assert proc is not None and proc.stdout is not None
+        clock = time.perf_counter
+        put = self._events.put
+        for line in proc.stdout:
+            try:
+                event = protocol.decode(line)
+            except ValueError:
+                continue
+            event["_t"] = clock()
+            put(event)
+        try:
+            rc = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        put({"ev": "died", "rc": rc, "_t": clock()})
+
+    def _died(self, rc: int | None) -> WorkerDied:
+        return WorkerDied(rc, explain_exit(rc), tail(self.log_path), str(self.log_path))
+
+    def send(self, obj: dict) -> None:
+        if self._proc is None or self._proc.stdin is None:
+            raise self._died(None)
+        try:
+            with self._write_lock:
+                self._proc.stdin.write(protocol.encode(obj))
+        except (BrokenPipeError, OSError):
+            try:
+                rc = self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                rc = None
+            raise self._died(rc) from None
+
+    def next_event(self, timeout: float | None = None) -> dict:
+        try:
+            event = self._events.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"the model worker did not answer within {timeout} s") from None
+        if event["ev"] == "died":
+            self._events.put(event)  # every later call sees the death too
+            raise self._died(event["rc"])
+        return event
+
+    def _expect(self, kind: str, timeout: float | None = None) -> dict:
+        event = self.next_event(timeout)
+        if event["ev"] == "error":
+            said = native_errors(tail(self.log_path, 40))
+            raise ModelLoadError(event["message"] + (f" llama.cpp said: {said}" if said else ""))
+        if event["ev"] != kind:
+            raise ModelLoadError(f"the worker sent {event['ev']!r} where {kind!r} was expected")
+        return event
+
+    def request(self, obj: dict, kind: str, timeout: float | None = None) -> dict:
+        """Send one request and wait for its answer event."""
+        self.send(obj)
+        return self._expect(kind, timeout=timeout)
+
+    def load(self, path: str, options: LoadOptions, backend: str = "llama_cpp") -> ModelInfo:
+        self.send({"op": "load", "backend": backend, "path": path,
+                   "options": vars(options.resolved())})
+        return ModelInfo(**self._expect("loaded")["info"])
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        self.send({"op": "count", "messages": messages})
+        return int(self._expect("count")["n"])
+
+    def chat(self, messages: list[Message], sampling: SamplingParams) -> Iterator[dict]:
+        """Yield prefill/tok events; the last one is done or error."""
+        self.send({"op": "chat", "messages": messages, "sampling": vars(sampling)})
+        while True:
+            event = self.next_event()
+            yield event
+            if event["ev"] in ("done", "error"):
+                return
+
+    def cancel(self) -> None:
+        if self.alive:
+            try:
+                self.send({"op": "cancel"})
+            except WorkerDied:
+                pass
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Ask the worker to leave; kill it if it does not. Its memory goes back to the OS."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                self.send({"op": "exit"})
+                proc.stdin.close()  # type: ignore[union-attr]
+            except (WorkerDied, OSError):
+                pass
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._proc = None
