@@ -115,12 +115,15 @@ def speed_run(path: Path, cpu_gb_s: float, reps: int, tokens: int, record: bool)
         session.close()
     est = estimate.estimate_memory(spec, "gguf", spec.gguf_quant, 2048, calibrate=False)
     speed = estimate.estimate_speed(spec, est, cpu_gb_s, fill=prompt + tokens // 2, calibrate=False)
+    # what the recommendation says now: calibrated by the runs kept so far (a `localllm bench` row is one)
+    learned = estimate.estimate_speed(spec, est, cpu_gb_s, fill=prompt + tokens // 2)
     measured = statistics.median(rates)
     if record:
         estimate.record_measurement(model=spec.name, fmt="gguf", quant=spec.gguf_quant, device="cpu",
                                     context=2048, predicted_tok_s=speed.tok_s, measured_tok_s=measured)
     return {"model": path.name, "measured": measured, "spread": (min(rates), max(rates)),
-            "predicted": speed.tok_s, "roofline": speed.roofline_tok_s}
+            "predicted": speed.tok_s, "roofline": speed.roofline_tok_s, "learned": learned.tok_s,
+            "band": learned.band_pct, "runs": learned.runs}
 
 
 def transformers_run(ckpt: Path, fmt: str, cpu_gb_s: float) -> dict:
@@ -175,6 +178,8 @@ def main() -> int:
                       f"{r['spread'][1]:.1f})  predicted {r['predicted']:6.1f}  "
                       f"error {100 * (r['predicted'] - r['measured']) / r['measured']:+5.1f}%  "
                       f"{100 * r['measured'] / r['roofline']:3.0f}% of the {r['roofline']:.0f} tok/s limit")
+                print(f"{'':36} calibrated by {r['runs']} run(s) here: {r['learned']:6.1f} ±{r['band']:.0f}%  "
+                      f"error {100 * (r['learned'] - r['measured']) / r['measured']:+5.1f}%  (memory error: above)")
         if args.transformers:
             from localllm.quantize.jobs import plan_job, run_job
 

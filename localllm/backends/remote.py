@@ -12,7 +12,7 @@ import openai
 from localllm.backends.base import Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent, Usage
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError, NoModelLoaded
-from localllm.models.endpoints import DEFAULT_KEY_ENV, api_base, server_pid, split_model
+from localllm.models.endpoints import DEFAULT_KEY_ENV, api_base, openai_client, server_pid, split_model
 
 
 class RemoteError(LocalLLMError):
@@ -62,10 +62,7 @@ class RemoteBackend:
         one after #, else the server's first)."""
         self._base = api_base(path)
         self._key_env = options.api_key_env or DEFAULT_KEY_ENV
-        timeout = openai.Timeout(options.read_timeout_s, connect=5.0)
-        # The key is read here from the environment and never logged or sent anywhere else.
-        self._client = openai.OpenAI(base_url=self._base, api_key=os.environ.get(self._key_env) or "none",
-                                     timeout=timeout, max_retries=0)
+        self._client = openai_client(path, self._key_env, options.read_timeout_s)
         try:
             listed = self._client.models.list()
             models = [m.id for m in listed.data]

@@ -77,7 +77,8 @@ def _seed002_row(r: RowResult) -> list[str]:
            "tps": f"{mean('decode_tok_s'):.3f}" if mean("decode_tok_s") is not None else "-",
            "peak": f"{peak:.2f}" if peak is not None else "-"}
     bits = f"{r.bits_per_weight:.2f}" if r.bits_per_weight else "-"
-    return [r.label, "1", r.quant, "-", bits, "-", fmt["load"], fmt["lat"], fmt["tps"], fmt["peak"]]
+    batch = str(r.config.get("batch") or 1)
+    return [r.label, batch, r.quant, "-", bits, "-", fmt["load"], fmt["lat"], fmt["tps"], fmt["peak"]]
 
 
 def parse_markdown(text: str) -> list[dict[str, str]]:

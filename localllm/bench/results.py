@@ -100,9 +100,11 @@ class RowResult:
         for rep in self.reps:
             rep["ttft_ms"] = rep["ttft_s"] * 1000 if rep.get("ttft_s") is not None else None
             rate = rep.get("decode_tok_s")
-            rep["latency_mean_ms"] = 1000 / rate if rate else None  # the mean gap, by definition
-            rep["bw_pct"] = (rate * self.size_bytes / bandwidth_bytes_s * 100
-                             if rate and self.size_bytes and bandwidth_bytes_s else None)
+            steps_s = rate / rep.get("batch", 1) if rate else None  # a batch step makes one token per sequence
+            # per-token latency: the mean gap of one stream, or a batch's mean step (seed 002's meaning)
+            rep["latency_mean_ms"] = rep.get("step_ms") or (1000 / rate if rate else None)
+            rep["bw_pct"] = (steps_s * self.size_bytes / bandwidth_bytes_s * 100
+                             if steps_s and self.size_bytes and bandwidth_bytes_s else None)
         once = {"size_mib": self.size_bytes / 2**20 if self.size_bytes else None,
                 "perplexity": (self.perplexity or {}).get("ppl")}
         self.columns = {key: Summary.of([once[key]] if key in once else [r.get(key) for r in self.reps])

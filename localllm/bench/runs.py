@@ -18,7 +18,8 @@ from pathlib import Path
 from localllm.bench.results import BenchResult, RowResult, build_manifest
 from localllm.config import AUTO_LAYERS, PACKAGE_DATA
 from localllm.errors import LocalLLMError
-from localllm.models.embedded import EMBEDDED, resolve
+from localllm.models.embedded import EMBEDDED
+from localllm.models.ref import ModelRef
 
 DATA = PACKAGE_DATA
 # name: (prompt tokens, new tokens, prompt set); llama-bench's pp512/tg128 and seed 002's 30/30
@@ -44,24 +45,24 @@ class BenchConfig:
     n_gpu_layers: int = AUTO_LAYERS  # placed by the load plan unless given
     n_ctx: int = 2048
     label: str = ""
+    # 0: one streamed chat reply per repetition (TTFT, per-token timestamps). B >= 1: B prompts of the
+    # plan's length generated together (seed 002's batch column): latency = time per decode step,
+    # throughput = B x tokens / decode time
+    batch: int = 0
+    depth: int = 0  # tokens already in the context before the measured reply (llama-bench's -d)
 
     def path(self) -> str:
-        if self.model == EMBEDDED:
-            return resolve(EMBEDDED)
-        return str(Path(self.model).expanduser()) if self.backend == "llama_cpp" else self.model
+        return ModelRef.parse(self.model).path
 
     def default_label(self) -> str:
-        name = Path(self.model).stem if self.backend == "llama_cpp" else self.model
-        if self.model == EMBEDDED:
-            from localllm.models.embedded import FILENAME
-
-            name = Path(FILENAME).stem
+        name = ModelRef.parse(self.model).name
         extra = [f"bnb {self.load_in}" if self.load_in != "none" else "",
                  f"{self.n_threads} thread{'s' if self.n_threads > 1 else ''}" if self.n_threads else "",
                  f"{self.n_gpu_layers} GPU layers" if self.n_gpu_layers > 0 else
                  "all GPU layers" if self.n_gpu_layers == -1 else ""]
         if self.backend == "remote":
             extra = []  # threads and GPU layers are the server's own business
+        extra += [f"batch {self.batch}" if self.batch else "", f"depth {self.depth}" if self.depth else ""]
         return " · ".join([name, *filter(None, extra)])
 
 
@@ -100,6 +101,13 @@ class BenchPlan:
                              "measured after the first token.")
         if self.prompt_tokens < 1:
             raise BenchError(f"The prompt needs at least 1 token (got {self.prompt_tokens}).")
+        for cfg in self.configs:
+            if cfg.batch < 0 or cfg.depth < 0:
+                raise BenchError(f"Batch and depth cannot be negative (got batch {cfg.batch}, depth {cfg.depth}).")
+            if cfg.batch and cfg.depth:
+                raise BenchError("--depth measures one streamed reply; run it without --batch.")
+            if cfg.batch and cfg.backend == "remote":
+                raise BenchError("A server batches requests itself: use --concurrency against it, not --batch.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -159,9 +167,11 @@ class Progress:
         from localllm.chat.report import rate, seconds
 
         head = f"[{self.index + 1}/{self.total}] {self.label}"
-        if self.phase in ("warmup", "rep") and self.stats is not None:
+        what = "warm-up" if self.phase == "warmup" else "rep"
+        if self.phase in ("warmup", "rep") and self.stats is None:  # a batch run: its own summary
+            return f"{head} · {what} {self.rep}/{self.reps} · {self.message}"
+        if self.phase in ("warmup", "rep"):
             s = self.stats
-            what = "warm-up" if self.phase == "warmup" else "rep"
             return (f"{head} · {what} {self.rep}/{self.reps} · decode {rate(s.decode_tok_s)} · "
                     f"TTFT {seconds(s.ttft_s)} · wall {seconds(s.wall_s)}")
         return f"{head} · {self.phase}" + (f": {self.message}" if self.message else "")

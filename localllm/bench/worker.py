@@ -86,11 +86,16 @@ def _check(plan: BenchPlan, cfg: BenchConfig, n_ctx: int) -> None:
         raise BenchError(f"Unknown backend {cfg.backend!r}; known: {', '.join(registry.BACKENDS)}.")
     if not registry.is_installed(cfg.backend):
         raise BackendNotInstalled(cfg.backend, registry.BACKENDS[cfg.backend][3])
-    need = plan.prompt_tokens + plan.gen_tokens
+    need = prompt_length(plan, cfg) + plan.gen_tokens
     if need > n_ctx:
-        raise BenchError(f"The prompt ({plan.prompt_tokens} tokens) and the reply ({plan.gen_tokens}) need "
-                         f"{need} tokens but the context holds {n_ctx}. Use a larger context (--ctx) "
-                         "or fewer tokens (--prompt-tokens / --tokens).")
+        raise BenchError(f"The prompt ({prompt_length(plan, cfg)} tokens) and the reply ({plan.gen_tokens}) "
+                         f"need {need} tokens but the context holds {n_ctx}. Use a larger context (--ctx) "
+                         "or fewer tokens (--prompt-tokens / --tokens / --depth).")
+
+
+def prompt_length(plan: BenchPlan, cfg: BenchConfig) -> int:
+    """At depth D the context already holds D tokens when the reply starts: the prompt is D longer."""
+    return plan.prompt_tokens + cfg.depth
 
 
 def _load(client: WorkerClient, path: str, options: LoadOptions, backend: str) -> tuple[float, ModelInfo]:
@@ -156,11 +161,15 @@ def run_config(plan: BenchPlan, cfg: BenchConfig, label: str, prompts: PromptSet
         client.start()
         watcher = threading.Thread(target=_watch, args=(cancel, client, done), daemon=True)
         watcher.start()
-        _repetitions(plan, cfg, path, prompts, client, row, cancel, say)
+        if cfg.batch:
+            _batch_repetitions(plan, cfg, path, client, row, cancel, say)
+        else:
+            _repetitions(plan, cfg, path, prompts, client, row, cancel, say)
         if plan.perplexity and not cancel.is_set():
             say("perplexity")
             row.perplexity = _perplexity(client, plan)
         row.rss_hwm_mib = _peak_rss_mib(client.pid)
+        _calibrate(plan, cfg, path, row)
     except KeyboardInterrupt:
         cancel.set()
     except LocalLLMError as exc:
@@ -198,13 +207,16 @@ def _repetitions(plan: BenchPlan, cfg: BenchConfig, path: str, prompts: PromptSe
             row.size_bytes = row.size_bytes or info.size_bytes or None
             row.first_load_s = load_s
             _check(plan, cfg, info.n_ctx)  # llama.cpp may give a smaller context than asked
-            fitted = [fit_prompt(client.count_tokens, prompts.system, p, prompts.filler, plan.prompt_tokens)
+            want = prompt_length(plan, cfg)
+            fitted = [fit_prompt(client.count_tokens, prompts.system, p, prompts.filler, want)
                       for p in prompts.prompts[:runs]]
             row.prompt_tokens = fitted[0].n_tokens
             row.prompt_sha256 = prompt_hash([m["content"] for f in fitted for m in f.messages])
-            off = sorted({f.n_tokens for f in fitted if f.n_tokens != plan.prompt_tokens})
+            off = sorted({f.n_tokens for f in fitted if f.n_tokens != want})
             if off:
-                row.notes.append(f"prompt fitted to {off} tokens, not exactly {plan.prompt_tokens}")
+                row.notes.append(f"prompt fitted to {off} tokens, not exactly {want}")
+            if cfg.depth:
+                row.notes.append(f"decode measured with {cfg.depth} tokens of context already filled")
             say("loaded", message=f"{info.quant}, ctx {info.n_ctx}, {info.n_threads} threads, "
                                   f"first load {load_s:.2f} s")
         stats = measure_reply(client, info, fitted[i % len(fitted)].messages, sampling)
@@ -218,3 +230,70 @@ def _repetitions(plan: BenchPlan, cfg: BenchConfig, path: str, prompts: PromptSe
             row.reps.append({**stats.to_dict(), "load_s": load_s})
         say("warmup" if warm else "rep", rep=i + 1 if warm else i + 1 - plan.warmup,
             reps=plan.warmup if warm else plan.reps, stats=stats)
+
+
+def _batch_repetitions(plan: BenchPlan, cfg: BenchConfig, path: str, client: WorkerClient, row: RowResult,
+                       cancel: threading.Event, say) -> None:
+    """Seed 002's batch rows: B prompts of the plan's length generated together, reloaded per run like
+    the streamed rows. The worker times each decode step; CPU and RSS are the worker's own."""
+    import psutil
+
+    from localllm.runtime.metrics import percentile
+
+    options = LoadOptions(n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers,
+                          seed=plan.seed, quantization=cfg.load_in)
+    proc = psutil.Process(client.pid)
+    for i in range(plan.warmup + plan.reps):
+        if cancel.is_set():
+            return
+        load_s, info = _load(client, path, options, cfg.backend)
+        if i == 0:
+            row.model, row.first_load_s = dataclasses.asdict(info), load_s
+            row.size_bytes = row.size_bytes or info.size_bytes or None
+            row.prompt_tokens = plan.prompt_tokens
+            say("loaded", message=f"{info.quant}, batch {cfg.batch}, first load {load_s:.2f} s")
+        cpu = proc.cpu_times()
+        timing = client.batch(plan.prompt_tokens, plan.gen_tokens, cfg.batch, plan.seed)
+        used = proc.cpu_times()
+        if not timing.supported:
+            raise BenchError(f"batch {cfg.batch} is not supported here: {timing.reason}")
+        steps_ms = [s * 1000 for s in timing.step_s]
+        wall = timing.prefill_s + timing.decode_s
+        user, system = used.user - cpu.user, used.system - cpu.system
+        rep = {"batch": cfg.batch, "ttft_s": timing.prefill_s, "prefill_tok_s": timing.prefill_tok_s,
+               "decode_tok_s": timing.throughput_tok_s, "step_ms": timing.step_ms_mean,
+               "latency_p50_ms": percentile(steps_ms, 50), "latency_p90_ms": percentile(steps_ms, 90),
+               "wall_s": wall, "cpu_user_s": user, "cpu_sys_s": system, "cpu_total_s": user + system,
+               "cpu_per_wall": (user + system) / wall if wall else None,
+               "rss_peak_mib": proc.memory_info().rss / 2**20, "load_s": load_s, "step_s": timing.step_s,
+               "completion_tokens": timing.new_tokens}
+        if i >= plan.warmup:
+            row.reps.append(rep)
+        say("warmup" if i < plan.warmup else "rep", rep=i + 1 if i < plan.warmup else i + 1 - plan.warmup,
+            reps=plan.warmup if i < plan.warmup else plan.reps,
+            message=f"{timing.throughput_tok_s:.1f} tok/s over {cfg.batch} sequences")
+
+
+def _calibrate(plan: BenchPlan, cfg: BenchConfig, path: str, row: RowResult) -> None:
+    """A streamed GGUF row on the CPU is a calibration point for this machine's speed estimates
+    (machine.estimate.record_decode), as each chat reply is."""
+    import statistics
+
+    rates = [r["decode_tok_s"] for r in row.reps if r.get("decode_tok_s")]
+    if cfg.backend != "llama_cpp" or cfg.batch or not rates or row.model.get("n_gpu_layers"):
+        return
+    from localllm.machine.bandwidth import cached_bandwidth
+    from localllm.machine.estimate import estimate_memory, record_decode
+    from localllm.models.catalog import ModelSpec
+
+    gb_s = cached_bandwidth()
+    if not gb_s:
+        return
+    try:
+        spec = ModelSpec.from_gguf(path)
+        est = estimate_memory(spec, "gguf", spec.gguf_quant, row.model.get("n_ctx") or cfg.n_ctx, calibrate=False)
+        record_decode(spec, est, statistics.median(rates), gb_s,
+                      fill=(row.prompt_tokens or plan.prompt_tokens) + plan.gen_tokens // 2)
+    except (LocalLLMError, OSError, ValueError):  # information only: the row stands without it
+        return
+

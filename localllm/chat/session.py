@@ -12,6 +12,7 @@ from pathlib import Path
 from localllm.backends.base import Message, ModelInfo
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError, NoModelLoaded, PromptTooLong, WorkerDied
+from localllm.models.ref import ModelRef
 from localllm.runtime import binding
 from localllm.runtime.metrics import Meter, ProcessSampler, ReplyStats
 from localllm.runtime.worker import WorkerClient, meter_event
@@ -91,13 +92,6 @@ def worker_runtime(path: str, backend: str) -> tuple[str | None, dict[str, str] 
     return worker_python()
 
 
-def detect_backend(path: str) -> str:
-    """A server URL, a checkpoint folder or a GGUF file: which backend loads it."""
-    if path.startswith(("http://", "https://")):
-        return "remote"
-    return "transformers" if Path(path).expanduser().is_dir() else "llama_cpp"
-
-
 @dataclass
 class ChatSession:
     system_prompt: str = "You are a helpful assistant."
@@ -116,12 +110,15 @@ class ChatSession:
     def load(self, path: str | Path, options: LoadOptions | None = None,
              backend: str | None = None) -> ModelInfo:
         """Validate the file, plan the placement, start a fresh worker, load. The conversation is kept.
-        Without a backend, the path says which (see detect_backend). A plan that does not fit is refused
+        `path` is anything ModelRef parses (embedded, a GGUF, FOLDER[@nf4], URL#id); without a backend,
+        it says which. A plan that does not fit is refused
         (PlanRefused) unless options.force; a worker that dies of SIGILL is retried once with llama.cpp's
         extra CPU buffers off."""
         options = options or LoadOptions()
-        path = str(path)
-        backend = backend or detect_backend(path)
+        ref = ModelRef.parse(path)
+        path, backend = ref.path, backend or ref.backend
+        if ref.load_in != "none" and options.quantization == "none":
+            options = dataclasses.replace(options, quantization=ref.load_in)
         if backend == "llama_cpp":
             from localllm.models.gguf_check import inspect_gguf
 

@@ -144,9 +144,9 @@ def _model_path(args, settings=None) -> str:
         return args.model
     if settings is not None and settings.model:
         return settings.model
-    from localllm.models.embedded import embedded_model_path
+    from localllm.models.embedded import EMBEDDED
 
-    return str(embedded_model_path())
+    return EMBEDDED  # ModelRef (in the session) finds its file
 
 
 def _new_session(args):

@@ -417,6 +417,9 @@ FORMAT_PER_LAYER_S = {"gptq": 3e-4, "bnb-nf4": 6e-4, "bnb-int8": 2e-3}  # dequan
 KV_EFFICIENCY = {"cpu": 0.22, "gpu": 0.5}
 
 
+UNCALIBRATED_BAND_PCT = 30.0  # before any run here: the model's error over the machines it was fitted on
+
+
 @dataclass
 class SpeedEstimate:
     tok_s: float
@@ -426,6 +429,7 @@ class SpeedEstimate:
     efficiency: float
     calibration: float | None = None  # median measured/predicted of earlier runs, applied
     runs: int = 0
+    band_pct: float = UNCALIBRATED_BAND_PCT  # the figure is tok_s +- this many percent
 
     @property
     def percent_of_limit(self) -> float:
@@ -469,10 +473,34 @@ def estimate_speed(spec: ModelSpec, est: MemoryEstimate, cpu_gb_s: float, gpu_gb
     speed = SpeedEstimate(1 / seconds if seconds else 0.0, 1 / roofline if roofline else 0.0, total_bytes,
                           device_of(est), efficiency)
     if calibrate:
-        ratio, runs = speed_ratio(speed.device, runtime)
+        ratio, runs, band = speed_ratio(speed.device, runtime)
         if ratio is not None:
-            speed.tok_s, speed.calibration, speed.runs = speed.tok_s * ratio, ratio, runs
+            speed.tok_s, speed.calibration, speed.runs, speed.band_pct = speed.tok_s * ratio, ratio, runs, band
     return speed
+
+
+def record_decode(spec: ModelSpec, est: MemoryEstimate, measured_tok_s: float, cpu_gb_s: float,
+                  gpu_gb_s: float | None = None, fill: int | None = None) -> None:
+    """A measured decode (a chat reply, a timing-run row) becomes a calibration point for this machine:
+    kept beside the uncalibrated prediction for the same load and fill."""
+    predicted = estimate_speed(spec, est, cpu_gb_s, gpu_gb_s, fill=fill, calibrate=False)
+    record_measurement(model=model_key(spec.name, est.quant), fmt=est.format, quant=est.quant, device=device_of(est),
+                       context=est.context, predicted_tok_s=predicted.tok_s, measured_tok_s=measured_tok_s)
+
+
+def model_key(name: str, quant: str) -> str:
+    """One name for a model wherever it was measured: a GGUF's own name carries its quant
+    ("SmolLM2-135M-Instruct.Q4_1"), the catalog's does not."""
+    return name.removesuffix(f".{quant}").removesuffix(f"-{quant}").lower()
+
+
+def measured_here(model: str, fmt: str, quant: str, device: str) -> float | None:
+    """The median decode tok/s measured on this machine for exactly this model, format and quant."""
+    want = (model_key(model, quant), fmt, quant.upper(), device)
+    rates = [r["measured_tok_s"] for r in load_measurements()
+             if (model_key(str(r.get("model")), str(r.get("quant"))), r.get("format"), str(r.get("quant")).upper(),
+                 r.get("device")) == want and r.get("measured_tok_s")]
+    return statistics.median(rates) if rates else None
 
 
 # -- calibration from measured runs ---------------------------------------------------------------------
@@ -516,14 +544,19 @@ def record_measurement(*, model: str, fmt: str, quant: str, device: str, context
     os.replace(tmp, path)
 
 
-def speed_ratio(device: str, runtime: str) -> tuple[float | None, int]:
-    """Median measured/predicted decode speed of this device and runtime, clamped to [0.2, 3]."""
+def speed_ratio(device: str, runtime: str) -> tuple[float | None, int, float]:
+    """Median measured/predicted decode speed of this device and runtime, clamped to [0.2, 3]; how many
+    runs it comes from; and the band around it: twice the median deviation of the runs from it (at
+    least 10%; 20% with fewer than 3 runs)."""
     ratios = [r["measured_tok_s"] / r["predicted_tok_s"] for r in load_measurements()
               if r.get("device") == device and r.get("runtime") == runtime
               and r.get("measured_tok_s") and r.get("predicted_tok_s")]
     if not ratios:
-        return None, 0
-    return min(3.0, max(0.2, statistics.median(ratios))), len(ratios)
+        return None, 0, UNCALIBRATED_BAND_PCT
+    mid = statistics.median(ratios)
+    spread = 200 * statistics.median(abs(r / mid - 1) for r in ratios)
+    band = max(10.0 if len(ratios) >= 3 else 20.0, min(UNCALIBRATED_BAND_PCT, spread))
+    return min(3.0, max(0.2, mid)), len(ratios), round(band, 1)
 
 
 def memory_offset(kind: str, runtime: str) -> float:

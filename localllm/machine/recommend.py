@@ -12,6 +12,7 @@ from localllm.machine.estimate import (
     MemoryEstimate,
     estimate_memory,
     estimate_speed,
+    measured_here,
 )
 from localllm.machine.hardware import GiB, GPUInfo, HardwareInfo
 from localllm.models.catalog import ModelSpec
@@ -51,7 +52,7 @@ class Pick:
     gpu_layers: int
     ram_bytes: int
     vram_bytes: int
-    tok_s: float
+    tok_s: float  # the estimate (calibrated by runs on this machine when there are any) ...
     roofline_tok_s: float
     bits: float
     quality: float  # a relative index: size of the model, less what the quantization costs
@@ -63,6 +64,8 @@ class Pick:
     needs_cuda: bool = False
     max_context: dict[str, int] = field(default_factory=dict)
     estimate: MemoryEstimate | None = None
+    tok_s_band_pct: float = 30.0  # ... +- this many percent
+    measured_tok_s: float | None = None  # decode measured on this machine for this very model and quant
 
     @property
     def fits(self) -> bool:
@@ -210,9 +213,20 @@ def _pick(spec, fmt, quant, source, download, wishes: Wishes, m: _Machine) -> Pi
                 round(speed.tok_s, 1), round(speed.roofline_tok_s, 1), est.bits_per_weight,
                 round(quality, 1), hint, source=source, estimate=est, needs_cuda=fmt in NEEDS_CUDA,
                 download_bytes=est.weight_bytes if download is None else download)
+    pick.tok_s_band_pct = speed.band_pct
+    pick.measured_tok_s = measured_here(spec.name, fmt, quant, speed.device)
     pick.score = _score(pick, wishes.use) if pick.fits else 0.0
     pick.why = _why(pick, spec, m)
     return pick
+
+
+def speed_text(p: Pick) -> str:
+    """"~95 tok/s +-30%", and what was measured here when this model ran on this machine."""
+    def rate(x: float) -> str:
+        return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+
+    text = f"~{rate(p.tok_s)} tok/s ±{p.tok_s_band_pct:.0f}%"
+    return text + (f", {rate(p.measured_tok_s)} measured here" if p.measured_tok_s else "")
 
 
 def _why(p: Pick, spec: ModelSpec, m: _Machine) -> str:
@@ -225,8 +239,7 @@ def _why(p: Pick, spec: ModelSpec, m: _Machine) -> str:
              "does not fit": f"needs {p.ram_bytes / GiB:.1f} GiB RAM"
                              + (f" + {p.vram_bytes / GiB:.1f} GiB VRAM" if p.vram_bytes else "")
                              + f", {m.ram / GiB:.1f} GiB usable"}[p.verdict]
-    rate = f"{p.tok_s:.0f}" if p.tok_s >= 10 else f"{p.tok_s:.1f}"
-    parts = [where, f"~{rate} tok/s ({p.bits:.2f} bits/weight, {p.quality_hint})"]
+    parts = [where, f"{speed_text(p)} ({p.bits:.2f} bits/weight, {p.quality_hint})"]
     if p.needs_cuda and not m.cuda:
         parts.append("slow here: needs CUDA for its kernels")
     if m.disk_free is not None and p.download_bytes > m.disk_free:

@@ -13,11 +13,6 @@ DISPLAY_NAME = "SmolLM2-135M-Instruct (embedded)"
 EMBEDDED = "embedded"  # the name that stands for this model wherever a model is named (CLI, bench, library)
 
 
-def resolve(model: str) -> str:
-    """The embedded model's path for its name; any other model as given."""
-    return str(embedded_model_path()) if model == EMBEDDED else model
-
-
 def embedded_model_path() -> Path:
     """Locate the GGUF inside the installed wheel without importing the package
     (its __init__ imports the `llm` CLI, which we do not need)."""

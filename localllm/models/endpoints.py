@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -66,18 +63,29 @@ class FoundServer:
     models: list[str]
 
 
+def openai_client(url: str, key_env: str = DEFAULT_KEY_ENV, read_timeout: float = 60.0, connect: float = 5.0):
+    """The openai SDK's client for a server; the API key is read here from the environment variable the
+    user named, sent only to that server and never logged. No retries: a failure is said at once."""
+    import openai
+
+    return openai.OpenAI(base_url=api_base(url), api_key=os.environ.get(key_env or DEFAULT_KEY_ENV) or "none",
+                         timeout=openai.Timeout(read_timeout, connect=connect), max_retries=0)
+
+
 def list_models(url: str, timeout: float = 3.0, key_env: str = DEFAULT_KEY_ENV) -> list[str]:
     """The model ids a server lists at /v1/models. Raises OSError/ValueError when it does not answer
     like an OpenAI-compatible server (the caller says so in its own words)."""
-    request = urllib.request.Request(api_base(url) + "/models")
-    key = os.environ.get(key_env or DEFAULT_KEY_ENV)
-    if key:  # sent only to the server the user named; never printed
-        request.add_header("Authorization", f"Bearer {key}")
-    with urllib.request.urlopen(request, timeout=timeout) as resp:
-        data = json.loads(resp.read())
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise ValueError("the answer to /v1/models is not an OpenAI model list")
-    return [m.get("id", "?") for m in data["data"] if isinstance(m, dict)]
+    import openai
+
+    try:
+        listed = openai_client(url, key_env, timeout, connect=timeout).models.list()
+    except openai.APIStatusError as exc:
+        raise OSError(f"HTTP {exc.status_code} from {api_base(url)}/models") from None
+    except openai.APIConnectionError as exc:
+        raise OSError(f"no answer from {api_base(url)}: {exc}") from None
+    except (openai.APIError, TypeError, AttributeError) as exc:  # an answer that is not a model list
+        raise ValueError(f"the answer to /v1/models is not an OpenAI model list ({exc})") from None
+    return [m.id for m in listed.data]
 
 
 def discover(ports: dict[int, str] | None = None, timeout: float = 1.0) -> list[FoundServer]:
@@ -89,7 +97,7 @@ def discover(ports: dict[int, str] | None = None, timeout: float = 1.0) -> list[
         url = f"http://127.0.0.1:{port}/v1"
         try:
             models = list_models(url, timeout)
-        except (OSError, ValueError, urllib.error.URLError):
+        except (OSError, ValueError):
             continue
         found.append(FoundServer(url, kind, models))
     return found

@@ -117,9 +117,9 @@ def _free_ram() -> int:
 
 # -- plan ----------------------------------------------------------------------------------------
 def _resolve_src(src: str) -> str:
-    from localllm.models.embedded import EMBEDDED, resolve
+    from localllm.models.ref import ModelRef
 
-    return resolve(src) if src == EMBEDDED else str(Path(src).expanduser().absolute())
+    return str(Path(ModelRef.parse(src).path).absolute())
 
 
 def default_output(src: str, target: str) -> Path:

@@ -167,9 +167,9 @@ class LocalLLMApp(App[int]):
         self.call_from_thread(self._show_estimate, None)  # the last model's figure is not this one's
         try:
             if not path:
-                from localllm.models.embedded import embedded_model_path
+                from localllm.models.embedded import EMBEDDED
 
-                path = str(embedded_model_path())
+                path = EMBEDDED  # ModelRef (in the session) finds its file
             self.session.notices.clear()
             info = self.session.load(path, options or self.load_options)  # the path says which backend
         except LocalLLMError as exc:
@@ -210,11 +210,14 @@ class LocalLLMApp(App[int]):
                               timeout=30)
 
     @work(thread=True, exclusive=True, group="estimate", exit_on_error=False)
-    def estimate_memory(self, fill: int, measured_mib: float | None = None) -> None:
+    def estimate_memory(self, fill: int, measured_mib: float | None = None, decode_tok_s: float | None = None,
+                        decode_fill: int | None = None) -> None:
         """The estimator's RSS figure for this model at this fill, shown beside the measured peak: every
         load and every reply checks the estimates that recommendations are made from. After a reply,
-        the uncalibrated prediction and the measured peak are kept to calibrate later estimates."""
-        from localllm.machine.estimate import estimate_memory, record_measurement
+        the uncalibrated prediction and the measured peak (and decode speed) are kept to calibrate later
+        estimates."""
+        from localllm.machine.bandwidth import cached_bandwidth
+        from localllm.machine.estimate import estimate_memory, record_decode, record_measurement
 
         if self._estimated is None:
             return
@@ -229,6 +232,9 @@ class LocalLLMApp(App[int]):
                 record_measurement(model=spec.name, fmt="gguf", quant=spec.gguf_quant, device="cpu",
                                    context=info.n_ctx, predicted_ram_bytes=raw.rss_bytes,
                                    measured_ram_bytes=int(measured_mib * 2**20))
+                gb_s = cached_bandwidth()
+                if decode_tok_s and gb_s and info.n_gpu_layers == 0:  # GPU bandwidth is not cached: CPU only
+                    record_decode(spec, raw, decode_tok_s, gb_s, fill=decode_fill)
         except (LocalLLMError, OSError):  # information only: a full disk must not break the chat
             return
         self.call_from_thread(self._show_estimate, est.rss_bytes / 2**20)
@@ -343,7 +349,9 @@ class LocalLLMApp(App[int]):
         panel = self.query_one(MetricsPanel)
         panel.show_stats(message.stats)
         panel.push_memory(message.stats.rss_now_mib, message.stats.rss_peak_mib)
-        self.estimate_memory(message.stats.prompt_tokens, message.stats.rss_peak_mib)
+        stats = message.stats
+        self.estimate_memory(stats.prompt_tokens, stats.rss_peak_mib, stats.decode_tok_s,
+                             stats.prompt_tokens + stats.completion_tokens // 2)
         self._end_reply("ready")
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from localllm.backends.base import FAKE_SIGILL_ENV
 from localllm.chat.session import ChatSession, KernelNotice, ReplyDone, TextDelta
 from localllm.config import LoadOptions, SamplingParams
 from localllm.runtime import binding
@@ -42,13 +43,13 @@ def reference() -> str:
 def sigill_home(tmp_path, monkeypatch) -> Path:
     """A machine of its own (no cached probe) whose llama.cpp dies of SIGILL with extra buffers on."""
     monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
-    monkeypatch.setenv(binding.FAKE_SIGILL_ENV, "1")
+    monkeypatch.setenv(FAKE_SIGILL_ENV, "1")
     return tmp_path
 
 
 def chat_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [EXE] if EXE else [sys.executable, "-m", "localllm"]
-    env = dict(os.environ, LOCALLLM_HOME=str(home), **{binding.FAKE_SIGILL_ENV: "1"})
+    env = dict(os.environ, LOCALLLM_HOME=str(home), **{FAKE_SIGILL_ENV: "1"})
     return subprocess.run([*cmd, "chat", "-p", QUESTION, "--temp", "0", "--max-tokens", "24", *args],
                           capture_output=True, text=True, timeout=300, env=env)
 

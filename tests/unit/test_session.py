@@ -194,11 +194,3 @@ def test_worker_leaves_cleanly_and_logs_llama_cpp(model_path) -> None:
     assert proc.returncode == 0
     log = client.log_path.read_text()
     assert "llama_model_loader" in log and "Fatal Python error" not in log
-
-
-def test_the_path_says_which_backend(tmp_path, model_path) -> None:
-    from localllm.chat.session import detect_backend
-
-    assert detect_backend("http://127.0.0.1:8080") == "remote"
-    assert detect_backend(model_path) == "llama_cpp"
-    assert detect_backend(str(tmp_path)) == "transformers"

@@ -34,6 +34,21 @@ def register(sub) -> None:
     p.add_argument("--ctx", type=int, default=2048, help="context size (default 2048)")
     p.add_argument("--seed", type=int, default=42, help="load and sampling seed (default 42)")
     p.add_argument("--perplexity", action="store_true", help="add perplexity on a shipped public-domain text")
+    p.add_argument("--batch", default=None, metavar="B[,B...]",
+                   help="generate B prompts together (seed 002's batch column), e.g. 1,16: latency is the "
+                        "time per decode step, tok/s is B x tokens / decode time")
+    p.add_argument("--depth", default=None, metavar="D[,D...]",
+                   help="decode with D tokens already in the context (llama-bench's -d), e.g. 0,512,2048")
+    load = p.add_argument_group("serving load (a server URL: -m http://HOST:PORT[#model])")
+    load.add_argument("--concurrency", default=None, metavar="N[,N...]",
+                      help="parallel streams per level, e.g. 1,2,4,8: TTFT, ITL, TPOT and E2E percentiles, "
+                           "req/s, tok/s, goodput and the knee")
+    load.add_argument("--requests", type=int, default=None, help="requests per level (default 8)")
+    load.add_argument("--duration", type=float, default=None, metavar="S", help="run each level S seconds instead")
+    load.add_argument("--slo", default=None, metavar="SPEC",
+                      help="latency target for goodput and the knee, e.g. ttft=500ms,tpot=50ms[,e2e=5s]")
+    p.add_argument("--sqlite", metavar="FILE", help="append this run to FILE, one row per configuration and level")
+    p.add_argument("--history", action="store_true", help="list saved runs (numbers for --compare) and exit")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", dest="fmt", action="store_const", const="json", help="print JSON")
     fmt.add_argument("--csv", dest="fmt", action="store_const", const="csv", help="print CSV")
@@ -41,44 +56,48 @@ def register(sub) -> None:
     p.add_argument("--layout", choices=["full", "seed002"], default="full",
                    help="Markdown columns: every column, or seed 002's (load s, latency ms, tok/s, peak MB)")
     p.add_argument("--out", metavar="FILE", help="also write the export to FILE")
-    p.add_argument("--compare", metavar="FILE", help="a saved result (.json) to compare this run against")
+    p.add_argument("--compare", metavar="RUN", nargs="+",
+                   help="a saved run (a number from --history, -1 for the newest, or a .json file) to compare "
+                        "this run against; two runs: compare them and run nothing")
     p.add_argument("--no-save", action="store_true", help="do not save the result under <home>/bench/")
     p.set_defaults(func=run, fmt="md")
 
 
-def _threads(text: str) -> list[int]:
+def _numbers(text: str | None, flag: str, default: list[int]) -> list[int]:
+    if text is None:
+        return default
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise SystemExit(f"error: --threads takes numbers such as 4 or 1,2,4 (got {text!r})") from None
-    return values or [0]
+        raise SystemExit(f"error: {flag} takes numbers such as 4 or 1,2,4 (got {text!r})") from None
+    return values or default
 
 
-def _load_in(spec: str) -> tuple[str, str]:
-    """`folder@nf4` -> (folder, "nf4"): a checkpoint quantized by bitsandbytes as it loads."""
-    model, sep, how = spec.rpartition("@")
-    if sep and how in ("int8", "nf4", "fp4", "none"):
-        return model, how
-    return spec, "none"
+def _threads(text: str) -> list[int]:
+    return _numbers(text, "--threads", [0])
 
 
 def build_plan(args: argparse.Namespace):
     from localllm.bench.runs import BenchConfig, BenchPlan
-    from localllm.chat.session import detect_backend
+    from localllm.models.ref import ModelRef
 
     configs = []
     from localllm.models.embedded import EMBEDDED
 
     for spec in args.models or [EMBEDDED]:
-        model, load_in = _load_in(spec)
-        backend = "llama_cpp" if model == EMBEDDED else detect_backend(model)
-        if load_in != "none" and backend != "transformers":
-            raise SystemExit(f"error: @{load_in} (bitsandbytes at load) needs a checkpoint folder, not {model}")
-        configs += [BenchConfig(model=model, backend=backend, load_in=load_in, n_threads=t,
-                                n_gpu_layers=args.gpu_layers, n_ctx=args.ctx) for t in _threads(args.threads)]
-    return BenchPlan.from_preset(args.preset, configs, reps=args.reps, warmup=args.warmup,
+        ref = ModelRef.parse(spec)
+        if ref.load_in != "none" and ref.backend != "transformers":
+            raise SystemExit(f"error: @{ref.load_in} (bitsandbytes at load) needs a checkpoint folder, not {ref.text}")
+        configs += [BenchConfig(model=ref.text, backend=ref.backend, load_in=ref.load_in, n_threads=t,
+                                n_gpu_layers=args.gpu_layers, n_ctx=args.ctx, batch=b, depth=d)
+                    for t in _threads(args.threads) for b in _numbers(args.batch, "--batch", [0])
+                    for d in _numbers(args.depth, "--depth", [0])]
+    plan = BenchPlan.from_preset(args.preset, configs, reps=args.reps, warmup=args.warmup,
                                  gen_tokens=args.tokens, prompt_tokens=args.prompt_tokens,
                                  prompts=args.prompts, seed=args.seed, perplexity=args.perplexity)
+    for cfg in plan.configs:  # a deep row gets the context it needs, and says so in its config
+        cfg.n_ctx = max(cfg.n_ctx, plan.prompt_tokens + cfg.depth + plan.gen_tokens + 16)
+    return plan
 
 
 def render(result, fmt: str, layout: str = "full") -> str:
@@ -92,16 +111,35 @@ def render(result, fmt: str, layout: str = "full") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from localllm.bench import history
     from localllm.bench import results as bench_results
     from localllm.bench.export import compare_markdown
     from localllm.bench.runs import run_plan
 
+    if args.history:
+        sys.stdout.write(history.history_table(history.saved_runs()))
+        return 0
+    if args.compare and len(args.compare) > 2:
+        raise SystemExit("error: --compare takes one saved run (to compare this run against) or two")
+    if args.compare and len(args.compare) == 2:
+        before, after = (history.load_ref(r) for r in args.compare)
+        sys.stdout.write(compare_markdown(bench_results.compare(before, after), before.manifest.get("date", "?"),
+                                          after.manifest.get("date", "?")))
+        return 0
+    if args.concurrency is not None:
+        return run_sweep(args)
     plan = build_plan(args)
     plan.validate()  # refuse zero repetitions and friends before any process starts
-    baseline = bench_results.load(args.compare) if args.compare else None
+    baseline = history.load_ref(args.compare[0]) if args.compare else None
     result = run_plan(plan, progress=lambda p: print(p, file=sys.stderr, flush=True))
+    saved = None
     if not args.no_save:
-        print(f"saved {bench_results.save(result)}", file=sys.stderr)
+        saved = bench_results.save(result)
+        print(f"saved {saved}", file=sys.stderr)
+    if args.sqlite:
+        run_id = saved.stem if saved else result.manifest.get("date", "")
+        n = history.append_bench(args.sqlite, result, run_id)
+        print(f"appended {n} row(s) to {args.sqlite} (table {history.TABLE})", file=sys.stderr)
     text = render(result, args.fmt, args.layout)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
@@ -110,9 +148,55 @@ def run(args: argparse.Namespace) -> int:
         text = render(result, "md", args.layout)
     sys.stdout.write(text)
     if baseline is not None:
-        before = baseline.manifest.get("date", args.compare)
+        before = baseline.manifest.get("date", args.compare[0])
         sys.stdout.write("\n" + compare_markdown(bench_results.compare(baseline, result), before,
                                                  result.manifest.get("date", "now")))
     if result.cancelled:
         return 130
     return 1 if any(r.status == "failed" for r in result.rows) else 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """--concurrency: a serving-load sweep against each server named with -m URL."""
+    import json
+    import time
+
+    from localllm.bench import history
+    from localllm.bench.load import Slo, SweepPlan, markdown
+    from localllm.bench.load import run_sweep as sweep
+    from localllm.bench.results import bench_dir
+
+    urls = [m for m in args.models if m.startswith(("http://", "https://"))]
+    if not urls or len(urls) != len(args.models):
+        raise SystemExit("error: --concurrency measures a server: give its URL with -m http://HOST:PORT[#model] "
+                         "(for a local file, --batch generates several sequences together)")
+    if args.requests is not None and args.duration is not None:
+        raise SystemExit("error: give --requests or --duration, not both")
+    levels = _numbers(args.concurrency, "--concurrency", [1])
+    slo = Slo.parse(args.slo) if args.slo else Slo()
+    rc = 0
+    for url in urls:
+        plan = SweepPlan(url, levels, requests=None if args.duration else (args.requests or 8),
+                         duration_s=args.duration, prompt_tokens=args.prompt_tokens or 30,
+                         gen_tokens=args.tokens or 30, slo=slo)
+        plan.validate()
+        result = sweep(plan, progress=lambda line: print(line, file=sys.stderr, flush=True))
+        data = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **result.to_dict()}
+        saved = None
+        if not args.no_save:
+            saved = bench_dir() / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.json"
+            saved.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            print(f"saved {saved}", file=sys.stderr)
+        if args.sqlite:
+            n = history.append_sweep(args.sqlite, data, saved.stem if saved else data["date"])
+            print(f"appended {n} row(s) to {args.sqlite} (table {history.TABLE})", file=sys.stderr)
+        text = json.dumps(data, indent=1) + "\n" if args.fmt == "json" else markdown(result)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        sys.stdout.write(text)
+        if result.cancelled:
+            return 130
+        if result.stopped_reason or any(lv.failed for lv in result.levels):
+            rc = 1
+    return rc

@@ -57,9 +57,9 @@ def run(args) -> int:
     if args.gpu_layers is not None:
         options.n_gpu_layers = args.gpu_layers
     options.quantization = args.load_in
-    from localllm.models.embedded import resolve
+    from localllm.models.ref import ModelRef
 
-    path = resolve(args.model)
+    path = ModelRef.parse(args.model).path
     if args.hw:  # another machine: its GPUs count as usable; its CPU flags decide what is repacked
         extra = binding.extra_bufts_for(options.extra_bufts)[0] if options.extra_bufts != "auto" else True
         plan = make_plan(path, options, _hardware(args.hw), offload=True, extra_bufts=extra, kv_type=args.kv)

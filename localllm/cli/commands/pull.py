@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 
 def register(sub) -> None:
@@ -26,47 +25,32 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-class ProgressLine:
-    """One status line on stderr: redrawn in place on a terminal, a line every few seconds otherwise."""
+class PullProgress:
+    """The download's Progress events as one bar (cli/progress.py)."""
 
     def __init__(self, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self._last = 0.0
-        self._width = 0
+        from localllm.cli.progress import ProgressBar
+
+        self.bar = ProgressBar(unit="bytes", stream=stream)
 
     def __call__(self, p) -> None:
         from localllm.hub.download import human_duration
         from localllm.hub.repos import human_size
 
-        now = time.monotonic()
-        final = p.phase in ("done", "cached") or p.file_done == p.file_total
-        if not self.tty and not final and now - self._last < 2.0:
-            return
-        self._last = now
         name = p.filename if len(p.filename) <= 40 else "…" + p.filename[-39:]
-        parts = [f"[{p.file_index}/{p.file_count}] {name}",
-                 f"{human_size(p.done)} / {human_size(p.total)}", f"{p.fraction:4.0%}"]
-        if p.phase == "checking":
-            parts.append("checking the partial file")
-        elif p.phase == "cached":
-            parts.append("already downloaded")
+        label = f"[{p.file_index}/{p.file_count}] {name}"
+        note = {"checking": "checking the partial file", "cached": "already downloaded"}.get(p.phase, "")
+        parts = [label, f"{human_size(p.done)} / {human_size(p.total)}", f"{p.fraction:4.0%}"]
+        if note:
+            parts.append(note)
         elif p.phase != "done":
             parts.append(f"{human_size(p.rate)}/s" if p.rate else "-- B/s")
             parts.append(f"ETA {human_duration(p.eta_s)}" if p.eta_s is not None else "ETA --")
-        line = "  ".join(parts)
-        if self.tty:
-            self.stream.write("\r" + line.ljust(self._width))
-            self._width = len(line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        final = p.phase in ("done", "cached") or p.file_done == p.file_total
+        self.bar.update(p.done, p.total, label, note, final=final, plain="  ".join(parts))
 
     def end(self) -> None:
-        if self.tty and self._width:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._width = 0
+        self.bar.close()
 
 
 def print_listing(listing, out=None) -> None:
@@ -97,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
           f"{human_size(selection.total_size)} ({names})", file=sys.stderr)
     if selection.note:
         print(f"  {selection.note}", file=sys.stderr)
-    line = ProgressLine()
+    line = PullProgress()
     try:
         result = DownloadJob(listing, selection, cfg, progress=line).run()
     except DownloadCancelled as exc:

@@ -51,21 +51,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"plan: {plan.describe()}", file=sys.stderr)
     if args.plan:
         return 0
-    last = [-1]
-    live = sys.stderr.isatty()  # a terminal gets one updating line, a log a line per quarter
+    from localllm.cli.progress import ProgressBar
+
+    bar = ProgressBar(unit="tensors")
 
     def progress(done: int, total: int) -> None:
-        pct = int(100 * done / total) if total else 0
-        step = pct if live else pct // 25 * 25
-        if step != last[0]:
-            last[0] = step
-            print(f"\r{pct:3d}% ({done}/{total})" if live else f"{pct:3d}% ({done}/{total})",
-                  end="" if live else "\n", file=sys.stderr, flush=True)
+        bar.update(done, total, f"quantizing to {plan.target}", final=done == total,
+                   plain=f"{int(100 * done / total) if total else 0:3d}% ({done}/{total})")
 
     try:
         result = run_job(plan, progress=progress, threads=args.threads)
     finally:
-        if live:
-            print(file=sys.stderr)
+        bar.close()
     print(f"wrote {result.path} in {result.seconds:.1f} s; in the library as {result.library_id}")
     return 0

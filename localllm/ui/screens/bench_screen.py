@@ -190,13 +190,13 @@ class BenchScreen(Screen[None]):
         self.notify(f"{len(same)} configuration(s) of {wanted} picked.")
 
     def _configs(self) -> list[BenchConfig]:
-        from localllm.chat.session import detect_backend
+        from localllm.models.ref import ModelRef
 
         models = self.query_one("#bench-models", SelectionList)
         picked = set(models.selected)
         threads = parse_threads(self.query_one("#bench-threads", Input).value)
         return [BenchConfig(model=value, n_threads=t,
-                            backend="llama_cpp" if value == EMBEDDED else detect_backend(value))
+                            backend=ModelRef.parse(value).backend)
                 for value in self._names if value in picked for t in threads]  # in list order
 
     def _plan(self) -> BenchPlan:

