@@ -5,14 +5,17 @@ Q4_K_M GGUF with llama.cpp's quantizer, a fp32 safetensors checkpoint dequantize
 GPTQ 4-bit (group 64) checkpoint with GPTQModel when its environment exists (`localllm quantize
 --setup-gptq` or LOCALLLM_GPTQ_PYTHON). Then one `localllm bench` plan over GGUF Q4_1 / Q8_0 / Q4_K_M,
 transformers fp32, bnb int8, bnb NF4 and GPTQ, and prints seed 002's columns (load s, per-token
-latency, tok/s, peak MB) and the full table.
+latency, tok/s, peak MB) and the full table. Each configuration runs at every --batch size: seed 002
+measured batch 1 and 16, where per-token latency is the time of one decode step and tok/s is
+B x tokens / decode time.
 
-    python benchmarks/seed002_table.py [--reps 3] [--tokens 30] [--work DIR]
+    python benchmarks/seed002_table.py [--reps 3] [--tokens 30] [--batch 1,16] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -38,6 +41,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=30, help="new tokens per reply (seed 002: 30)")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--batch", default="1,16", help="batch sizes, each a row per configuration (seed 002: 1,16)")
     parser.add_argument("--work", default=str(Path.home() / ".cache" / "localllm-seed002"))
     args = parser.parse_args()
     work = Path(args.work)
@@ -56,8 +60,9 @@ def main() -> int:
                     BenchConfig(fp32, backend="transformers", load_in="int8", label="bnb int8"),
                     BenchConfig(fp32, backend="transformers", load_in="nf4", label="bnb nf4")]
     configs += [BenchConfig(gptq, backend="transformers", label="GPTQ 4-bit g64")] if gptq else []
-    for cfg in configs:
-        cfg.n_threads = args.threads
+    batches = [int(b) for b in args.batch.split(",") if b.strip()]
+    configs = [dataclasses.replace(cfg, n_threads=args.threads, batch=b, label=f"{cfg.label} · batch {b}")
+               for cfg in configs for b in batches]
     plan = BenchPlan(configs, prompt_tokens=30, gen_tokens=args.tokens, reps=args.reps, warmup=1)
     result = run_plan(plan, progress=lambda p: print(str(p), file=sys.stderr, flush=True))
     print(bench_export.to_markdown(result, layout="seed002"))

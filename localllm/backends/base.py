@@ -66,6 +66,35 @@ class Finish:
 StreamEvent = Prefill | Chunk | Usage | Finish
 
 
+@dataclass
+class BatchTiming:
+    """A batched timing run: `batch` prompts of `prompt_tokens` tokens each, generated together for
+    `new_tokens` tokens each (greedy, end of turn ignored). A decode step makes one token for every
+    sequence, so per-token latency is a step's time and throughput counts every sequence's tokens."""
+
+    batch: int                 # sequences generated together
+    prompt_tokens: int         # per sequence
+    new_tokens: int            # per sequence (EOS ignored: always this many)
+    prefill_s: float           # evaluating all the prompts, first token of each included
+    decode_s: float            # the decode steps after the first token
+    step_s: list[float]        # each decode step (one token for every sequence)
+    supported: bool = True
+    reason: str = ""           # why not, when supported is False (the timings are then 0 / empty)
+    tokens: list[list[int]] = field(default_factory=list)  # the token ids each sequence generated
+
+    @property
+    def step_ms_mean(self) -> float:
+        return 1000 * sum(self.step_s) / len(self.step_s) if self.step_s else 0.0
+
+    @property
+    def throughput_tok_s(self) -> float:
+        return self.batch * (self.new_tokens - 1) / self.decode_s if self.decode_s > 0 else 0.0
+
+    @property
+    def prefill_tok_s(self) -> float:
+        return self.batch * self.prompt_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
+
+
 class Backend(Protocol):
     name: str
 

@@ -8,13 +8,23 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from localllm.backends.base import FAKE_SIGILL_ENV, Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent
+from localllm.backends.base import (
+    FAKE_SIGILL_ENV,
+    BatchTiming,
+    Chunk,
+    Finish,
+    Message,
+    ModelInfo,
+    Prefill,
+    StreamEvent,
+)
 from localllm.config import AUTO_LAYERS, LoadOptions, SamplingParams
 from localllm.errors import ModelLoadError, NoModelLoaded
 from localllm.models.quants import file_types
@@ -63,6 +73,14 @@ def resolve_extra_bufts(options: LoadOptions) -> bool:
     """'auto' left unresolved (the worker asks the machine's probe first) means off: the kernels that
     cannot die of SIGILL on an AMX CPU."""
     return options.extra_bufts == "on"
+
+
+def batch_prompt_text(i: int, seed: int, count: int) -> str:
+    """Prompt i of a batched timing run, at least `count` tokens long: a count from a start of its own,
+    so the sequences differ and each has one clear greedy continuation (a near tie could tip either way
+    between a batched and a single evaluation, which differ in the last bits)."""
+    start = 1 + 1000 * seed + 37 * i
+    return "Counting: " + ", ".join(str(n) for n in range(start, start + count))
 
 
 def _in_worker() -> bool:
@@ -225,6 +243,99 @@ class LlamaCppBackend:
             llm.n_tokens = 0
         return {"ppl": float(np.exp(nll / scored)) if scored else None, "tokens": scored,
                 "chunks": chunks, "n_ctx": chunk}
+
+    def _batch_prompts(self, llm: llama_cpp.Llama, prompt_tokens: int, batch: int,
+                       seed: int) -> list[list[int]]:
+        prompts = []
+        for i in range(batch):
+            text = batch_prompt_text(i, seed, prompt_tokens)
+            ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+            prompts.append(ids[:prompt_tokens])
+        return prompts
+
+    def generate_batch(self, prompt_tokens: int, new_tokens: int, batch: int, seed: int = 0) -> BatchTiming:
+        """`batch` prompts of `prompt_tokens` tokens, each a sequence of its own in one temporary context
+        (unified KV cache) on the loaded model: one decode evaluates every prompt, then each decode step
+        takes one token per sequence. Greedy, end of turn ignored; the chat context is left untouched."""
+        import numpy as np
+
+        if prompt_tokens < 1 or new_tokens < 1 or batch < 1:
+            raise ValueError("prompt_tokens, new_tokens and batch must each be at least 1")
+        llm = self._require()
+
+        def unsupported(reason: str) -> BatchTiming:
+            return BatchTiming(batch=batch, prompt_tokens=prompt_tokens, new_tokens=new_tokens, prefill_s=0.0,
+                               decode_s=0.0, step_s=[], supported=False, reason=reason)
+
+        lib = llama_cpp.llama_cpp
+        needed = ("llama_init_from_model", "llama_batch_init", "llama_batch_free", "llama_get_logits_ith",
+                  "llama_free", "llama_max_parallel_sequences")
+        missing = [name for name in needed if not hasattr(lib, name)]
+        if missing or "kv_unified" not in dict(lib.llama_context_params._fields_):
+            return unsupported("this llama-cpp-python lacks the batch API ("
+                               + (", ".join(missing) or "llama_context_params.kv_unified") + ")")
+        max_seq = int(lib.llama_max_parallel_sequences())
+        if batch > max_seq:
+            return unsupported(f"llama.cpp decodes at most {max_seq} sequences together")
+        prompts = self._batch_prompts(llm, prompt_tokens, batch, seed)
+        n_vocab = llm.n_vocab()
+        n_prefill = batch * prompt_tokens
+        params = lib.llama_context_params.from_buffer_copy(llm.context_params)  # threads, offload, types
+        params.n_ctx = batch * (prompt_tokens + new_tokens)
+        params.n_batch = n_prefill
+        params.n_ubatch = max(1, min(n_prefill, llm.context_params.n_ubatch or 512))
+        params.n_seq_max = batch
+        params.kv_unified = True  # one cache that all the sequences share
+        ctx = lib.llama_init_from_model(llm._model.model, params)
+        if not ctx:
+            return unsupported(f"llama.cpp could not make a context of {params.n_ctx} tokens for "
+                               f"{batch} sequences (see the worker log)")
+        lb = lib.llama_batch_init(n_prefill, 0, 1)
+
+        def fill(entries: list[tuple[int, int, int, bool]]) -> None:
+            for k, (token, pos, seq, logits) in enumerate(entries):
+                lb.token[k] = token
+                lb.pos[k] = pos
+                lb.n_seq_id[k] = 1
+                lb.seq_id[k][0] = seq
+                lb.logits[k] = logits
+            lb.n_tokens = len(entries)
+
+        def decode(what: str) -> None:
+            rc = lib.llama_decode(ctx, lb)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode failed ({rc}) on the {what} of {batch} sequences")
+
+        def argmax(index: int) -> int:
+            row = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, index), shape=(n_vocab,))
+            return int(row.argmax())
+
+        try:
+            fill([(tok, pos, seq, pos == prompt_tokens - 1)
+                  for seq, ids in enumerate(prompts) for pos, tok in enumerate(ids)])
+            clock = time.perf_counter
+            start = clock()
+            decode("prompts")
+            last = [argmax(seq * prompt_tokens + prompt_tokens - 1) for seq in range(batch)]
+            prefilled = clock()
+            generated = [[tok] for tok in last]
+            steps: list[float] = []
+            before = prefilled
+            for step in range(new_tokens - 1):
+                fill([(last[seq], prompt_tokens + step, seq, True) for seq in range(batch)])
+                decode("decode step")
+                last = [argmax(seq) for seq in range(batch)]
+                for seq, tok in enumerate(last):
+                    generated[seq].append(tok)
+                now = clock()
+                steps.append(now - before)
+                before = now
+        finally:
+            lib.llama_batch_free(lb)
+            lib.llama_free(ctx)
+        return BatchTiming(batch=batch, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
+                           prefill_s=prefilled - start, decode_s=before - prefilled, step_s=steps,
+                           tokens=generated)
 
     def unload(self) -> None:
         if self._llm is not None:

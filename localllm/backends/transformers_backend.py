@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from transformers.generation.streamers import BaseStreamer
 
-from localllm.backends.base import Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent
+from localllm.backends.base import BatchTiming, Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import ModelLoadError, NoModelLoaded
 
@@ -74,6 +75,27 @@ class _Cancel(transformers.StoppingCriteria):
     def __call__(self, input_ids, scores, **kwargs):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool,
                           device=input_ids.device)
+
+
+class _StepClock(transformers.StoppingCriteria):
+    """Stamps the end of every generation step: called once a step's tokens are chosen, so the first
+    stamp closes the prefill (first token included) and each later one a decode step. Never stops."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def __call__(self, input_ids, scores, **kwargs):
+        if input_ids.is_cuda:
+            torch.cuda.synchronize(input_ids.device)  # the step's kernels are done, not just queued
+        self.stamps.append(time.perf_counter())
+        return torch.zeros((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
+
+
+def batch_prompt_text(i: int, seed: int, count: int) -> str:
+    """Prompt i of a batched timing run, as llama_cpp.batch_prompt_text makes it (this module cannot
+    import that one): a count of its own per sequence, so each has one clear greedy continuation."""
+    start = 1 + 1000 * seed + 37 * i
+    return "Counting: " + ", ".join(str(n) for n in range(start, start + count))
 
 
 def _stored_quant(path: str) -> str:
@@ -218,6 +240,39 @@ class TransformersBackend:
         reason = ("cancelled" if cancel.is_set() else "stop" if stopped_on_eos
                   else "length" if len(generated) >= budget else "stop")
         yield Finish(reason)
+
+    def generate_batch(self, prompt_tokens: int, new_tokens: int, batch: int, seed: int = 0) -> BatchTiming:
+        """`batch` prompts of exactly `prompt_tokens` tokens through one generate() call: greedy, exactly
+        `new_tokens` tokens each (end of turn masked), every step stamped as it ends."""
+        if prompt_tokens < 1 or new_tokens < 1 or batch < 1:
+            raise ValueError("prompt_tokens, new_tokens and batch must each be at least 1")
+        model, tok = self._require()
+        rows = []
+        for i in range(batch):
+            ids = tok(batch_prompt_text(i, seed, prompt_tokens), add_special_tokens=True)["input_ids"]
+            rows.append(ids[:prompt_tokens])
+        # Every row has exactly prompt_tokens tokens, so no padding is needed; the side is set for
+        # anything that pads anyway (a decoder-only model must be padded on the left).
+        tok.padding_side = "left"
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        ids = torch.tensor(rows, dtype=torch.long, device=model.device)
+        clock = _StepClock()
+        with torch.inference_mode():
+            start = time.perf_counter()
+            out = model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens, do_sample=False, num_beams=1, pad_token_id=pad,
+                stopping_criteria=transformers.StoppingCriteriaList([clock]),
+                temperature=None, top_p=None, top_k=None,  # greedy: no sampling settings to warn about
+            )
+        stamps = clock.stamps
+        if len(stamps) != new_tokens:
+            raise RuntimeError(f"generate() ran {len(stamps)} steps where {new_tokens} were asked")
+        return BatchTiming(
+            batch=batch, prompt_tokens=prompt_tokens, new_tokens=new_tokens, prefill_s=stamps[0] - start,
+            decode_s=stamps[-1] - stamps[0], step_s=[b - a for a, b in zip(stamps, stamps[1:], strict=False)],
+            tokens=out[:, prompt_tokens:].tolist(),
+        )
 
     def unload(self) -> None:
         self._model = None

@@ -30,6 +30,24 @@ class Saved:
     kind: str
 
 
+def save_sweep(result) -> tuple[Path, dict]:
+    """Write a SweepResult as <home>/bench/sweep-<time>.json (every request kept); returns the path and
+    the data written (with its date), for --sqlite."""
+    import os
+    import time
+
+    data = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **result.to_dict()}
+    stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
+    path = bench_dir() / f"sweep-{stamp}.json"
+    while path.exists():
+        n += 1
+        path = bench_dir() / f"sweep-{stamp}-{n}.json"
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+    return path, data
+
+
 def saved_runs() -> list[Saved]:
     """Every readable result under <home>/bench/, oldest first."""
     runs = []

@@ -380,8 +380,10 @@ def _pick_model(plan: SweepPlan) -> str:
 
 
 def run_sweep(plan: SweepPlan, progress: Callable[[str], None] | None = None,
-              cancel: threading.Event | None = None) -> SweepResult:
-    """Run every level in order. `progress` is called from this thread. Raises BenchError when the plan
+              cancel: threading.Event | None = None,
+              on_level: Callable[[LevelResult], None] | None = None) -> SweepResult:
+    """Run every level in order. `progress` (a line) and `on_level` (each finished level, for a live
+    chart) are called from this thread. Raises BenchError when the plan
     is invalid or the server does not list its models; a server that stops answering mid-sweep ends
     the sweep with `stopped_reason`, keeping the levels run so far."""
     plan.validate()
@@ -398,6 +400,8 @@ def run_sweep(plan: SweepPlan, progress: Callable[[str], None] | None = None,
         with _ServerWatch(pid) as watch:
             samples, duration = runner.run(say)
         result.levels.append(summarise(level, samples, duration, plan.slo, watch.cpu_s, watch.rss_peak))
+        if on_level is not None:
+            on_level(result.levels[-1])
         if runner.stop_reason and not cancel.is_set():
             result.stopped_reason = f"the server stopped answering at level {level}: {runner.stop_reason}"
             say(result.stopped_reason)

@@ -3,24 +3,18 @@ one row per concurrency level, then the knee, the SLO and what went wrong."""
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from localllm.runtime.metrics import percentile
+
 if TYPE_CHECKING:
     from localllm.bench.load import RequestSample, Slo, SweepResult
 
 GOOD_FRACTION = 0.9  # a level meets the SLO when this share of its requests do, and none failed
-
-
-def _percentile(xs: list[float], p: float) -> float:
-    pos = (len(xs) - 1) * p / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 @dataclass
@@ -36,7 +30,7 @@ class Stat:
         xs = sorted(v for v in values if v is not None)
         if not xs:
             return cls()
-        return cls(statistics.fmean(xs), *(_percentile(xs, p) for p in (50, 90, 99)), len(xs))
+        return cls(statistics.fmean(xs), *(percentile(xs, p) for p in (50, 90, 99)), len(xs))
 
 
 @dataclass

@@ -1,14 +1,15 @@
 """The worker pipe protocol: one JSON object per line in each direction.
 
-app -> worker: {"op": "load"|"count"|"chat"|"perplexity"|"cancel"|"unload"|"exit", ...}
-worker -> app: {"ev": "ready"|"loaded"|"count"|"prefill"|"tok"|"done"|"error"|"unloaded", ...}
+app -> worker: {"op": "load"|"caps"|"count"|"chat"|"perplexity"|"batch"|"cancel"|"unload"|"exit", ...}
+worker -> app: {"ev": "ready"|"loaded"|"caps"|"count"|"prefill"|"tok"|"done"|"perplexity"|"batch"|"error"|
+               "unloaded", ...}
 """
 
 from __future__ import annotations
 
 import json
 
-OPS = ("load", "count", "chat", "perplexity", "cancel", "unload", "exit")
+OPS = ("load", "caps", "count", "chat", "perplexity", "batch", "cancel", "unload", "exit")
 
 
 def encode(obj: dict) -> bytes:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from localllm import config
-from localllm.backends.base import Message, ModelInfo
+from localllm.backends.base import BatchTiming, Message, ModelInfo
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError, ModelLoadError, WorkerDied
 from localllm.runtime import protocol
@@ -184,6 +184,20 @@ class WorkerClient:
     def count_tokens(self, messages: list[Message]) -> int:
         self.send({"op": "count", "messages": messages})
         return int(self._expect("count")["n"])
+
+    def batch(self, prompt_tokens: int, new_tokens: int, batch: int, seed: int = 0,
+              timeout: float | None = None) -> BatchTiming:
+        """A batched timing run on the loaded model (see BatchTiming); supported=False says why a
+        backend cannot. An error event raises LocalLLMError; no answer within timeout, TimeoutError."""
+        self.send({"op": "batch", "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "batch": batch,
+                   "seed": seed})
+        event = self.next_event(timeout)
+        if event["ev"] == "error":
+            said = native_errors(tail(self.log_path, 40))
+            raise LocalLLMError(event["message"] + (f" The worker log says: {said}" if said else ""))
+        if event["ev"] != "batch":
+            raise LocalLLMError(f"the worker sent {event['ev']!r} where 'batch' was expected")
+        return BatchTiming(**event["timing"])
 
     def chat(self, messages: list[Message], sampling: SamplingParams) -> Iterator[dict]:
         """Yield prefill/tok events; the last one is done or error."""

@@ -15,7 +15,7 @@ import time
 import traceback
 
 from localllm.backends import registry
-from localllm.backends.base import Chunk, Finish, Prefill, Usage
+from localllm.backends.base import BatchTiming, Chunk, Finish, Prefill, Usage
 from localllm.config import AUTO_LAYERS, LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError
 from localllm.runtime import protocol
@@ -99,6 +99,8 @@ class Worker:
         elif op == "perplexity":  # optional: backends without it answer with an error event
             self.cancel.clear()
             self.send({"ev": "perplexity", **self._backend().perplexity(req["text"], self.cancel)})
+        elif op == "batch":  # batched timing run; a backend without it answers that it cannot
+            self.send({"ev": "batch", "timing": dataclasses.asdict(self.batch(req))})
         elif op == "unload":
             if self.backend is not None:
                 self.backend.unload()
@@ -145,6 +147,16 @@ class Worker:
                 if stamps:
                     flush()
                 send({"ev": "done", "reason": ev.reason})
+
+    def batch(self, req: dict) -> BatchTiming:
+        backend = self._backend()
+        sizes = {"prompt_tokens": int(req["prompt_tokens"]), "new_tokens": int(req["new_tokens"]),
+                 "batch": int(req["batch"])}
+        if not hasattr(backend, "generate_batch"):
+            return BatchTiming(**sizes, prefill_s=0.0, decode_s=0.0, step_s=[], supported=False,
+                               reason=f"the {backend.name} backend cannot batch: use --concurrency "
+                                      "against a server")
+        return backend.generate_batch(**sizes, seed=int(req.get("seed", 0)))
 
     def _backend(self):
         if self.backend is None:

@@ -164,7 +164,6 @@ def run_sweep(args: argparse.Namespace) -> int:
     from localllm.bench import history
     from localllm.bench.load import Slo, SweepPlan, markdown
     from localllm.bench.load import run_sweep as sweep
-    from localllm.bench.results import bench_dir
 
     urls = [m for m in args.models if m.startswith(("http://", "https://"))]
     if not urls or len(urls) != len(args.models):
@@ -184,8 +183,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         data = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **result.to_dict()}
         saved = None
         if not args.no_save:
-            saved = bench_dir() / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}.json"
-            saved.write_text(json.dumps(data, indent=1), encoding="utf-8")
+            saved, data = history.save_sweep(result)
             print(f"saved {saved}", file=sys.stderr)
         if args.sqlite:
             n = history.append_sweep(args.sqlite, data, saved.stem if saved else data["date"])

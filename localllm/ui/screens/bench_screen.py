@@ -73,6 +73,7 @@ class BenchScreen(Screen[None]):
         Binding("ctrl+r", "run", "Run"),
         Binding("ctrl+f", "same_model", "Every format of it"),
         Binding("ctrl+t", "toggle_view", "Table/charts"),
+        Binding("ctrl+w", "sweep", "Load sweep"),
         Binding("f5", "export('md')", "Export .md"),
         Binding("f6", "export('csv')", "Export .csv"),
         Binding("f7", "export('json')", "Export .json"),
@@ -320,6 +321,14 @@ class BenchScreen(Screen[None]):
         self.query_one(BenchCharts).show(
             [(r.label, r.status, {key: r.columns.get(key, Summary()).mean for key, _ in CHARTS})
              for r in result.rows])
+
+    def action_sweep(self) -> None:
+        """Serving-load sweeps against a server: the highlighted (or first picked) server URL, if any."""
+        from localllm.ui.screens.sweep_screen import SweepScreen
+
+        models = self.query_one("#bench-models", SelectionList)
+        servers = [v for v in models.selected if v.startswith(("http://", "https://"))]
+        self.app.push_screen(SweepScreen(servers[0] if servers else ""))
 
     def action_toggle_view(self) -> None:
         views = self.query_one(TabbedContent)

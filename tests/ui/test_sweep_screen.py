@@ -1,0 +1,60 @@
+"""The timing-run screen's load sweep (Ctrl+W): levels against a deterministic loopback server fill
+the table and the charts as they finish, the knee is named and the sweep is saved."""
+
+from __future__ import annotations
+
+import json
+
+from textual.app import App
+from textual.widgets import DataTable, Input
+
+from localllm.ui.screens.sweep_screen import SweepScreen
+from tests.sse_server import SseServer
+from tests.waits import wait_for
+
+SIZE = (120, 40)
+
+
+class Host(App):
+    def __init__(self, screen) -> None:
+        super().__init__()
+        self._first = screen
+
+    def on_mount(self) -> None:
+        self.push_screen(self._first)
+
+
+async def test_a_sweep_fills_table_and_chart_and_names_the_knee(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
+    # one stream at a time: TTFT p90 grows with concurrency, so a 300 ms TTFT target holds only at 1
+    with SseServer(ttft_s=0.1, interval_s=0.005, serial=True) as server:
+        screen = SweepScreen(server.url)
+        async with Host(screen).run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: screen.is_mounted)
+            screen.query_one("#sweep-levels", Input).value = "1,3"
+            screen.query_one("#sweep-requests", Input).value = "3"
+            screen.query_one("#sweep-gen", Input).value = "8"
+            screen.query_one("#sweep-slo", Input).value = "ttft=300ms"
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: screen.result is not None, timeout=120)
+            table = screen.query_one("#sweep-table", DataTable)
+            assert table.row_count == 2 and [lv.level for lv in screen.levels] == [1, 3]
+            assert screen.result.knee == 1
+            assert screen.levels[1].ttft.p90 > screen.levels[0].ttft.p90
+            status = str(screen.query_one("#sweep-status").render())
+            assert "knee at concurrency 1" in status and "TTFT ≤ 300 ms" in status
+            tok = screen.query_one("#sweep-tok").plt
+            assert "knee 1" in tok._active.monitor.title  # the chart is titled with the knee
+    saved = json.loads(screen.saved_path.read_text())
+    assert saved["knee"] == 1 and sum(len(lv["samples"]) for lv in saved["levels"]) == 6
+
+
+async def test_a_bad_server_url_says_what_to_type(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
+    screen = SweepScreen("")
+    async with Host(screen).run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: screen.is_mounted)
+        screen.query_one("#sweep-url", Input).value = "localhost"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: "OpenAI-compatible server's URL" in str(screen.query_one("#sweep-status").render()))
+        assert screen.result is None and screen._cancel is None
