@@ -18,6 +18,7 @@ from localllm.machine.hardware import GiB, GPUInfo, HardwareInfo
 from localllm.models.catalog import ModelSpec
 
 USES = ("chat", "quality", "speed")
+CHAT_FILL = 512  # tokens in the context for the speed figure: a chat's first turns
 DEFAULT_CPU_GB_S = 20.0  # until `localllm hw --bandwidth` has measured this machine
 DEFAULT_GPU_GB_S = 300.0
 # Perplexity added on Llama-3-8B (llama.cpp's quantize table; F16 ppl ~6.23).
@@ -65,6 +66,7 @@ class Pick:
     max_context: dict[str, int] = field(default_factory=dict)
     estimate: MemoryEstimate | None = None
     tok_s_band_pct: float = 30.0  # ... +- this many percent
+    tok_s_full: float = 0.0  # decode with the whole context filled: the slowest a chat gets
     measured_tok_s: float | None = None  # decode measured on this machine for this very model and quant
 
     @property
@@ -207,13 +209,17 @@ def _candidates(spec: ModelSpec, formats: tuple[str, ...]):
 def _pick(spec, fmt, quant, source, download, wishes: Wishes, m: _Machine) -> Pick:
     kv = wishes.kv_type if fmt == "gguf" else "f16"
     verdict, est = _place(spec, fmt, quant, wishes.context, kv, m)
-    speed = estimate_speed(spec, est, m.cpu_gb_s, m.gpu_gb_s)
+    # the headline figure is a chat's first turns (what a timing run measures too); a full context's
+    # KV reads slow it, which the second figure says
+    speed = estimate_speed(spec, est, m.cpu_gb_s, m.gpu_gb_s, fill=min(CHAT_FILL, wishes.context))
+    full = estimate_speed(spec, est, m.cpu_gb_s, m.gpu_gb_s, fill=wishes.context)
     quality, hint = quality_index(spec, fmt, quant)
     pick = Pick(spec.id, spec.name, fmt, quant, verdict, est.gpu_layers, est.ram_bytes, est.vram_bytes,
                 round(speed.tok_s, 1), round(speed.roofline_tok_s, 1), est.bits_per_weight,
                 round(quality, 1), hint, source=source, estimate=est, needs_cuda=fmt in NEEDS_CUDA,
                 download_bytes=est.weight_bytes if download is None else download)
     pick.tok_s_band_pct = speed.band_pct
+    pick.tok_s_full = round(full.tok_s, 1)
     pick.measured_tok_s = measured_here(spec.name, fmt, quant, speed.device)
     pick.score = _score(pick, wishes.use) if pick.fits else 0.0
     pick.why = _why(pick, spec, m)
@@ -226,6 +232,8 @@ def speed_text(p: Pick) -> str:
         return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
 
     text = f"~{rate(p.tok_s)} tok/s ±{p.tok_s_band_pct:.0f}%"
+    if p.tok_s_full and p.tok_s_full < 0.9 * p.tok_s:
+        text += f" ({rate(p.tok_s_full)} with the context full)"
     return text + (f", {rate(p.measured_tok_s)} measured here" if p.measured_tok_s else "")
 
 

@@ -5,6 +5,7 @@ CPU time and RSS are measured."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -46,21 +47,39 @@ def llama_server():
         proc.wait(timeout=30)
 
 
-def test_sweep_against_a_real_server(llama_server) -> None:
+def test_the_pinned_sweep_command_against_a_real_server(llama_server, tmp_path, monkeypatch, capsys) -> None:
+    """`localllm bench -m URL --concurrency 1,2,4 --requests 8 --json`, with an SLO and --sqlite."""
+    from localllm.cli import main as cli
+
     url, proc = llama_server
-    result = run_sweep(SweepPlan(url, [1, 2, 4], requests=8, gen_tokens=16))
-    assert result.model and not result.cancelled and not result.stopped_reason, result.stopped_reason
-    assert [lr.level for lr in result.levels] == [1, 2, 4]
-    for lr in result.levels:
-        assert (lr.completed, lr.failed) == (8, 0), lr.errors
-        assert all(0 < s.output_tokens <= 16 and s.ttft_s is not None for s in lr.samples)
-        assert lr.output_tok_s > 0 and lr.ttft.p50 is not None and lr.e2e.p50 is not None
-        assert lr.server_cpu_s is not None and lr.server_cpu_s > 0  # the server's own process
-        assert lr.server_rss_peak_bytes is not None and lr.server_rss_peak_bytes > 50 * 2**20
-    one, _, four = result.levels
-    assert four.ttft.p50 > one.ttft.p50  # requests queue behind each other
-    assert result.knee == 4  # no SLO: every level that completed everything meets it
-    table = markdown(result)
-    assert "Server CPU s" in table and "| 4 | 8/0 |" in table
-    assert len(json.loads(json.dumps(result.to_dict()))["levels"][2]["samples"]) == 8
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
+    db = tmp_path / "runs.sqlite"
+    rc = cli.main(["bench", "-m", url, "--concurrency", "1,2,4", "--requests", "8", "--tokens", "16", "--json",
+                   "--slo", "e2e=600s", "--sqlite", str(db)])
+    out = capsys.readouterr().out
+    assert rc == 0, out[-2000:]
+    data = json.loads(out)
+    assert data["model"] and not data["cancelled"] and not data["stopped_reason"]
+    levels = data["levels"]
+    assert [lv["level"] for lv in levels] == [1, 2, 4]
+    for lv in levels:
+        assert (lv["completed"], lv["failed"]) == (8, 0), lv["errors"]
+        assert all(0 < s["output_tokens"] <= 16 and s["ttft_s"] is not None for s in lv["samples"])
+        assert len(lv["samples"]) == 8 and all(s["token_times_s"] for s in lv["samples"])
+        for stat in ("ttft", "itl", "tpot", "e2e"):
+            assert all(lv[stat][q] is not None for q in ("mean", "p50", "p90", "p99")), (stat, lv[stat])
+        assert lv["output_tok_s"] > 0 and lv["req_s"] > 0 and lv["goodput_fraction"] == 1.0
+        assert lv["server_cpu_s"] > 0  # the server's own process, measured here
+        assert lv["server_rss_peak_bytes"] > 50 * 2**20
+    assert levels[2]["ttft"]["p50"] > levels[0]["ttft"]["p50"]  # requests queue behind each other
+    assert data["knee"] == 4  # a loose SLO: every level meets it
+    rows = sqlite3.connect(db).execute("select level, completed, meets_slo from localllm_bench order by level").fetchall()
+    assert rows == [(1, 8, 1), (2, 8, 1), (4, 8, 1)]
     assert proc.poll() is None
+
+
+def test_sweep_markdown_names_the_server_columns(llama_server) -> None:
+    url, _ = llama_server
+    result = run_sweep(SweepPlan(url, [1, 2], requests=2, gen_tokens=8))
+    table = markdown(result)
+    assert "Server CPU s" in table and "| 2 | 2/0 |" in table
