@@ -234,21 +234,12 @@ class BenchScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="bench", exit_on_error=False)
     def run_plan(self, plan: BenchPlan, cancel: threading.Event) -> None:
         from localllm.bench.runs import run_plan
+        from localllm.ui.background import caller, run_and_save
 
-        def call(fn, *args) -> None:
-            try:
-                self.app.call_from_thread(fn, *args)
-            except Exception:  # the screen or the app is gone: stop the plan rather than run unseen
-                cancel.set()
-
-        result, path, error = None, None, ""
-        try:
-            result = run_plan(plan, progress=lambda p: call(self._progress, p, plan), cancel=cancel)
-            path = bench_results.save(result)
-        except (LocalLLMError, OSError) as exc:
-            error = str(exc)
-        except Exception as exc:  # a bug must not leave the screen stuck in "running"
-            error = f"{type(exc).__name__}: {exc}"
+        call = caller(self.app, cancel)
+        result, path, error = run_and_save(
+            lambda: run_plan(plan, progress=lambda p: call(self._progress, p, plan), cancel=cancel),
+            bench_results.save)
         call(self._finished, result, path, error)
 
     def _progress(self, p: Progress, plan: BenchPlan) -> None:

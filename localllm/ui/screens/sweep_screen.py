@@ -129,22 +129,13 @@ class SweepScreen(Screen[None]):
     def run_sweep(self, plan: SweepPlan, cancel: threading.Event) -> None:
         from localllm.bench import history
         from localllm.bench.load import run_sweep
+        from localllm.ui.background import caller, run_and_save
 
-        def call(fn, *args) -> None:
-            try:
-                self.app.call_from_thread(fn, *args)
-            except Exception:  # the screen is gone: stop rather than load a server unseen
-                cancel.set()
-
-        result, path, error = None, None, ""
-        try:
-            result = run_sweep(plan, progress=lambda line: call(self._say, line), cancel=cancel,
-                               on_level=lambda level: call(self._level_done, level))
-            path = history.save_sweep(result)[0]
-        except (LocalLLMError, OSError) as exc:
-            error = str(exc)
-        except Exception as exc:  # a bug must not leave the screen stuck in "running"
-            error = f"{type(exc).__name__}: {exc}"
+        call = caller(self.app, cancel)
+        result, path, error = run_and_save(
+            lambda: run_sweep(plan, progress=lambda line: call(self._say, line), cancel=cancel,
+                              on_level=lambda level: call(self._level_done, level)),
+            lambda result: history.save_sweep(result)[0])
         call(self._finished, result, path, error)
 
     def _level_done(self, level: LevelResult) -> None:
