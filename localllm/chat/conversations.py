@@ -1,6 +1,8 @@
 """Saved conversations: a SQLite database in the data folder, written turn by turn as they happen.
 
 Each turn is one transaction in WAL mode, so killing the app mid-reply loses at most that reply.
+A conversation also keeps the model comparisons made from it (localllm.chat.compare: one prompt, the
+reply and figures of each model), in a table of their own.
 Headless (the TUI and the CLI both use it); never imports textual."""
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from localllm.config import data_dir
 from localllm.errors import LocalLLMError
 
 DB_FILE = "conversations.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TITLE_CHARS = 60
 
 # Version 1. A later version adds a step to MIGRATIONS; user_version says which steps have run.
@@ -50,7 +52,22 @@ CREATE TABLE messages (
 );
 CREATE INDEX conversations_by_updated ON conversations (updated DESC, id DESC);
 """
-MIGRATIONS = {1: SCHEMA_V1}
+# Version 2: model comparisons (localllm.chat.compare). A version 1 database gains the table when
+# opened; its conversations and messages are untouched.
+SCHEMA_V2 = """
+CREATE TABLE comparisons (
+    id              INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    after_seq       INTEGER NOT NULL DEFAULT 0, -- the conversation's last message seq when it was made
+    prompt          TEXT NOT NULL,
+    system_prompt   TEXT NOT NULL DEFAULT '',
+    sampling        TEXT,                   -- JSON: SamplingParams as a dict
+    results         TEXT NOT NULL,          -- JSON list, per model: spec, model_name, quant, text, stats, error, status
+    created         TEXT NOT NULL
+);
+CREATE INDEX comparisons_by_conversation ON comparisons (conversation_id, id);
+"""
+MIGRATIONS = {1: SCHEMA_V1, 2: SCHEMA_V2}
 
 
 class ConversationStoreError(LocalLLMError):
@@ -77,6 +94,20 @@ class SavedTurn:
 
 
 @dataclass
+class SavedComparison:
+    """One stored comparison: the prompt, and per model a dict (spec, model_name, quant, text, stats,
+    error, status) as localllm.chat.compare.CompareResult writes it."""
+
+    id: int
+    prompt: str
+    results: list[dict] = field(default_factory=list)
+    system_prompt: str = ""
+    sampling: dict | None = None
+    after_seq: int = 0  # made after this message (0: before any)
+    created: str = ""
+
+
+@dataclass
 class ConversationSummary:
     """A row of the conversation list."""
 
@@ -97,6 +128,7 @@ class Conversation:
     model: dict | None
     system_prompt: str
     turns: list[SavedTurn] = field(default_factory=list)
+    comparisons: list[SavedComparison] = field(default_factory=list)
 
     def session_turns(self) -> list:
         """The turns as localllm.chat.session.Turn objects, to put back into a ChatSession's history."""
@@ -249,6 +281,28 @@ class ConversationStore:
                        "WHERE id = ?", (stamp, title, model_json, conversation_id))
             return int(seq)
 
+    def add_comparison(self, conversation_id: int, comparison: Any) -> int:
+        """Save a finished comparison (a localllm.chat.compare.Comparison, or its dict) with the
+        conversation, after its latest message; returns the comparison's id. An untitled conversation
+        is named after the prompt."""
+        data = comparison.to_dict() if hasattr(comparison, "to_dict") else dict(comparison)
+        prompt = str(data.get("prompt", ""))
+        results = [r if isinstance(r, dict) else dataclasses.asdict(r) for r in data.get("results") or []]
+        stamp = now()
+        with self._tx() as db:
+            row = db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            if row is None:
+                raise ConversationNotFound(conversation_id)
+            after = db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?",
+                               (conversation_id,)).fetchone()[0]
+            cur = db.execute("INSERT INTO comparisons (conversation_id, after_seq, prompt, system_prompt, sampling, "
+                             "results, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (conversation_id, after, prompt, data.get("system_prompt") or "",
+                              _json(data.get("sampling")), json.dumps(results, default=str), stamp))
+            db.execute("UPDATE conversations SET updated = ?, title = ? WHERE id = ?",
+                       (stamp, row[0] or title_from(prompt), conversation_id))
+            return int(cur.lastrowid)
+
     def remove_last_turn(self, conversation_id: int, role: str = "assistant") -> bool:
         """Delete the latest message if it has `role` (a regenerated reply replaces the old one)."""
         with self._tx() as db:
@@ -295,8 +349,11 @@ class ConversationStore:
         rows = self._query("SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq", (conversation_id,))
         turns = [SavedTurn(r["seq"], r["role"], r["content"], r["status"], _unjson(r["stats"]),
                            _unjson(r["model"]), r["created"]) for r in rows]
+        rows = self._query("SELECT * FROM comparisons WHERE conversation_id = ? ORDER BY id", (conversation_id,))
+        comparisons = [SavedComparison(r["id"], r["prompt"], json.loads(r["results"]), r["system_prompt"],
+                                       _unjson(r["sampling"]), r["after_seq"], r["created"]) for r in rows]
         return Conversation(c["id"], c["title"], c["created"], c["updated"], _unjson(c["model"]),
-                            c["system_prompt"], turns)
+                            c["system_prompt"], turns, comparisons)
 
     # -- export --------------------------------------------------------------------------------
     def export_json(self, conversation_id: int) -> str:
@@ -305,7 +362,8 @@ class ConversationStore:
         doc = {"format": "localllm-conversation", "version": 1, "id": conv.id, "title": conv.title,
                "created": conv.created, "updated": conv.updated, "model": conv.model,
                "system_prompt": conv.system_prompt,
-               "messages": [dataclasses.asdict(t) for t in conv.turns]}
+               "messages": [dataclasses.asdict(t) for t in conv.turns],
+               "comparisons": [dataclasses.asdict(c) for c in conv.comparisons]}
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
     def export_markdown(self, conversation_id: int) -> str:
@@ -319,6 +377,9 @@ class ConversationStore:
             out.append(f"- Model: {model_label(conv.model)}")
         if conv.system_prompt:
             out.append(f"- System prompt: {conv.system_prompt.strip()}")
+        pending = list(conv.comparisons)  # each goes after the message it followed
+        out += _comparisons_markdown([c for c in pending if c.after_seq <= 0])
+        pending = [c for c in pending if c.after_seq > 0]
         for t in conv.turns:
             if t.role == "assistant":
                 out += ["", f"## Assistant · {model_label(t.model) if t.model else 'model'}"]
@@ -331,6 +392,9 @@ class ConversationStore:
                 out += ["", f"*{stats_line(stats)}{note}*"]
             elif t.status != "ok":
                 out += ["", f"*{t.status}*"]
+            out += _comparisons_markdown([c for c in pending if c.after_seq <= t.seq])
+            pending = [c for c in pending if c.after_seq > t.seq]
+        out += _comparisons_markdown(pending)  # after a message since removed (a regenerated reply)
         return "\n".join(out) + "\n"
 
     def export_to_file(self, conversation_id: int, path: str | Path) -> Path:
@@ -347,6 +411,32 @@ class ConversationStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+
+def _comparisons_markdown(comparisons: list[SavedComparison]) -> list[str]:
+    """Each comparison as a section: the prompt, then each model's reply with its figures or error."""
+    from localllm.chat.report import stats_line
+
+    out: list[str] = []
+    for c in comparisons:
+        out += ["", f"## Comparison · {len(c.results)} models", "", "> " + c.prompt.strip().replace("\n", "\n> ")]
+        for r in c.results:
+            name = r.get("model_name") or r.get("spec") or "model"
+            details = ", ".join(str(x) for x in (r.get("quant"), r.get("spec")) if x and x != name)
+            out += ["", f"### {name}" + (f" ({details})" if details else "")]
+            if r.get("error"):
+                out += ["", f"*Error: {r['error']}*"]
+            elif r.get("status") == "cancelled":
+                out += ["", "*cancelled before it ran*"]
+                continue
+            if r.get("text") or not r.get("error"):
+                out += ["", (r.get("text") or "").rstrip() or "*(empty)*"]
+            stats = stats_from_dict(r.get("stats"))
+            if stats is not None:
+                status = r.get("status") or "ok"
+                note = "" if status in ("ok", "error") else f" · {status}"
+                out += ["", f"*{stats_line(stats)}{note}*"]
+    return out
 
 
 def model_label(model: dict) -> str:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable
 
 from textual import on, work
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -35,6 +36,7 @@ from localllm.ui.messages import (
 )
 from localllm.ui.pacing import RepaintPacer
 from localllm.ui.screens.bench_screen import BenchScreen
+from localllm.ui.screens.compare_screen import CompareScreen
 from localllm.ui.screens.conversations_screen import ConversationsScreen
 from localllm.ui.screens.hardware_screen import HardwareScreen, download_target
 from localllm.ui.screens.help_screen import HelpScreen, app_bindings
@@ -60,6 +62,8 @@ class LocalLLMApp(App[int]):
         Binding("ctrl+r", "regenerate", "Regenerate"),
         Binding("ctrl+y", "copy_reply", "Copy"),
         Binding("ctrl+n", "new_chat", "New chat"),
+        # priority: the prompt Input has focus and binds ctrl+e (end of line); elsewhere it still does
+        Binding("ctrl+e", "compare", "Compare", priority=True),
         Binding("ctrl+o", "open_model", "Model"),
         Binding("ctrl+g", "show_log", "Log"),
         Binding("f1", "help", "Help"),
@@ -144,6 +148,8 @@ class LocalLLMApp(App[int]):
         yield SystemCommand("Copy reply", "Copy the last reply to the clipboard (Ctrl+Y)",
                             self.action_copy_reply)
         yield SystemCommand("New chat", "Start a new conversation (Ctrl+N)", self.action_new_chat)
+        yield SystemCommand("Compare models", "The prompt being typed, on several models side by side (Ctrl+E)",
+                            self.open_compare)
         yield SystemCommand("Load model", "Load a GGUF file; the conversation is kept (Ctrl+O)",
                             self.action_open_model)
         yield SystemCommand("Worker log", "Show the model worker's log (Ctrl+G)", self.action_show_log)
@@ -428,6 +434,18 @@ class LocalLLMApp(App[int]):
 
     def action_open_model(self) -> None:
         self._open_models()
+
+    def action_compare(self) -> None:
+        if self.screen is not self.screen_stack[0]:
+            raise SkipAction()  # another screen's Input keeps ctrl+e (end of line)
+        self.open_compare()
+
+    def open_compare(self) -> None:
+        if self.generating:  # two models at once would make both timings wrong
+            self.notify("Wait for the reply to finish (or Esc) before comparing.")
+            return
+        prompt = self.screen_stack[0].query_one("#prompt", Input).value.strip()
+        self.push_screen(CompareScreen(prompt, self.session, self.recorder, self.load_options))
 
     def _pick_options(self, pick) -> LoadOptions:
         """The pick's plan, applied: its GPU layers and the context it was planned for."""

@@ -158,7 +158,7 @@ def test_titles_and_file_names() -> None:
 
 def test_schema_is_versioned_and_in_wal_mode(store, tmp_path) -> None:
     db = sqlite3.connect(store.path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     cols = {r[1] for r in db.execute("PRAGMA table_info(messages)")}
     assert cols == {"id", "conversation_id", "seq", "role", "content", "status", "stats", "model", "created"}

@@ -8,7 +8,7 @@ import math
 from textual.app import ComposeResult
 from textual.widgets import Footer
 
-ONE_ROW_MIN_WIDTH = 140  # below this the app's bindings overflow a single row
+ONE_ROW_MIN_WIDTH = 170  # below this the app's 16 bindings overflow a single row (~167 cells)
 
 
 class WrappingFooter(Footer):
@@ -16,6 +16,7 @@ class WrappingFooter(Footer):
     WrappingFooter.-two-rows { layout: grid; height: 2; grid-columns: auto; }
     WrappingFooter.-two-rows FooterKey.-command-palette { dock: none; border-left: none; padding-right: 0; }
     WrappingFooter.-two-rows FooterKey .footer-key--description { padding: 0; }
+    WrappingFooter.-two-rows FooterKey .footer-key--key { padding: 0 0 0 1; }
     WrappingFooter.-two-rows FooterKey.-command-palette .footer-key--key { padding: 0 1; }
     """
 
