@@ -10,29 +10,22 @@ sampling, seed, threads and number of new tokens. Prints decode tok/s (mean ± s
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode_ratio import Bare, sampling, summary  # noqa: E402
+from quiet import decode_args  # noqa: E402
 
 from localllm.bench.runs import BenchConfig, BenchPlan, run_plan  # noqa: E402
-from localllm.config import default_threads  # noqa: E402
 from localllm.models.embedded import embedded_model_path  # noqa: E402
 
 TARGET = 0.97
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=200)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=default_threads())
-    parser.add_argument("--ctx", type=int, default=2048)
-    parser.add_argument("--seed", type=int, default=42)
+    parser = decode_args(__doc__.splitlines()[0])
     args = parser.parse_args()
     path = str(embedded_model_path())
     bare = Bare(path, args.threads, args.ctx)

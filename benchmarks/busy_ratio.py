@@ -14,7 +14,6 @@ the terminal's or the desktop's scheduling group), and killed at the end of each
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -24,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode_ratio import Bare, run_session, summary  # noqa: E402
+from quiet import decode_args  # noqa: E402
 
-from localllm.config import default_threads  # noqa: E402
 from localllm.models.embedded import embedded_model_path  # noqa: E402
 
 HOG = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
@@ -56,13 +55,7 @@ def phase(name: str, args, bare: Bare, path: str) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=100)
-    parser.add_argument("--reps", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=default_threads())
-    parser.add_argument("--ctx", type=int, default=1024)
-    parser.add_argument("--seed", type=int, default=42)
+    parser = decode_args(__doc__.splitlines()[0], tokens=100, reps=8, ctx=1024)
     parser.add_argument("--model", default=None, help="a GGUF file (default: the embedded model)")
     parser.add_argument("--policy", choices=["passive", "active"], default=None,
                         help="set the worker's OMP_WAIT_POLICY (default: libgomp's, as localllm leaves it)")

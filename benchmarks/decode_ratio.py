@@ -11,14 +11,17 @@ tokens. Prints decode tok/s (mean ± stddev) and the ratio of means.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
-from localllm.config import LoadOptions, SamplingParams, default_threads
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quiet import decode_args  # noqa: E402
+
+from localllm.config import LoadOptions, SamplingParams  # noqa: E402
 from localllm.models.embedded import embedded_model_path
 from localllm.runtime.metrics import decode_rate
 
@@ -116,14 +119,8 @@ def summary(name: str, values: list[float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = decode_args(__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["session", "tui", "both"], default="both")
-    parser.add_argument("--tokens", type=int, default=200)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=default_threads())
-    parser.add_argument("--ctx", type=int, default=2048)
-    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--model", default=None, help="a GGUF file (default: the embedded model)")
     args = parser.parse_args()
     path = args.model or str(embedded_model_path())

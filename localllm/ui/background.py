@@ -35,3 +35,18 @@ def run_and_save(run: Callable[[], Any], save: Callable[[Any], Path]) -> tuple[A
     except Exception as exc:
         return result, path, f"{type(exc).__name__}: {exc}"
     return result, path, ""
+
+
+def checked_plan(screen, busy: str):
+    """The screen's plan (screen._plan()) when no job of it is running and the plan is valid; else
+    None, with the reason said on the screen (screen._say) and as a notification."""
+    if getattr(screen, "_cancel", None) is not None:
+        screen.notify(busy, severity="warning")
+        return None
+    try:
+        return screen._plan()
+    except (ValueError, LocalLLMError) as exc:
+        screen._say(str(exc))
+        screen.notify(str(exc), severity="error")
+        return None
+

@@ -32,7 +32,6 @@ from localllm.bench import export as bench_export
 from localllm.bench import results as bench_results
 from localllm.bench.results import BenchResult, Summary
 from localllm.bench.runs import BenchConfig, BenchPlan, Progress
-from localllm.errors import LocalLLMError
 from localllm.models.embedded import EMBEDDED
 from localllm.ui.widgets.bench_charts import CHARTS, BenchCharts
 
@@ -215,14 +214,10 @@ class BenchScreen(Screen[None]):
     # -- running ------------------------------------------------------------------------------------
     @on(Button.Pressed, "#bench-run")
     def action_run(self) -> None:
-        if self._cancel is not None:
-            self.notify("A run is going on; cancel it first (Esc).", severity="warning")
-            return
-        try:
-            plan = self._plan()
-        except (ValueError, LocalLLMError) as exc:
-            self._say(str(exc))
-            self.notify(str(exc), severity="error")
+        from localllm.ui.background import checked_plan
+
+        plan = checked_plan(self, "A run is going on; cancel it first (Esc).")
+        if plan is None:
             return
         self._cancel = threading.Event()
         self._steps = len(plan.configs) * (plan.warmup + plan.reps)

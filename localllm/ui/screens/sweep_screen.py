@@ -19,7 +19,6 @@ from textual.widgets import Button, DataTable, Footer, Input, Label
 from textual_plotext import PlotextPlot
 
 from localllm.bench.load import LevelResult, Slo, SweepPlan, SweepResult
-from localllm.errors import LocalLLMError
 from localllm.models.endpoints import ENDPOINT_ENV
 
 FIELDS = {"url": ("Server", "http://127.0.0.1:8080#model"), "levels": ("Concurrency", "1,2,4,8"),
@@ -108,14 +107,10 @@ class SweepScreen(Screen[None]):
     # -- running --------------------------------------------------------------------------------------
     @on(Button.Pressed, "#sweep-run")
     def action_run(self) -> None:
-        if self._cancel is not None:
-            self.notify("A sweep is running; cancel it first (Esc).", severity="warning")
-            return
-        try:
-            plan = self._plan()
-        except (ValueError, LocalLLMError) as exc:
-            self._say(str(exc))
-            self.notify(str(exc), severity="error")
+        from localllm.ui.background import checked_plan
+
+        plan = checked_plan(self, "A sweep is running; cancel it first (Esc).")
+        if plan is None:
             return
         self.levels, self.result = [], None
         self.query_one("#sweep-table", DataTable).clear()
