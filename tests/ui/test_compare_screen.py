@@ -5,7 +5,8 @@ conversation; Esc cancels a run and goes back."""
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Input
+from textual.command import CommandPalette
+from textual.widgets import Input, OptionList
 
 from localllm.config import LoadOptions, SamplingParams
 from localllm.quantize.gguf import requantize_gguf
@@ -37,6 +38,14 @@ async def open_compare(pilot, app, prompt: str) -> CompareScreen:
     await wait_for(pilot, lambda: screen.library_done)  # the library's GGUFs are offered by now
     return screen
 
+
+
+def _first_command(app) -> str:
+    """The palette's first match for what was typed, once it lists one."""
+    lists = app.screen.query(OptionList)
+    if not lists or not lists.first().option_count:
+        return ""
+    return str(lists.first().get_option_at_index(0).prompt)
 
 async def test_ctrl_e_compares_the_typed_prompt_on_two_models_and_saves_it(q8, tmp_path) -> None:
     app = LocalLLMApp(sampling=SamplingParams(max_tokens=16, ignore_eos=True, seed=1), load_options=OPTIONS)
@@ -133,19 +142,19 @@ async def test_the_palette_opens_compare_and_a_lone_model_is_refused() -> None:
         assert "Compare models" in commands
         app.query_one("#prompt", Input).value = "Hello"
         await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(*"Compare models")
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: _first_command(app).startswith("Compare models"))
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
         screen = app.screen
         await wait_for(pilot, lambda: screen.library_done)
         screen.query_one("#compare-specs", Input).value = "embedded"
         await pilot.press("ctrl+r")
-        await pilot.pause(0.1)
-        assert not screen.running and "two or more" in str(screen.query_one("#compare-status").render())
+        await wait_for(pilot, lambda: "two or more" in str(screen.query_one("#compare-status").render()))
+        assert not screen.running
         screen.query_one("#compare-prompt", Input).value = ""
         screen.query_one("#compare-specs", Input).value = "embedded, embedded"
         await pilot.press("ctrl+r")
-        await pilot.pause(0.1)
-        assert not screen.running and "prompt" in str(screen.query_one("#compare-status").render())
+        await wait_for(pilot, lambda: "prompt" in str(screen.query_one("#compare-status").render()))
+        assert not screen.running
