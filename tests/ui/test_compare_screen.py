@@ -4,6 +4,8 @@ conversation; Esc cancels a run and goes back."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from textual.command import CommandPalette
 from textual.widgets import Input, OptionList
@@ -48,6 +50,7 @@ def _first_command(app) -> str:
     return str(lists.first().get_option_at_index(0).prompt)
 
 async def test_ctrl_e_compares_the_typed_prompt_on_two_models_and_saves_it(q8, tmp_path) -> None:
+    started = time.time() - 1
     app = LocalLLMApp(sampling=SamplingParams(max_tokens=16, ignore_eos=True, seed=1), load_options=OPTIONS)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)
@@ -88,7 +91,7 @@ async def test_ctrl_e_compares_the_typed_prompt_on_two_models_and_saves_it(q8, t
         assert all(r["stats"]["decode_tok_s"] > 0 for r in saved.results)
         assert "## Comparison · 2 models" in app.recorder.store.export_markdown(conv.id)
         assert len(app.session.history) == 2 and len(app.query(AssistantMessage)) == 1
-        assert [p.pid for p in workers_alive()] == [app.session.worker_pid]  # the compared ones are closed
+        assert [p.pid for p in workers_alive(started)] == [app.session.worker_pid]  # the compared ones are closed
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, CompareScreen))
         assert app.query_one("#prompt", Input).value == "Name a colour."  # still there to send
@@ -109,6 +112,7 @@ async def test_ctrl_e_compares_the_typed_prompt_on_two_models_and_saves_it(q8, t
 
 
 async def test_a_bad_model_is_an_error_in_its_column_and_escape_cancels_a_run(tmp_path) -> None:
+    started = time.time() - 1
     app = LocalLLMApp(sampling=SamplingParams(max_tokens=2000, ignore_eos=True, seed=1), load_options=OPTIONS)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)
@@ -125,7 +129,7 @@ async def test_a_bad_model_is_an_error_in_its_column_and_escape_cancels_a_run(tm
         await wait_for(pilot, lambda: screen.idle.is_set(), timeout=60)
         conv_id = app.recorder.conversation_id
         assert conv_id is None or app.recorder.store.load(conv_id).comparisons == []  # a cancelled run is not kept
-        assert [p.pid for p in workers_alive()] == [app.session.worker_pid]
+        assert [p.pid for p in workers_alive(started)] == [app.session.worker_pid]
         # the chat goes on as before
         app.session.sampling = SamplingParams(max_tokens=4, ignore_eos=True)
         app.query_one("#prompt", Input).value = "Thanks"

@@ -238,7 +238,9 @@ async def test_a_header_click_sorts_within_fitting_and_not_fitting_rows() -> Non
     screen = HardwareScreen(machine(gpu=False, ram=8.0, available=6.0))
     host = Host(screen)
     async with host.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: screen.rows)
+        # the ranking is settled once the inspect/measure/rank workers are done (a measured bandwidth re-ranks)
+        await wait_for(pilot, lambda: screen.rows and not any(
+            w.is_running and w.group.startswith("hw-") for w in host.workers))
         ranked = list(screen.rows)
         table = screen.query_one(DataTable)
         index = list(table.columns).index("tok/s")

@@ -240,10 +240,11 @@ def test_summary_never_invents_a_stddev() -> None:
 
 
 def test_cli_model_specs_pick_bitsandbytes_at_load(tmp_path) -> None:
-    from localllm.cli.commands.bench import _load_in, build_plan
+    from localllm.cli.commands.bench import build_plan
+    from localllm.models.ref import ModelRef
 
-    assert _load_in("/m/ckpt@nf4") == ("/m/ckpt", "nf4")
-    assert _load_in("http://h:1#org/m@x") == ("http://h:1#org/m@x", "none")  # not a bnb suffix
+    assert (ModelRef.parse("/m/ckpt@nf4").text, ModelRef.parse("/m/ckpt@nf4").load_in) == ("/m/ckpt", "nf4")
+    assert ModelRef.parse("http://h:1#org/m@x").load_in == "none"  # not a bnb suffix
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     args = cli.build_parser("localllm.cli.commands.bench").parse_args(["bench", "-m", f"{ckpt}@int8"])

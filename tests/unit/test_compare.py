@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 
 import psutil
 import pytest
@@ -43,11 +44,13 @@ def q8(model_path, tmp_path_factory) -> str:
     return requantize_gguf(model_path, out, "Q8_0").path
 
 
-def workers_alive() -> list[psutil.Process]:
+def workers_alive(started_after: float = 0.0) -> list[psutil.Process]:
+    """This process's model workers started after `started_after` (time.time()): workers that other
+    tests' module fixtures keep are not this test's business."""
     alive = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "localllm.runtime.worker_main" in " ".join(child.cmdline()):
+            if "localllm.runtime.worker_main" in " ".join(child.cmdline()) and child.create_time() >= started_after:
                 alive.append(child)
         except psutil.Error:
             pass
@@ -56,6 +59,7 @@ def workers_alive() -> list[psutil.Process]:
 
 @slow
 def test_each_model_answers_in_turn_and_a_bad_one_is_its_own_error(q8, tmp_path) -> None:
+    started = time.time() - 1  # create_time has a coarse clock
     missing = str(tmp_path / "missing.gguf")
     events = []
     result = run_comparison("Name a colour.", ["embedded", q8, missing], "Be brief.", SHORT,
@@ -79,13 +83,14 @@ def test_each_model_answers_in_turn_and_a_bad_one_is_its_own_error(q8, tmp_path)
     for i, r in enumerate(result.results):  # the streamed pieces are the reply
         assert "".join(e.text for e in events if isinstance(e, ModelDelta) and e.index == i) == r.text
     assert [e.result for e in events if isinstance(e, ModelDone)] == result.results
-    assert workers_alive() == []
+    assert workers_alive(started) == []
     # the whole comparison round-trips through its dict (what is saved)
     assert Comparison.from_dict(json.loads(json.dumps(result.to_dict()))) == result
 
 
 @slow
 def test_cancel_stops_the_reply_and_the_models_after_it() -> None:
+    started = time.time() - 1
     cancel = threading.Event()
 
     def on_event(event) -> None:
@@ -99,7 +104,7 @@ def test_cancel_stops_the_reply_and_the_models_after_it() -> None:
     assert result.cancelled
     assert first.status == "stopped" and first.text and first.stats["completion_tokens"] < 2000
     assert second.status == "cancelled" and second.stats is None and second.text == ""
-    assert workers_alive() == []
+    assert workers_alive(started) == []
 
 
 def test_specs_are_comma_separated() -> None:
