@@ -485,7 +485,8 @@ def record_decode(spec: ModelSpec, est: MemoryEstimate, measured_tok_s: float, c
     kept beside the uncalibrated prediction for the same load and fill."""
     predicted = estimate_speed(spec, est, cpu_gb_s, gpu_gb_s, fill=fill, calibrate=False)
     record_measurement(model=model_key(spec.name, est.quant), fmt=est.format, quant=est.quant, device=device_of(est),
-                       context=est.context, predicted_tok_s=predicted.tok_s, measured_tok_s=measured_tok_s)
+                       context=est.context, predicted_tok_s=predicted.tok_s, measured_tok_s=measured_tok_s,
+                       fill=fill)
 
 
 def model_key(name: str, quant: str) -> str:
@@ -494,12 +495,13 @@ def model_key(name: str, quant: str) -> str:
     return name.removesuffix(f".{quant}").removesuffix(f"-{quant}").lower()
 
 
-def measured_here(model: str, fmt: str, quant: str, device: str) -> float | None:
-    """The median decode tok/s measured on this machine for exactly this model, format and quant."""
+def measured_here(model: str, fmt: str, quant: str, device: str, max_fill: int = 1024) -> float | None:
+    """The median decode tok/s measured on this machine for exactly this model, format and quant, in
+    the first `max_fill` tokens of a context (a deep run measures something else)."""
     want = (model_key(model, quant), fmt, quant.upper(), device)
     rates = [r["measured_tok_s"] for r in load_measurements()
              if (model_key(str(r.get("model")), str(r.get("quant"))), r.get("format"), str(r.get("quant")).upper(),
-                 r.get("device")) == want and r.get("measured_tok_s")]
+                 r.get("device")) == want and r.get("measured_tok_s") and (r.get("fill") or 0) <= max_fill]
     return statistics.median(rates) if rates else None
 
 
@@ -525,7 +527,7 @@ def record_measurement(*, model: str, fmt: str, quant: str, device: str, context
                        predicted_tok_s: float | None = None, measured_tok_s: float | None = None,
                        predicted_ram_bytes: int | None = None, measured_ram_bytes: int | None = None,
                        predicted_vram_bytes: int | None = None, measured_vram_bytes: int | None = None,
-                       keep: int = 200) -> None:
+                       fill: int | None = None, keep: int = 200) -> None:
     """Keep one measured run (after a model load or a reply) so later estimates learn from it."""
     import json
     import os
@@ -535,7 +537,8 @@ def record_measurement(*, model: str, fmt: str, quant: str, device: str, context
            "runtime": runtime_of(fmt), "device": device, "context": context,
            "predicted_tok_s": predicted_tok_s, "measured_tok_s": measured_tok_s,
            "predicted_ram_bytes": predicted_ram_bytes, "measured_ram_bytes": measured_ram_bytes,
-           "predicted_vram_bytes": predicted_vram_bytes, "measured_vram_bytes": measured_vram_bytes}
+           "predicted_vram_bytes": predicted_vram_bytes, "measured_vram_bytes": measured_vram_bytes,
+           "fill": fill}
     runs = (load_measurements() + [run])[-keep:]
     path = calibration_path()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -114,8 +114,8 @@ class Recommendation:
             best.setdefault(pick.format, pick)
         return best
 
-    def to_dict(self, n: int | None = None) -> dict:
-        picks = self.top(n) if n else self.picks
+    def to_dict(self, n: int | None = None, per_model: int | None = 2) -> dict:
+        picks = self.top(n, per_model) if n else self.picks
         return {"wishes": dataclasses.asdict(self.wishes), "ram_budget": self.ram_budget,
                 "vram_budget": self.vram_budget, "gpu": self.gpu, "notes": self.notes,
                 "picks": [p.to_dict() for p in picks],

@@ -38,6 +38,8 @@ def test_one_measured_decode_moves_the_estimate_onto_it() -> None:
     assert after.tok_s == pytest.approx(measured, rel=1e-6) and after.runs == 1 and after.band_pct == 20.0
     assert estimate.measured_here("SmolLM2-135M-Instruct", "gguf", "Q4_1", "cpu") == pytest.approx(measured)
     assert estimate.measured_here("SmolLM2-135M-Instruct", "gguf", "Q8_0", "cpu") is None
+    estimate.record_decode(spec, est, measured / 3, 20.0, fill=2000)  # a deep run: not the chat figure
+    assert estimate.measured_here("SmolLM2-135M-Instruct", "gguf", "Q4_1", "cpu") == pytest.approx(measured)
 
 
 def test_the_band_narrows_with_agreeing_runs_and_widens_with_scattered_ones() -> None:

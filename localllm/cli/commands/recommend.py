@@ -137,7 +137,7 @@ def run(args) -> int:
     rec = recommend(info, specs, wishes)
     per_model = None if args.all_quants or args.model else 2
     if args.json:
-        print(json.dumps(rec.to_dict(args.top), indent=2))
+        print(json.dumps(rec.to_dict(args.top, per_model), indent=2))
     else:
         print(report(rec, args.top, per_model))
     return 0
