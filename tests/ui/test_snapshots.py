@@ -77,6 +77,13 @@ async def chat_and_freeze(pilot) -> None:
     panel.rss = (207.0, 208.0)
     panel.show_stats(FIXED)
     app.query_one(StatusBar).refresh()
+    # the prompt takes focus back after a reply on its own schedule; the cursor it then draws decided
+    # whether a picture matched (1 run in ~9 failed): give it focus now and wait until it has it
+    prompt = app.query_one("#prompt")
+    prompt.focus()
+    deadline = asyncio.get_running_loop().time() + 30
+    while app.focused is not prompt and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
     await pilot.pause()
 
 
