@@ -179,7 +179,7 @@ def main() -> int:
                       f"error {100 * (r['predicted'] - r['measured']) / r['measured']:+5.1f}%  "
                       f"{100 * r['measured'] / r['roofline']:3.0f}% of the {r['roofline']:.0f} tok/s limit")
                 print(f"{'':36} calibrated by {r['runs']} run(s) here: {r['learned']:6.1f} ±{r['band']:.0f}%  "
-                      f"error {100 * (r['learned'] - r['measured']) / r['measured']:+5.1f}%  (memory error: above)")
+                      f"error {100 * (r['learned'] - r['measured']) / r['measured']:+5.1f}%")
         if args.transformers:
             from localllm.quantize.jobs import plan_job, run_job
 
