@@ -9,7 +9,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from localllm.bench.results import COLUMN_KEYS, BenchResult, bench_dir, load
+from localllm.bench.results import COLUMN_KEYS, BenchResult, bench_dir, load, write_json
 from localllm.errors import LocalLLMError
 
 TABLE = "localllm_bench"
@@ -30,22 +30,18 @@ class Saved:
     kind: str
 
 
-def save_sweep(result) -> tuple[Path, dict]:
-    """Write a SweepResult as <home>/bench/sweep-<time>.json (every request kept); returns the path and
-    the data written (with its date), for --sqlite."""
-    import os
+def sweep_data(result) -> dict:
+    """A SweepResult as saved and printed: its date, then everything it holds (every request kept)."""
     import time
 
-    data = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **result.to_dict()}
-    stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
-    path = bench_dir() / f"sweep-{stamp}.json"
-    while path.exists():
-        n += 1
-        path = bench_dir() / f"sweep-{stamp}-{n}.json"
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-    return path, data
+    return {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **result.to_dict()}
+
+
+def save_sweep(result) -> tuple[Path, dict]:
+    """Write a SweepResult as <home>/bench/sweep-<time>.json; returns the path and the data written,
+    for --sqlite."""
+    data = sweep_data(result)
+    return write_json(data, prefix="sweep-"), data
 
 
 def saved_runs() -> list[Saved]:

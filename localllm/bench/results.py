@@ -214,8 +214,13 @@ def bench_dir() -> Path:
 
 def save(result: BenchResult, path: str | os.PathLike[str] | None = None) -> Path:
     """Write the result as JSON (default: <home>/bench/<timestamp>.json), atomically."""
+    return write_json(result.to_dict(), path)
+
+
+def write_json(data: dict, path: str | os.PathLike[str] | None = None, prefix: str = "") -> Path:
+    """Write a run atomically; without a path, a new <home>/bench/<prefix><timestamp>[-n].json."""
     if path is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
+        stamp = prefix + time.strftime("%Y%m%d-%H%M%S")
         path = bench_dir() / f"{stamp}.json"
         n = 1
         while path.exists():
@@ -223,7 +228,7 @@ def save(result: BenchResult, path: str | os.PathLike[str] | None = None) -> Pat
             path = bench_dir() / f"{stamp}-{n}.json"
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
     return path
 

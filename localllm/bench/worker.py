@@ -190,10 +190,15 @@ def run_config(plan: BenchPlan, cfg: BenchConfig, label: str, prompts: PromptSet
     return row
 
 
+def _load_options(plan: BenchPlan, cfg: BenchConfig) -> LoadOptions:
+    """How every repetition of a row loads its model, streamed or batched alike."""
+    return LoadOptions(n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers,
+                       seed=plan.seed, quantization=cfg.load_in)
+
+
 def _repetitions(plan: BenchPlan, cfg: BenchConfig, path: str, prompts: PromptSet,
                  client: WorkerClient, row: RowResult, cancel: threading.Event, say) -> None:
-    options = LoadOptions(n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers,
-                          seed=plan.seed, quantization=cfg.load_in)
+    options = _load_options(plan, cfg)
     sampling = SamplingParams(max_tokens=plan.gen_tokens, ignore_eos=True, seed=plan.seed)
     runs = plan.warmup + plan.reps
     fitted: list[FittedPrompt] = []
@@ -240,8 +245,7 @@ def _batch_repetitions(plan: BenchPlan, cfg: BenchConfig, path: str, client: Wor
 
     from localllm.runtime.metrics import percentile
 
-    options = LoadOptions(n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers,
-                          seed=plan.seed, quantization=cfg.load_in)
+    options = _load_options(plan, cfg)
     proc = psutil.Process(client.pid)
     for i in range(plan.warmup + plan.reps):
         if cancel.is_set():

@@ -512,15 +512,31 @@ def calibration_path():
     return config.home() / "calibration.json"
 
 
+_MEASUREMENTS: dict[str, tuple[tuple, list[dict]]] = {}  # path -> (its stat, its runs)
+
+
 def load_measurements() -> list[dict]:
+    """The kept runs; parsed once per version of the file (a recommendation asks for every pick, and
+    each record_measurement replaces the file, so a changed stat means a new version)."""
     import json
 
+    path = calibration_path()
     try:
-        data = json.loads(calibration_path().read_text())
+        st = path.stat()
+    except OSError:
+        return []
+    version = (st.st_ino, st.st_mtime_ns, st.st_size)
+    cached = _MEASUREMENTS.get(str(path))
+    if cached is not None and cached[0] == version:
+        return list(cached[1])
+    try:
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return []
     runs = data.get("runs") if isinstance(data, dict) else None
-    return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+    runs = [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+    _MEASUREMENTS[str(path)] = (version, runs)
+    return list(runs)
 
 
 def record_measurement(*, model: str, fmt: str, quant: str, device: str, context: int,

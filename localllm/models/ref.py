@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from localllm.models.embedded import EMBEDDED, embedded_model_path
+from localllm.models.embedded import EMBEDDED, FILENAME, embedded_model_path
 from localllm.models.endpoints import split_model
 
 LOAD_IN = ("int8", "nf4", "fp4", "none")  # bitsandbytes at load time: the FOLDER@how suffixes
@@ -56,9 +56,6 @@ class ModelRef:
     @property
     def name(self) -> str:
         """A short name for tables: the file's stem, the folder's name, or the server URL."""
-        if self.backend == "remote":
+        if self.backend != "llama_cpp":
             return self.text
-        from localllm.models.embedded import FILENAME
-
-        return Path(FILENAME if self.is_embedded else self.text).stem if self.backend == "llama_cpp" \
-            else self.text
+        return Path(FILENAME if self.is_embedded else self.text).stem

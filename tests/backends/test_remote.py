@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
@@ -16,6 +14,7 @@ from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError
 from localllm.models.endpoints import api_base, discover, server_pid
 from tests.hubserver import free_port
+from tests.llama_server import llama_server as start_llama_server
 from tests.openai_fault_server import MODEL, FaultServer, Handler
 from tests.replies import collect, stop_at_first_piece
 
@@ -24,24 +23,8 @@ pytestmark = pytest.mark.slow  # real model workers (or servers): not in the qui
 
 @pytest.fixture(scope="module")
 def llama_server(model_path):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--port", str(port),
-         "--n_threads", "2", "--n_ctx", "2048", "--verbose", "False"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/v1/models", timeout=1).read()
-            break
-        except OSError:
-            assert proc.poll() is None, "llama_cpp.server exited"
-            assert time.monotonic() < deadline, "llama_cpp.server did not start"
-            time.sleep(0.3)
-    yield url, proc
-    proc.terminate()
-    proc.wait(timeout=10)
+    with start_llama_server(model_path, "--n_threads", "2", "--n_ctx", "2048", "--verbose", "False") as server:
+        yield server
 
 
 def test_chat_through_a_real_server_fills_the_panels(llama_server) -> None:

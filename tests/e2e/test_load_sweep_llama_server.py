@@ -6,45 +6,23 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
 from localllm.bench.load import SweepPlan, markdown, run_sweep
 from localllm.models.embedded import embedded_model_path
-from tests.hubserver import free_port
+from tests.llama_server import llama_server as start_llama_server
 
 pytestmark = pytest.mark.slow  # a real model server
 
 
 @pytest.fixture(scope="module")
 def llama_server():
-    port = free_port()
     # interrupt_requests False: by default a new request cuts the running stream short; here the
     # others queue, as the sweep expects of a server that serves one request at a time
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "2",
-         "--interrupt_requests", "False", "--verbose", "False"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url + "/v1/models", timeout=2).read()
-                break
-            except OSError:
-                assert proc.poll() is None, "llama_cpp.server exited"
-                assert time.monotonic() < deadline, "llama_cpp.server did not start within 120 s"
-                time.sleep(0.3)
-        yield url, proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
+    with start_llama_server(str(embedded_model_path()), "--host", "127.0.0.1", "--n_ctx", "1024", "--n_threads", "2",
+                            "--interrupt_requests", "False", "--verbose", "False", deadline_s=120) as server:
+        yield server
 
 
 def test_the_pinned_sweep_command_against_a_real_server(llama_server, tmp_path, monkeypatch, capsys) -> None:

@@ -159,7 +159,6 @@ def run(args: argparse.Namespace) -> int:
 def run_sweep(args: argparse.Namespace) -> int:
     """--concurrency: a serving-load sweep against each server named with -m URL."""
     import json
-    import time
 
     from localllm.bench import history
     from localllm.bench.load import Slo, SweepPlan, markdown
@@ -180,10 +179,8 @@ def run_sweep(args: argparse.Namespace) -> int:
                          gen_tokens=args.tokens or 30, slo=slo)
         plan.validate()
         result = sweep(plan, progress=lambda line: print(line, file=sys.stderr, flush=True))
-        data = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **result.to_dict()}
-        saved = None
-        if not args.no_save:
-            saved, data = history.save_sweep(result)
+        saved, data = (None, history.sweep_data(result)) if args.no_save else history.save_sweep(result)
+        if saved:
             print(f"saved {saved}", file=sys.stderr)
         if args.sqlite:
             n = history.append_sweep(args.sqlite, data, saved.stem if saved else data["date"])

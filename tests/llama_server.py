@@ -1,0 +1,40 @@
+"""llama-cpp-python's own OpenAI-compatible server on a free loopback port, for the tests that need a
+real server: started, waited for (its /v1/models answers) with a deadline, and stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+from tests.hubserver import free_port
+
+
+@contextlib.contextmanager
+def llama_server(model: str, *args: str, deadline_s: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """(url, process) of `python -m llama_cpp.server --model MODEL --port PORT ARGS...`."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", model, "--port", str(port), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + deadline_s
+        while True:
+            try:
+                urllib.request.urlopen(url + "/v1/models", timeout=2).read()
+                break
+            except OSError:
+                assert proc.poll() is None, "llama_cpp.server exited"
+                assert time.monotonic() < deadline, f"llama_cpp.server did not start within {deadline_s:.0f} s"
+                time.sleep(0.3)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
