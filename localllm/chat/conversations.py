@@ -180,6 +180,14 @@ def title_from(text: str) -> str:
     return line[:TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,.;:") + "…"
 
 
+def _title(db, conversation_id: int) -> str | None:
+    """The conversation's title (None: untitled); ConversationNotFound when there is no such one."""
+    row = db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+    if row is None:
+        raise ConversationNotFound(conversation_id)
+    return row[0]
+
+
 class ConversationStore:
     """The conversation database. Thread-safe: the TUI saves from its UI thread and workers."""
 
@@ -267,15 +275,13 @@ class ConversationStore:
         stamp = now()
         model_json = _json(model)
         with self._tx() as db:
-            row = db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
-            if row is None:
-                raise ConversationNotFound(conversation_id)
+            title = _title(db, conversation_id)
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation_id = ?",
                              (conversation_id,)).fetchone()[0]
             db.execute("INSERT INTO messages (conversation_id, seq, role, content, status, stats, model, "
                        "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (conversation_id, seq, role, content, status, _json(stats), model_json, stamp))
-            title = row[0] or (title_from(content) if role == "user" else "")
+            title = title or (title_from(content) if role == "user" else "")
             # The conversation's model is the latest reply's, so the list shows what it runs on now.
             db.execute("UPDATE conversations SET updated = ?, title = ?, model = COALESCE(?, model) "
                        "WHERE id = ?", (stamp, title, model_json, conversation_id))
@@ -290,9 +296,7 @@ class ConversationStore:
         results = [r if isinstance(r, dict) else dataclasses.asdict(r) for r in data.get("results") or []]
         stamp = now()
         with self._tx() as db:
-            row = db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
-            if row is None:
-                raise ConversationNotFound(conversation_id)
+            title = _title(db, conversation_id)
             after = db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?",
                                (conversation_id,)).fetchone()[0]
             cur = db.execute("INSERT INTO comparisons (conversation_id, after_seq, prompt, system_prompt, sampling, "
@@ -300,7 +304,7 @@ class ConversationStore:
                              (conversation_id, after, prompt, data.get("system_prompt") or "",
                               _json(data.get("sampling")), json.dumps(results, default=str), stamp))
             db.execute("UPDATE conversations SET updated = ?, title = ? WHERE id = ?",
-                       (stamp, row[0] or title_from(prompt), conversation_id))
+                       (stamp, title or title_from(prompt), conversation_id))
             return int(cur.lastrowid)
 
     def remove_last_turn(self, conversation_id: int, role: str = "assistant") -> bool:
