@@ -10,10 +10,13 @@ import pytest
 
 from localllm.config import SamplingParams
 from localllm.models.embedded import embedded_model_path
+from tests import sigill
 
 # Set before any test imports localllm.config paths: logs never land in the user's home.
 _HOME = tempfile.mkdtemp(prefix="localllm-test-home-")
 os.environ["LOCALLLM_HOME"] = _HOME
+# Every process the tests start can simulate an AMX host's SIGILL (with LOCALLLM_TEST_SIGILL set).
+sigill.on_pythonpath()
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -64,3 +67,19 @@ def checkpoint(tmp_path_factory, model_path) -> str:
 
     out = gguf_to_checkpoint(model_path, tmp_path_factory.mktemp("ckpt") / "smollm2-fp32")
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory):
+    """benchmarks/model_factory.py's random-weight GGUFs with real shapes, written into this run's own
+    folder: `shapes("llama-70b")` (a sparse header: kilobytes on disk) or `shapes("llama-1b")` (705 MB,
+    ~8 s; the largest the suite writes)."""
+    from benchmarks import model_factory
+
+    folder = tmp_path_factory.mktemp("shapes")
+
+    def make(name: str) -> str:
+        assert name in ("llama-1b", "llama-70b"), "the suite writes the 1B file at most"
+        return str(model_factory.make(name, folder / f"{name}.gguf", quiet=True))
+
+    return make

@@ -1,11 +1,12 @@
 """llama-cpp-python's own OpenAI-compatible server on a free loopback port, for the tests that need a
-real server: started, waited for (its /v1/models answers) with a deadline, and stopped."""
+real server: started the way `localllm serve` starts it (llama.cpp's extra CPU buffers as this machine's
+probe chose: on an AMX Xeon whose AMX kernel dies of SIGILL, off), waited for (its /v1/models answers)
+with a deadline, and stopped."""
 
 from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,9 +17,11 @@ from tests.hubserver import free_port
 @contextlib.contextmanager
 def llama_server(model: str, *args: str, deadline_s: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
     """(url, process) of `python -m llama_cpp.server --model MODEL --port PORT ARGS...`."""
+    from localllm.runtime.llama_server import server_command
+
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", model, "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv, _why = server_command(model, "--port", str(port), *args)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + deadline_s

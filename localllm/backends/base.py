@@ -11,11 +11,6 @@ from localllm.config import LoadOptions, SamplingParams
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 
-# Set in a worker's environment by tests: the llama.cpp backend then raises SIGILL at its first decode
-# whenever extra buffer types are on, as llama.cpp's AMX kernel does on an AMX Xeon.
-FAKE_SIGILL_ENV = "LOCALLLM_TEST_SIGILL"
-
-
 @dataclass
 class ModelInfo:
     """What a loaded model is; shown in the status bar and kept with each run."""

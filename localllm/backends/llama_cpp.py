@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +14,6 @@ import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from localllm.backends.base import (
-    FAKE_SIGILL_ENV,
     BatchTiming,
     Chunk,
     Finish,
@@ -55,6 +52,14 @@ def _model_params(extra_bufts: bool):
         module.llama_model_default_params = original
 
 
+def kv_cache_params(kv_type: str) -> dict:
+    """Llama() arguments for a KV-cache type: llama.cpp needs flash attention for a quantized V cache."""
+    ggml = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+    if kv_type not in ggml:
+        raise ModelLoadError(f"unknown KV-cache type {kv_type!r}; choose one of {', '.join(ggml)}")
+    return {"type_k": ggml[kv_type], "type_v": ggml[kv_type], "flash_attn": kv_type != "f16"}
+
+
 def binding_capabilities() -> dict:
     """What this llama-cpp-python was built with (the worker's "caps" answer; see localllm.runtime.binding)."""
     return {"gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
@@ -83,23 +88,6 @@ def batch_prompt_text(i: int, seed: int, count: int) -> str:
     return "Counting: " + ", ".join(str(n) for n in range(start, start + count))
 
 
-def _in_worker() -> bool:
-    """Only a worker process may fake a crash: never the app or a test run loading in-process."""
-    import sys
-
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return spec is not None and spec.name == "localllm.runtime.worker_main"
-
-
-def _die_of_sigill() -> None:
-    """The test-only switch (FAKE_SIGILL_ENV): die at the first decode as llama.cpp's AMX kernel does on
-    an AMX Xeon, without leaving a core file behind."""
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    os.kill(os.getpid(), signal.SIGILL)
-
-
 class LlamaCppBackend:
     name = "llama_cpp"
 
@@ -119,6 +107,7 @@ class LlamaCppBackend:
                     model_path=path, n_ctx=opts.n_ctx, n_threads=opts.n_threads,
                     n_threads_batch=opts.n_threads, n_gpu_layers=opts.n_gpu_layers,
                     seed=opts.seed, verbose=True,  # our stderr is the worker log file: keep the detail
+                    **kv_cache_params(opts.kv_type),
                 )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {path}: {exc}. "
@@ -146,7 +135,7 @@ class LlamaCppBackend:
             n_gpu_layers=opts.n_gpu_layers, size_bytes=Path(path).stat().st_size,
             chat_template="model" if template else "chatml (fallback: the file has none)",
             extra={"general.name": llm.metadata.get("general.name", ""),
-                   "extra_bufts": self._extra_bufts,
+                   "extra_bufts": self._extra_bufts, "kv_type": opts.kv_type,
                    "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload())},
         )
 
@@ -188,8 +177,6 @@ class LlamaCppBackend:
         if cancel.is_set():
             yield Finish("cancelled")
             return
-        if self._extra_bufts and os.environ.get(FAKE_SIGILL_ENV) and _in_worker():
-            _die_of_sigill()
         for token in llm.generate(
             tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
             temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True,

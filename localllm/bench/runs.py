@@ -50,6 +50,7 @@ class BenchConfig:
     # throughput = B x tokens / decode time
     batch: int = 0
     depth: int = 0  # tokens already in the context before the measured reply (llama-bench's -d)
+    kv_type: str = "f16"  # llama.cpp's KV cache: f16 | q8_0 | q4_0
 
     def path(self) -> str:
         return ModelRef.parse(self.model).path
@@ -62,7 +63,8 @@ class BenchConfig:
                  "all GPU layers" if self.n_gpu_layers == -1 else ""]
         if self.backend == "remote":
             extra = []  # threads and GPU layers are the server's own business
-        extra += [f"batch {self.batch}" if self.batch else "", f"depth {self.depth}" if self.depth else ""]
+        extra += [f"batch {self.batch}" if self.batch else "", f"depth {self.depth}" if self.depth else "",
+                  f"KV {self.kv_type}" if self.kv_type != "f16" and self.backend == "llama_cpp" else ""]
         return " · ".join([name, *filter(None, extra)])
 
 

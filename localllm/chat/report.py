@@ -44,7 +44,8 @@ def stats_line(s: ReplyStats) -> str:
         f"decode {rate(s.decode_tok_s)}",
         f"TTFT {seconds(s.ttft_s)}",
         f"prefill {rate(s.prefill_tok_s)} ({s.prompt_tokens} tok"
-        + (f", {s.cached_tokens} cached)" if s.cached_tokens else ")"),
+        + (f", reused {s.cached_tokens} of {s.prompt_tokens})" if s.cached_tokens else ")")
+        + (f" ({s.cache_note})" if s.cache_note else ""),
         f"wall {seconds(s.wall_s)}",
         f"CPU {seconds(s.cpu_user_s)} user + {seconds(s.cpu_sys_s)} sys",
         f"RSS {mib(s.rss_peak_mib)} peak",
@@ -57,7 +58,8 @@ def stats_line(s: ReplyStats) -> str:
 def full_report(s: ReplyStats) -> str:
     lines = [
         time_view(s),
-        f"Tokens: prompt {s.prompt_tokens}" + (f" ({s.cached_tokens} cached)" if s.cached_tokens else "")
+        f"Tokens: prompt {s.prompt_tokens}" + (f" (reused {s.cached_tokens} from the KV cache)" if s.cached_tokens else "")
+        + (f" (not all reused: {s.cache_note})" if s.cache_note else "")
         + f", completion {s.completion_tokens} (finish: {s.finish_reason})",
         f"TTFT {seconds(s.ttft_s)} · prefill {rate(s.prefill_tok_s)} · decode {rate(s.decode_tok_s)}",
         "Per-token latency: p50 " + ("-" if s.latency_p50_ms is None else f"{s.latency_p50_ms:.1f} ms")

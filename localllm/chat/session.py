@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localllm.backends.base import Message, ModelInfo
+from localllm.chat.reuse import reuse_note
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError, NoModelLoaded, PromptTooLong, WorkerDied
 from localllm.models.ref import ModelRef
@@ -105,6 +106,9 @@ class ChatSession:
     plan: object | None = None  # the LoadPlan of the loaded model (localllm.runtime.plan), None for servers
     notices: list[str] = field(default_factory=list)  # one-line messages from loading, for the UI to show
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # what the worker's KV cache holds: the last request with its reply, their tokens, and where the
+    # context started (None: nothing, after a load or a new conversation)
+    _cached: tuple[list[Message], int, int] | None = None
 
     # -- model -------------------------------------------------------------------------------
     def load(self, path: str | Path, options: LoadOptions | None = None,
@@ -192,6 +196,7 @@ class ChatSession:
             self._client.close()
         self._client = None
         self.model = None
+        self._cached = None  # a new worker starts with an empty KV cache
 
     @property
     def worker_pid(self) -> int | None:
@@ -287,8 +292,9 @@ class ChatSession:
         parts: list[str] = []
         meter.start()
         reason = "error"
+        sent = self.messages()  # the empty reply is not sent
         try:
-            for event in client.chat(self.messages(), self.sampling):  # the empty reply is not sent
+            for event in client.chat(sent, self.sampling):
                 text, done = meter_event(meter, event)
                 if text:
                     parts.append(text)
@@ -308,7 +314,20 @@ class ChatSession:
             turn.stats = meter.finish(reason)
             if turn.status != "error":
                 turn.status = FINISH_STATUS.get(reason, reason)
+            self._note_reuse(sent, turn)
         yield ReplyDone(turn, turn.stats)
+
+    def _note_reuse(self, sent: list[Message], turn: Turn) -> None:
+        """Say why the cache was not fully reused (llama.cpp only: the others report none), and keep
+        what it holds now for the next turn."""
+        stats = turn.stats
+        if self.model is None or self.model.backend != "llama_cpp" or stats is None:
+            return
+        if self._cached is not None:
+            before, tokens, start = self._cached
+            stats.cache_note = reuse_note(before, tokens, sent, stats.cached_tokens, self.context_start != start)
+        reply = [{"role": "assistant", "content": turn.content}] if turn.content else []
+        self._cached = (sent + reply, stats.prompt_tokens + stats.completion_tokens, self.context_start)
 
     @staticmethod
     def _drain(client: WorkerClient) -> None:
@@ -329,6 +348,7 @@ class ChatSession:
     def clear(self) -> None:
         self.history.clear()
         self.context_start = 0
+        self._cached = None
 
     def close(self) -> None:
         self.unload()

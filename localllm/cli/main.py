@@ -11,7 +11,7 @@ from localllm import __version__
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    from localllm.config import LoadOptions, SamplingParams
+    from localllm.config import KV_TYPES, LoadOptions, SamplingParams
 
     _LOAD, _SAMPLING = LoadOptions(), SamplingParams()  # the defaults live there, not in these strings
     p.add_argument("-m", "--model", metavar="PATH",
@@ -28,6 +28,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
                    help="layers to offload to the GPU: auto (the load plan places them; the default), "
                         "N, -1 for all, 0 for none")
+    p.add_argument("--kv", choices=KV_TYPES, default=None,
+                   help=f"llama.cpp KV-cache type (settings: kv_cache_type; default {_LOAD.kv_type}); "
+                        "q8_0 and q4_0 turn flash attention on")
     p.add_argument("--force", action="store_true", default=None,
                    help="load even when the load plan says the model does not fit")
     p.add_argument("--load-in", choices=["none", "int8", "nf4", "fp4"], default="none",
@@ -84,7 +87,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chat = sub.add_parser("chat", help="chat without the TUI: one-shot with -p, else a plain REPL")
     _model_args(chat)
-    chat.add_argument("-p", "--prompt", help="send one message, print the reply and its stats")
+    chat.add_argument("-p", "--prompt", action="append", default=None,
+                      help="send a message, print the reply and its stats; repeat -p for successive turns "
+                           "of one conversation (each reuses the KV cache of the ones before)")
     chat.add_argument("--json", action="store_true", help="print one JSON record: reply and every number")
     chat.add_argument("--quiet", action="store_true", help="print the reply only, no stats")
     sub.add_parser("tui", help="start the TUI (the default)").set_defaults(command="tui")
@@ -112,7 +117,7 @@ def _options(args, settings):
 
     load, sampling = to_load_options(settings), to_sampling(settings)
     given = {k: v for k, v in vars(args).items() if v is not None}
-    for arg, field in (("ctx", "n_ctx"), ("threads", "n_threads"), ("gpu_layers", "n_gpu_layers")):
+    for arg, field in (("ctx", "n_ctx"), ("threads", "n_threads"), ("gpu_layers", "n_gpu_layers"), ("kv", "kv_type")):
         if arg in given:
             setattr(load, field, given[arg])
     for arg, field in (("temp", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
@@ -184,24 +189,34 @@ def cmd_chat(args) -> int:
     session = _new_session(args)
     try:
         if args.prompt is not None:
-            if not args.prompt.strip():
-                print("error: the prompt is empty; give some text with -p", file=sys.stderr)
+            if not all(p.strip() for p in args.prompt):
+                print("error: a prompt is empty; give some text with each -p", file=sys.stderr)
                 return 2
-            done = _stream_reply(session, args.prompt, echo=not args.json)
-            assert done is not None
-            if args.json:
-                record = {"model": vars(session.model), "prompt": args.prompt, "reply": done.turn.content,
-                          "status": done.turn.status, "stats": done.stats.to_dict(),
-                          "plan": _plan_vs_measured(session, done.stats), "notices": session.notices}
-                print(json.dumps(record, indent=2))
-            else:
-                print()
-                if not args.quiet:
-                    print(full_report(done.stats), file=sys.stderr)
+            for turn, prompt in enumerate(args.prompt, 1):
+                done = _stream_reply(session, prompt, echo=not args.json)
+                assert done is not None
+                if args.json:  # JSON Lines: one object per turn, printed as soon as the turn ends
+                    print(json.dumps(_turn_record(session, turn, prompt, done)), flush=True)
+                else:
+                    print()
+                    if not args.quiet:
+                        print(full_report(done.stats), file=sys.stderr)
             return 0
         return _repl(session, args)
     finally:
         session.close()
+
+
+def _turn_record(session, turn: int, prompt: str, done) -> dict:
+    """What `chat -p ... --json` prints for one turn: the reply, every number, and at the top level the
+    ones a multi-turn run compares (how much of the prompt came from the KV cache, and what it cost)."""
+    stats = done.stats
+    return {"turn": turn, "model": vars(session.model), "prompt": prompt, "reply": done.turn.content,
+            "status": done.turn.status, "prompt_tokens": stats.prompt_tokens,
+            "cached_tokens": stats.cached_tokens,
+            "ttft_ms": round(stats.ttft_s * 1000, 1) if stats.ttft_s is not None else None,
+            "decode_tok_s": round(stats.decode_tok_s, 2) if stats.decode_tok_s else None,
+            "stats": stats.to_dict(), "plan": _plan_vs_measured(session, stats), "notices": session.notices}
 
 
 def _plan_vs_measured(session, stats) -> dict | None:

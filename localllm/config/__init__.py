@@ -6,6 +6,7 @@ from localllm.config.options import (
     AUTO_LAYERS,
     BACKEND_NAMES,
     EXTRA_BUFFERS,
+    KV_TYPES,
     LoadOptions,
     SamplingParams,
     default_threads,
@@ -13,6 +14,6 @@ from localllm.config.options import (
 from localllm.config.paths import PACKAGE_DATA, config_dir, data_dir, home, logs_dir
 
 __all__ = [
-    "AUTO_LAYERS", "BACKEND_NAMES", "EXTRA_BUFFERS", "PACKAGE_DATA", "LoadOptions", "SamplingParams",
+    "AUTO_LAYERS", "BACKEND_NAMES", "EXTRA_BUFFERS", "KV_TYPES", "PACKAGE_DATA", "LoadOptions", "SamplingParams",
     "config_dir", "data_dir", "default_threads", "home", "logs_dir",
 ]

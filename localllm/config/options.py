@@ -15,6 +15,7 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
+KV_TYPES = ("f16", "q8_0", "q4_0")  # llama.cpp KV-cache types offered (quantized ones need flash attention)
 EXTRA_BUFFERS = ("auto", "on", "off")  # choices of LoadOptions.extra_bufts and the setting
 # the backends by name, in the order settings offer them (backends.registry has their implementations)
 BACKEND_NAMES = ("llama_cpp", "remote", "transformers")
@@ -31,6 +32,7 @@ class LoadOptions:
     seed: int = 0
     # llama.cpp's extra buffer types (AMX / repack kernels): auto | on | off (see localllm.runtime.binding)
     extra_bufts: str = "auto"
+    kv_type: str = "f16"  # llama.cpp's KV cache: f16 | q8_0 | q4_0 (flash attention on for the quantized)
     force: bool = False  # load even when the plan says it does not fit
     # remote backend: the model id on the server, the env variable holding its API key
     remote_model: str = ""

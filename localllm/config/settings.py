@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from localllm.config import AUTO_LAYERS, BACKEND_NAMES, EXTRA_BUFFERS, LoadOptions, SamplingParams, config_dir
+from localllm.config import (
+    AUTO_LAYERS,
+    BACKEND_NAMES,
+    EXTRA_BUFFERS,
+    KV_TYPES,
+    LoadOptions,
+    SamplingParams,
+    config_dir,
+)
 from localllm.errors import LocalLLMError
 
 SETTINGS_FILE = "settings.toml"
@@ -47,6 +55,9 @@ class Settings:
     cpu_extra_buffers: str = field(default="auto", metadata=_doc(
         "llama.cpp's extra CPU buffer types (AMX/repack kernels); auto: on unless they crashed this CPU "
         "(see localllm doctor)", choices=EXTRA_BUFFERS))
+    kv_cache_type: str = field(default=_LOAD.kv_type, metadata=_doc(
+        "llama.cpp's KV cache type: f16, or q8_0 / q4_0 (about half / a quarter of the memory, with flash "
+        "attention)", choices=KV_TYPES))
     system_prompt: str = field(default="You are a helpful assistant.", metadata=_doc(
         "system prompt of new conversations"))
     temperature: float = field(default=_SAMPLING.temperature, metadata=_doc("sampling temperature; 0: greedy", min=0.0, max=5.0))
@@ -246,7 +257,7 @@ def to_load_options(settings: Settings, base: LoadOptions | None = None) -> Load
     base = base or LoadOptions()
     return dataclasses.replace(base, n_ctx=settings.n_ctx, n_threads=settings.threads,
                                n_gpu_layers=settings.gpu_layers, seed=max(settings.seed, 0),
-                               extra_bufts=settings.cpu_extra_buffers,
+                               extra_bufts=settings.cpu_extra_buffers, kv_type=settings.kv_cache_type,
                                api_key_env=base.api_key_env or settings.api_key_env)
 
 

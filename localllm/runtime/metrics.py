@@ -42,6 +42,7 @@ class ReplyStats:
     ttft_s: float | None = None
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens reused from the previous turn's KV cache
+    cache_note: str = ""  # why fewer were reused than the turns before hold (localllm.chat.reuse)
     completion_tokens: int = 0
     prefill_tok_s: float | None = None
     decode_tok_s: float | None = None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from localllm.config import AUTO_LAYERS, LoadOptions
 from localllm.errors import LocalLLMError
-from localllm.machine.estimate import GGUF_BPW, MemoryEstimate, estimate_memory
+from localllm.machine.estimate import GGUF_BPW, MemoryEstimate, estimate_memory, kernel_flags
 from localllm.machine.hardware import HardwareInfo
 from localllm.machine.recommend import _largest  # the same search the recommendations use
 from localllm.models.catalog import ModelSpec
@@ -58,10 +58,15 @@ class LoadPlan:
     def devices(self) -> dict[str, dict[str, int]]:
         """Bytes per device, itemized: what `localllm plan --json` prints."""
         e = self.estimate
-        cpu = {"weights": e.weights_cpu, "kv_cache": e.kv_cpu, "compute_buffers": e.compute_cpu,
-               "compute_reserved": e.compute_cpu_reserved, "repack_extra_buffers": e.reclaimable_cpu,
-               "runtime_overhead": e.overhead_cpu}
-        cpu["total"] = e.ram_bytes
+        # The weights once: the file pages read at every token, and the anonymous copies llama.cpp made
+        # of the tensors it repacked. The pages those copies were read from stay in RSS until the kernel
+        # needs the memory: reclaimable, shown apart and not counted in the fit.
+        cpu = {"weights": e.weights_cpu, "weights_mapped": e.weights_cpu - e.reclaimable_cpu,
+               "weights_repacked": e.reclaimable_cpu, "kv_cache": e.kv_cpu, "compute_buffers": e.compute_cpu,
+               "compute_reserved": e.compute_cpu_reserved, "runtime_overhead": e.overhead_cpu}
+        cpu["total"] = e.ram_bytes  # what must stay in RAM: the fit is graded on it
+        cpu["reclaimable_file_pages"] = e.reclaimable_cpu
+        cpu["repack_extra_buffers"] = e.reclaimable_cpu  # the old name of weights_repacked (0.1 JSON)
         cpu["rss_at_full_context"] = e.rss_bytes
         if self.at_fill is not None:  # what `ps` shows after loading, before the context fills
             cpu["rss_at_load"] = self.at_fill(1).rss_bytes
@@ -167,7 +172,7 @@ def _gguf_alternatives(spec, options, budget: Budget, est, layers: int, kv_type:
     if kv_type == "f16":
         q8 = estimate_memory(spec, "gguf", spec.gguf_quant, options.n_ctx, "q8_0", layers)
         if budget.fits(q8):
-            out.append("a q8_0 KV cache (half the KV memory)")
+            out.append(f"a q8_0 KV cache ({q8.ram_bytes / MiB:,.0f} MiB RAM; --kv q8_0)")
     bare = dataclasses.replace(spec, gguf_path="")  # a bits-per-weight estimate of the other quants
     now = GGUF_BPW.get(spec.gguf_quant.upper(), 99.0)
     for quant, bpw in sorted(GGUF_BPW.items(), key=lambda kv: -kv[1]):
@@ -219,9 +224,11 @@ def _transformers_plan(path: str, options: LoadOptions, budget: Budget, hw: Hard
 
 # -- entry points ---------------------------------------------------------------------------------------
 def make_plan(path: str, options: LoadOptions, hw: HardwareInfo, *, offload: bool,
-              extra_bufts: bool = True, kv_type: str = "f16") -> LoadPlan:
+              extra_bufts: bool = True, kv_type: str = "f16",
+              build_features: dict[str, bool] | None = None) -> LoadPlan:
     """The plan for `path` on the machine `hw`. offload: the GPU can be used (a GPU and a binding built
-    for it). Raises LocalLLMError for a file that cannot be read."""
+    for it). build_features: what the binding was compiled with (its repack and AMX kernels), when known.
+    Raises LocalLLMError for a file that cannot be read."""
     budget = budget_of(hw, offload)
     if Path(path).expanduser().is_dir():
         return _transformers_plan(path, options, budget, hw)
@@ -229,15 +236,18 @@ def make_plan(path: str, options: LoadOptions, hw: HardwareInfo, *, offload: boo
     trained = spec.max_context
     if options.n_ctx > trained:  # llama.cpp loads it (RoPE scaling); the memory is what matters here
         spec = dataclasses.replace(spec, max_context=options.n_ctx)
-    plan = _gguf_plan(path, spec, options, budget, hw.cpu.flags, extra_bufts, kv_type)
+    plan = _gguf_plan(path, spec, options, budget, kernel_flags(hw.cpu.flags, build_features), extra_bufts,
+                      kv_type)
     if options.n_ctx > trained:
         plan.notes.append(f"context {options.n_ctx} is beyond the {trained} tokens the model was trained on")
     return plan
 
 
 def plan_for(path: str, options: LoadOptions, hw: HardwareInfo | None = None,
-             kv_type: str = "f16") -> LoadPlan:
-    """The plan on this machine, with what its llama-cpp-python can really do (binding, kernels)."""
+             kv_type: str | None = None) -> LoadPlan:
+    """The plan on this machine, with what its llama-cpp-python can really do (binding, kernels).
+    kv_type: the KV-cache type (default: the one the options load with)."""
+    kv_type = kv_type or options.kv_type
     from localllm.machine import hardware
     from localllm.runtime import binding
 
@@ -250,6 +260,7 @@ def plan_for(path: str, options: LoadOptions, hw: HardwareInfo | None = None,
         notes.append("the GPU is not used: this llama-cpp-python was built for the CPU only "
                      "(localllm doctor says how to rebuild it)")
     extra, why = binding.extra_bufts_for(options.extra_bufts)
-    plan = make_plan(path, options, hw, offload=offload, extra_bufts=extra, kv_type=kv_type)
+    plan = make_plan(path, options, hw, offload=offload, extra_bufts=extra, kv_type=kv_type,
+                     build_features=None if caps.error else caps.build_features)
     plan.notes[:0] = notes + ([f"llama.cpp extra CPU buffers {why}"] if plan.backend == "llama_cpp" else [])
     return plan

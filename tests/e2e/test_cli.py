@@ -28,6 +28,22 @@ def test_version_and_help() -> None:
     assert out.returncode == 0 and "chat" in out.stdout and "--model" in out.stdout
 
 
+def test_repeated_prompts_are_turns_of_one_conversation_reusing_the_kv_cache() -> None:
+    """`chat -p A -p B -p C --json`: one JSON line per turn; from turn 2 on, the tokens of the turns
+    before come from the KV cache and are not processed again."""
+    out = run("chat", "-p", "What is the capital of France?", "-p", "And of Italy?", "-p", "And of Spain?",
+              "--json", "--temp", "0", "--max-tokens", "16", "--ctx", "1024")
+    assert out.returncode == 0, out.stderr
+    turns = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [t["turn"] for t in turns] == [1, 2, 3]
+    assert turns[0]["cached_tokens"] == 0
+    for before, now in zip(turns, turns[1:], strict=False):
+        # every token of the turns before (prompt and reply) but the reply's last is reused
+        assert before["prompt_tokens"] < now["cached_tokens"] < now["prompt_tokens"]
+        assert now["cached_tokens"] >= before["prompt_tokens"] + before["stats"]["completion_tokens"] - 1
+    assert all(t["ttft_ms"] > 0 and t["decode_tok_s"] > 0 and t["reply"].strip() for t in turns)
+
+
 def test_one_shot_json_has_the_reply_and_every_number() -> None:
     out = run("chat", "-p", "Say hello.", "--json", "--max-tokens", "12", "--seed", "7", "--ctx", "512")
     assert out.returncode == 0, out.stderr

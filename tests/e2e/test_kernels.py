@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from localllm.backends.base import FAKE_SIGILL_ENV
 from localllm.chat.session import ChatSession, KernelNotice, ReplyDone, TextDelta
 from localllm.config import LoadOptions, SamplingParams
 from localllm.runtime import binding
+from tests.sigill import FAKE_SIGILL_ENV
 
 pytestmark = pytest.mark.slow
 EXE = shutil.which("localllm") or ""
@@ -130,3 +130,61 @@ async def test_the_tui_answers_after_one_notice(sigill_home, reference) -> None:
         assert len(notices) == 1 and "SIGILL" in notices[0]
         assert app.query(AssistantMessage).last().text == reference
         assert app.session.model.extra["extra_bufts"] is False
+
+
+def _wait_for_models(url: str, proc: subprocess.Popen, deadline_s: float = 120.0) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            urllib.request.urlopen(url + "/v1/models", timeout=2).read()
+            return
+        except OSError:
+            assert proc.poll() is None, f"the server exited ({proc.returncode})"
+            assert time.monotonic() < deadline, f"the server did not answer within {deadline_s:.0f} s"
+            time.sleep(0.3)
+
+
+def _ask(url: str) -> str:
+    import urllib.request
+
+    body = json.dumps({"messages": [{"role": "user", "content": QUESTION}], "max_tokens": 8,
+                       "temperature": 0}).encode()
+    request = urllib.request.Request(url + "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        return json.load(answer)["choices"][0]["message"]["content"]
+
+
+def test_a_bare_llama_server_dies_of_sigill_and_localllm_serve_answers(sigill_home) -> None:
+    """The simulation reaches every llama.cpp process, a server included; `localllm serve` (and the
+    tests' server helper, which starts it the same way) turns the extra buffers off as the probe says."""
+    from tests.hubserver import free_port
+
+    model = binding_model()
+    port = free_port()
+    bare = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", model, "--port", str(port),
+                             "--n_ctx", "512", "--verbose", "False"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_models(f"http://127.0.0.1:{port}", bare)
+        with pytest.raises(OSError):
+            _ask(f"http://127.0.0.1:{port}")
+        assert bare.wait(timeout=60) == -4  # SIGILL, as on an AMX Xeon
+    finally:
+        bare.kill()
+        bare.wait()
+
+    port = free_port()
+    cmd = [EXE] if EXE else [sys.executable, "-m", "localllm"]
+    served = subprocess.Popen([*cmd, "serve", "--port", str(port), "--ctx", "512", "--", "--verbose", "False"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_models(f"http://127.0.0.1:{port}", served)
+        assert _ask(f"http://127.0.0.1:{port}").strip()
+        assert served.poll() is None
+    finally:
+        served.terminate()
+        _, err = served.communicate(timeout=30)
+    assert "extra CPU buffers off on this machine" in err and "SIGILL" in err, err

@@ -121,3 +121,44 @@ def test_a_session_refuses_before_starting_a_worker(monkeypatch, model_path) -> 
     with pytest.raises(PlanRefused) as err:
         session_mod.ChatSession().load(model_path, LoadOptions(n_ctx=2048))
     assert "does not fit" in str(err.value) and not started
+
+
+def test_a_70b_header_is_refused_on_24_gib_with_a_fix_that_fits_and_its_weights_counted_once(shapes) -> None:
+    """A sparse 70B Q4_K_M (a real header and tensor table; the data a hole) on a 24 GiB machine with
+    AVX2: refused, the fix named would fit, and the weights appear once (mapped + repacked)."""
+    from localllm.models.gguf_check import read_layout
+
+    path = shapes("llama-70b")
+    hw = machine("cpu-16gb", total_bytes=24 * 2**30, available_bytes=22 * 2**30, swap_free_bytes=0)
+    plan = make_plan(path, LoadOptions(n_ctx=8192), hw, offload=False, extra_bufts=True)
+    cpu = plan.devices()["cpu"]
+    weights = read_layout(path).tensor_bytes
+    assert not plan.fits and plan.placement == "does not fit"
+    assert cpu["weights_mapped"] + cpu["weights_repacked"] == cpu["weights"] == weights  # once
+    assert cpu["weights_repacked"] > 0 and cpu["reclaimable_file_pages"] == cpu["weights_repacked"]
+    assert cpu["total"] < weights + cpu["weights_repacked"]  # the originals are not in the fit
+    assert plan.alternatives and plan.alternatives[0].startswith("the IQ")
+    quant = plan.alternatives[0].split()[1]
+    from localllm.machine.estimate import estimate_memory
+    from localllm.models.catalog import ModelSpec
+
+    bare = dataclasses.replace(ModelSpec.from_gguf(path), gguf_path="")
+    assert estimate_memory(bare, "gguf", quant, 8192).ram_bytes <= plan.ram_budget
+    text = PlanRefused(plan).args[0]
+    assert quant in text and "--force" in text
+
+
+def test_a_build_without_amx_repacks_nothing_for_amx(model_path) -> None:
+    """An AMX Xeon running a llama.cpp built without AMX_INT8 has no AMX buffer type: only the AVX2
+    repack counts (the 1B and 8B plans were 19-22% high on such a host for want of this)."""
+    hw = machine("cpu-16gb")
+    hw.cpu = dataclasses.replace(hw.cpu, flags=[*hw.cpu.flags, "avx2", "amx_tile", "amx_int8"])
+    no_amx = {"AVX2": True, "AVX512": True, "AMX_INT8": False, "REPACK": True}
+    with_amx = {**no_amx, "AMX_INT8": True}
+    plain = make_plan(model_path, LoadOptions(), hw, offload=False, build_features=no_amx).estimate
+    amx = make_plan(model_path, LoadOptions(), hw, offload=False, build_features=with_amx).estimate
+    assert plain.reclaimable_cpu == 0  # Q4_1 and Q8_0 have no AVX2 repack
+    assert amx.reclaimable_cpu > 60 * MiB
+    no_repack = make_plan(model_path, LoadOptions(), hw, offload=False,
+                          build_features={**with_amx, "REPACK": False}).estimate
+    assert no_repack.reclaimable_cpu == amx.reclaimable_cpu  # AMX is its own buffer type

@@ -89,6 +89,7 @@ def test_unknown_theme_name_is_not_an_error(home) -> None:
 INVALID = [
     ("model", "3", "a string"),
     ("backend", '"ollama"', "one of 'llama_cpp'"),
+    ("kv_cache_type", '"q2_k"', "one of 'f16'"),
     ("n_ctx", "5", "an integer from 128 to 1048576"),
     ("n_ctx", '"big"', "an integer from 128"),
     ("n_ctx", "2048.0", "an integer from 128"),

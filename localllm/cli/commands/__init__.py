@@ -10,6 +10,7 @@ MODULES: tuple[str, ...] = (
     "localllm.cli.commands.models",
     "localllm.cli.commands.bench",
     "localllm.cli.commands.quantize",
+    "localllm.cli.commands.serve",
     "localllm.cli.commands.doctor",
 )
 

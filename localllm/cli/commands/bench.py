@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--gpu-layers", type=_gpu_layers, default="auto", metavar="auto|N",
                    help="layers to offload to the GPU: auto (the load plan places them; default), N, -1, 0")
     p.add_argument("--ctx", type=int, default=2048, help="context size (default 2048)")
+    p.add_argument("--kv", default="f16", metavar="TYPE[,TYPE...]",
+                   help="llama.cpp KV-cache types, each a row: f16 (default), q8_0, q4_0, e.g. f16,q8_0")
     p.add_argument("--seed", type=int, default=42, help="load and sampling seed (default 42)")
     p.add_argument("--perplexity", action="store_true", help="add perplexity on a shipped public-domain text")
     p.add_argument("--batch", default=None, metavar="B[,B...]",
@@ -73,6 +75,16 @@ def _numbers(text: str | None, flag: str, default: list[int]) -> list[int]:
     return values or default
 
 
+def _kv_types(text: str) -> list[str]:
+    from localllm.config import KV_TYPES
+
+    kinds = [k.strip() for k in text.split(",") if k.strip()] or ["f16"]
+    wrong = [k for k in kinds if k not in KV_TYPES]
+    if wrong:
+        raise SystemExit(f"error: --kv takes {', '.join(KV_TYPES)} (got {', '.join(wrong)})")
+    return kinds
+
+
 def _threads(text: str) -> list[int]:
     return _numbers(text, "--threads", [0])
 
@@ -89,9 +101,9 @@ def build_plan(args: argparse.Namespace):
         if ref.load_in != "none" and ref.backend != "transformers":
             raise SystemExit(f"error: @{ref.load_in} (bitsandbytes at load) needs a checkpoint folder, not {ref.text}")
         configs += [BenchConfig(model=ref.text, backend=ref.backend, load_in=ref.load_in, n_threads=t,
-                                n_gpu_layers=args.gpu_layers, n_ctx=args.ctx, batch=b, depth=d)
+                                n_gpu_layers=args.gpu_layers, n_ctx=args.ctx, batch=b, depth=d, kv_type=kv)
                     for t in _threads(args.threads) for b in _numbers(args.batch, "--batch", [0])
-                    for d in _numbers(args.depth, "--depth", [0])]
+                    for d in _numbers(args.depth, "--depth", [0]) for kv in _kv_types(args.kv)]
     plan = BenchPlan.from_preset(args.preset, configs, reps=args.reps, warmup=args.warmup,
                                  gen_tokens=args.tokens, prompt_tokens=args.prompt_tokens,
                                  prompts=args.prompts, seed=args.seed, perplexity=args.perplexity)

@@ -18,13 +18,23 @@ def register(sub) -> None:
                    help="context size in tokens (default: the settings', 2048)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
                    help="auto (default), N, -1 for all, 0 for none")
-    p.add_argument("--kv", choices=("f16", "q8_0", "q4_0"), default="f16", help="KV-cache type (GGUF)")
+    p.add_argument("--kv", choices=("f16", "q8_0", "q4_0"), default=None,
+                   help="KV-cache type (GGUF; default: the settings' kv_cache_type, f16)")
     p.add_argument("--load-in", choices=["none", "int8", "nf4", "fp4"], default="none",
                    help="transformers checkpoints: bitsandbytes quantization at load time")
     p.add_argument("--hw", metavar="FILE_OR_PROFILE",
                    help=f"plan for another machine: a `localllm hw --json` file or {', '.join(PROFILES)}")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
+
+
+# What the table shows of each device's parts, in this order; the weights are listed once (mapped +
+# repacked), the reclaimable pages apart from the total the fit is graded on.
+SHOWN = {"weights": "weights", "weights_mapped": "weights, mapped file", "weights_repacked": "weights, repacked copy",
+         "kv_cache": "kv cache", "compute_buffers": "compute buffers", "compute_reserved": "compute reserved",
+         "runtime_overhead": "runtime overhead",
+         "reclaimable_file_pages": "+ reclaimable file pages (not in total)",
+         "rss_at_load": "rss at load", "rss_at_full_context": "rss at full context"}
 
 
 def _table(plan) -> str:
@@ -34,10 +44,10 @@ def _table(plan) -> str:
                 f"{plan.gpu_name or 'the GPU'})" if plan.gpu_layers else "")]
     for device, parts in plan.devices().items():
         budget = plan.ram_budget if device == "cpu" else plan.vram_budget
-        lines.append(f"{device:<6} {'':>25} total {parts['total'] / MiB:9,.0f} MiB of {budget / MiB:,.0f} MiB free")
+        lines.append(f"{device:<6} {'':>31} total {parts['total'] / MiB:9,.0f} MiB of {budget / MiB:,.0f} MiB free")
         for name, value in parts.items():
-            if name != "total" and value:
-                lines.append(f"         {name.replace('_', ' '):<24} {value / MiB:9,.1f} MiB")
+            if name in SHOWN and value and not (name == "weights" and "weights_mapped" in parts):
+                lines.append(f"         {SHOWN[name]:<40} {value / MiB:9,.1f} MiB")
     lines += [f"note       {n}" for n in plan.notes]
     if not plan.fits:
         lines.append("does not fit; what would: " + ("; ".join(plan.alternatives) or "nothing smaller"))
@@ -62,7 +72,8 @@ def run(args) -> int:
     path = ModelRef.parse(args.model).path
     if args.hw:  # another machine: its GPUs count as usable; its CPU flags decide what is repacked
         extra = binding.extra_bufts_for(options.extra_bufts)[0] if options.extra_bufts != "auto" else True
-        plan = make_plan(path, options, _hardware(args.hw), offload=True, extra_bufts=extra, kv_type=args.kv)
+        plan = make_plan(path, options, _hardware(args.hw), offload=True, extra_bufts=extra,
+                         kv_type=args.kv or options.kv_type)
         plan.notes.append(f"planned for {args.hw}, assuming a llama.cpp build with GPU offload")
     else:
         plan = plan_for(path, options, kv_type=args.kv)

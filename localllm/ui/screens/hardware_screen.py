@@ -110,6 +110,10 @@ def table_rows(rec: Recommendation, all_quants: bool = False) -> list[Pick]:
     return fitting + rejected
 
 
+def _same_pick(a: Pick, b: Pick) -> bool:
+    return (a.model, a.format, a.quant, a.source) == (b.model, b.format, b.quant, b.source)
+
+
 class HardwareScreen(Screen[Pick | None]):
     """Hardware card, wishes, ranked picks. Probing and ranking run in threads: the screen opens at once."""
 
@@ -240,12 +244,16 @@ class HardwareScreen(Screen[Pick | None]):
             return
         self.hardware, self.specs = hw, specs
         self.query_one("#hw-card", Static).update(hardware_card(hw))
-        self.rerank()
+        self.rerank(force=True)
 
-    def rerank(self) -> None:
-        """Rank again for the wishes the widgets hold now; a bad value is said and nothing is ranked."""
+    def rerank(self, force: bool = False) -> None:
+        """Rank again for the wishes the widgets hold now; a bad value is said and nothing is ranked.
+        Unless forced (new hardware facts), wishes that did not change rank nothing: the widgets' own
+        Changed events at mount would otherwise rank everything a second time."""
         wishes = self._read_wishes()
         if wishes is None or self.hardware is None:
+            return
+        if not force and wishes == self.wishes and self._generation:
             return
         self.wishes = wishes
         self._generation += 1
@@ -279,6 +287,7 @@ class HardwareScreen(Screen[Pick | None]):
 
     def _fill_table(self) -> None:
         table = self.query_one(DataTable)
+        held = self.current  # a re-rank (a measured bandwidth, a sort) keeps the highlight on the same pick
         table.clear()
         rec = self.recommendation
         self.rows = table_rows(rec, self.all_quants) if rec else []
@@ -294,6 +303,9 @@ class HardwareScreen(Screen[Pick | None]):
                      f"{p.tok_s:.1f}", _k(p.max_context.get(rec.wishes.kv_type if p.format == "gguf" else "f16")),
                      p.why]
             table.add_row(*(c if isinstance(c, Text) else Text(c, style=dim) for c in cells), key=str(i))
+        same = [i for i, p in enumerate(self.rows) if held is not None and _same_pick(p, held)]
+        if same:
+            table.move_cursor(row=same[0])
         self._show_why()
 
     @on(DataTable.RowHighlighted)

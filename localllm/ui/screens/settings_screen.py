@@ -19,7 +19,8 @@ from localllm.config.settings import FIELDS, TYPES, Settings, SettingsError, all
 
 LABELS = {
     "model": "Model", "backend": "Backend", "n_ctx": "Context", "threads": "Threads",
-    "gpu_layers": "GPU layers", "cpu_extra_buffers": "CPU extra bufs", "system_prompt": "System prompt", "temperature": "Temperature",
+    "gpu_layers": "GPU layers", "cpu_extra_buffers": "CPU extra bufs", "kv_cache_type": "KV cache",
+    "system_prompt": "System prompt", "temperature": "Temperature",
     "top_p": "Top-p", "top_k": "Top-k", "min_p": "Min-p", "repeat_penalty": "Repeat penalty",
     "max_tokens": "Max tokens", "seed": "Seed", "theme": "Theme", "save_conversations": "Save chats",
     "endpoints": "Servers", "api_key_env": "API key var",

@@ -44,6 +44,10 @@ def stats_rows(s: ReplyStats) -> list[tuple[str, str]]:
         ("lat p50", "-" if s.latency_p50_ms is None else f"{s.latency_p50_ms:.1f} ms"),
         ("lat p90", "-" if s.latency_p90_ms is None else f"{s.latency_p90_ms:.1f} ms"),
     ]
+    if s.cached_tokens or s.cache_note:  # from the second turn on: what the KV cache saved
+        rows.insert(3, ("reused", f"{s.cached_tokens} of {s.prompt_tokens} tok"))
+        if s.cache_note:
+            rows.insert(4, ("  why not all", s.cache_note))
     if s.client_cpu_s is not None:  # the model runs elsewhere: our own side separately
         rows.append(("client CPU", seconds(s.client_cpu_s)))
     if s.vram_now_mib is not None:  # only where an NVIDIA GPU reports this process
