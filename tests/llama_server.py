@@ -14,6 +14,19 @@ from collections.abc import Iterator
 from tests.hubserver import free_port
 
 
+def wait_until_serving(url: str, proc: subprocess.Popen, deadline_s: float) -> None:
+    """Until the server's /v1/models answers; fails at once if it exits, or at the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            urllib.request.urlopen(url + "/v1/models", timeout=2).read()
+            return
+        except OSError:
+            assert proc.poll() is None, f"the server exited ({proc.returncode})"
+            assert time.monotonic() < deadline, f"the server did not answer within {deadline_s:.0f} s"
+            time.sleep(0.3)
+
+
 @contextlib.contextmanager
 def llama_server(model: str, *args: str, deadline_s: float = 60.0) -> Iterator[tuple[str, subprocess.Popen]]:
     """(url, process) of `python -m llama_cpp.server --model MODEL --port PORT ARGS...`."""
@@ -24,15 +37,7 @@ def llama_server(model: str, *args: str, deadline_s: float = 60.0) -> Iterator[t
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + deadline_s
-        while True:
-            try:
-                urllib.request.urlopen(url + "/v1/models", timeout=2).read()
-                break
-            except OSError:
-                assert proc.poll() is None, "llama_cpp.server exited"
-                assert time.monotonic() < deadline, f"llama_cpp.server did not start within {deadline_s:.0f} s"
-                time.sleep(0.3)
+        wait_until_serving(url, proc, deadline_s)
         yield url, proc
     finally:
         proc.terminate()

@@ -132,21 +132,6 @@ async def test_the_tui_answers_after_one_notice(sigill_home, reference) -> None:
         assert app.session.model.extra["extra_bufts"] is False
 
 
-def _wait_for_models(url: str, proc: subprocess.Popen, deadline_s: float = 120.0) -> None:
-    import time
-    import urllib.request
-
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            urllib.request.urlopen(url + "/v1/models", timeout=2).read()
-            return
-        except OSError:
-            assert proc.poll() is None, f"the server exited ({proc.returncode})"
-            assert time.monotonic() < deadline, f"the server did not answer within {deadline_s:.0f} s"
-            time.sleep(0.3)
-
-
 def _ask(url: str) -> str:
     import urllib.request
 
@@ -161,6 +146,7 @@ def test_a_bare_llama_server_dies_of_sigill_and_localllm_serve_answers(sigill_ho
     """The simulation reaches every llama.cpp process, a server included; `localllm serve` (and the
     tests' server helper, which starts it the same way) turns the extra buffers off as the probe says."""
     from tests.hubserver import free_port
+    from tests.llama_server import wait_until_serving
 
     model = binding_model()
     port = free_port()
@@ -168,7 +154,7 @@ def test_a_bare_llama_server_dies_of_sigill_and_localllm_serve_answers(sigill_ho
                              "--n_ctx", "512", "--verbose", "False"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for_models(f"http://127.0.0.1:{port}", bare)
+        wait_until_serving(f"http://127.0.0.1:{port}", bare, 120)
         with pytest.raises(OSError):
             _ask(f"http://127.0.0.1:{port}")
         assert bare.wait(timeout=60) == -4  # SIGILL, as on an AMX Xeon
@@ -181,7 +167,7 @@ def test_a_bare_llama_server_dies_of_sigill_and_localllm_serve_answers(sigill_ho
     served = subprocess.Popen([*cmd, "serve", "--port", str(port), "--ctx", "512", "--", "--verbose", "False"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_models(f"http://127.0.0.1:{port}", served)
+        wait_until_serving(f"http://127.0.0.1:{port}", served, 120)
         assert _ask(f"http://127.0.0.1:{port}").strip()
         assert served.poll() is None
     finally:
