@@ -162,3 +162,14 @@ def test_a_build_without_amx_repacks_nothing_for_amx(model_path) -> None:
     no_repack = make_plan(model_path, LoadOptions(), hw, offload=False,
                           build_features={**with_amx, "REPACK": False}).estimate
     assert no_repack.reclaimable_cpu == amx.reclaimable_cpu  # AMX is its own buffer type
+
+
+def test_plan_cli_on_a_70b_header_lists_the_weights_once_and_no_rss_it_cannot_reach(shapes, capsys) -> None:
+    from localllm.cli.main import main
+
+    assert main(["plan", shapes("llama-70b"), "--hw", "cpu-16gb"]) == 1
+    out = capsys.readouterr().out
+    assert "placement  does not fit" in out and "does not fit; what would:" in out
+    assert out.count("weights, mapped file") == 1 and out.count("weights, repacked copy") <= 1
+    assert "reclaimable file pages (not in total)" in out or "repacked" not in out
+    assert "rss at" not in out  # a load that cannot happen here has no RSS to show

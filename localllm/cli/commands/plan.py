@@ -46,6 +46,8 @@ def _table(plan) -> str:
         budget = plan.ram_budget if device == "cpu" else plan.vram_budget
         lines.append(f"{device:<6} {'':>31} total {parts['total'] / MiB:9,.0f} MiB of {budget / MiB:,.0f} MiB free")
         for name, value in parts.items():
+            if name.startswith("rss") and not plan.fits:
+                continue  # what `ps` would show of a load that cannot happen here: no figure to trust
             if name in SHOWN and value and not (name == "weights" and "weights_mapped" in parts):
                 lines.append(f"         {SHOWN[name]:<40} {value / MiB:9,.1f} MiB")
     lines += [f"note       {n}" for n in plan.notes]
