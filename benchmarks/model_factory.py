@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 FACTORY_VERSION = 1
-QK_K = 256
 # bytes per block and the byte offsets of their fp16 scales (ggml-common.h)
 BLOCKS = {"Q4_K": (144, (0, 2)), "Q6_K": (210, (208,)), "Q8_0": (34, (0,)), "Q4_0": (18, (0,))}
 BLOCK_WEIGHTS = {"Q4_K": 256, "Q6_K": 256, "Q8_0": 32, "Q4_0": 32}
@@ -34,33 +33,39 @@ BLOCK_WEIGHTS = {"Q4_K": 256, "Q6_K": 256, "Q8_0": 32, "Q4_0": 32}
 
 @dataclass(frozen=True)
 class Shape:
+    """A published model's shape: the dimensions come from localllm's catalog entry for it, this adds what
+    a GGUF header needs beyond them."""
+
     name: str
+    catalog_id: str
     arch: str  # llama | qwen2
-    layers: int
-    hidden: int
-    ffn: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    context: int
     rope_base: float
-    tied: bool  # the output head is the token embedding
     qkv_bias: bool = False
     sparse: bool = False  # header and tensor table only: the data is a hole
-    published: str = ""
+
+    @property
+    def spec(self):
+        from localllm.models import catalog
+
+        return catalog.get(self.catalog_id)
+
+    layers = property(lambda self: self.spec.layers)
+    hidden = property(lambda self: self.spec.hidden)
+    ffn = property(lambda self: self.spec.ffn)
+    heads = property(lambda self: self.spec.heads)
+    kv_heads = property(lambda self: self.spec.kv_heads)
+    head_dim = property(lambda self: self.spec.head_dim)
+    context = property(lambda self: self.spec.max_context)
+    tied = property(lambda self: self.spec.tied_embeddings)  # the output head is the token embedding
+    published = property(lambda self: self.spec.name)
 
 
 SHAPES = {s.name: s for s in (
-    Shape("llama-1b", "llama", 16, 2048, 8192, 32, 8, 64, 131072, 500000.0, True,
-          published="meta-llama/Llama-3.2-1B-Instruct"),
-    Shape("llama-3b", "llama", 28, 3072, 8192, 24, 8, 128, 131072, 500000.0, True,
-          published="meta-llama/Llama-3.2-3B-Instruct"),
-    Shape("llama-8b", "llama", 32, 4096, 14336, 32, 8, 128, 131072, 500000.0, False,
-          published="meta-llama/Llama-3.1-8B-Instruct"),
-    Shape("qwen2.5-7b", "qwen2", 28, 3584, 18944, 28, 4, 128, 32768, 1000000.0, False, qkv_bias=True,
-          published="Qwen/Qwen2.5-7B-Instruct (GQA 7:1, attention biases)"),
-    Shape("llama-70b", "llama", 80, 8192, 28672, 64, 8, 128, 131072, 500000.0, False, sparse=True,
-          published="meta-llama/Llama-3.1-70B-Instruct"),
+    Shape("llama-1b", "llama-3.2-1b", "llama", 500000.0),
+    Shape("llama-3b", "llama-3.2-3b", "llama", 500000.0),
+    Shape("llama-8b", "llama-3.1-8b", "llama", 500000.0),
+    Shape("qwen2.5-7b", "qwen2.5-7b", "qwen2", 1000000.0, qkv_bias=True),  # GQA 7:1, attention biases
+    Shape("llama-70b", "llama-3.1-70b", "llama", 500000.0, sparse=True),
 )}
 
 
