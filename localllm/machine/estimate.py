@@ -278,9 +278,9 @@ def _this_cpu_flags() -> tuple[str, ...]:
     return tuple(probe_cpu().flags)
 
 
-# The llama_print_system_info feature a CPU flag's kernels need in the build: an AMX Xeon running a build
-# without AMX_INT8 has no AMX buffer type, and REPACK = 0 turns the repack buffer type off.
-BUILD_FEATURE = {"avx2": "AVX2", "avx512f": "AVX512", "amx_int8": "AMX_INT8"}
+# The llama_print_system_info feature a CPU flag's repack kernels need in the build (REPACK = 0 turns
+# the repack buffer type off altogether).
+BUILD_FEATURE = {"avx2": "AVX2", "avx512f": "AVX512"}
 
 
 def kernel_flags(cpu_flags, build_features: dict[str, bool] | None) -> tuple[str, ...]:
@@ -288,17 +288,15 @@ def kernel_flags(cpu_flags, build_features: dict[str, bool] | None) -> tuple[str
     machine, a failed probe): the CPU's flags as they are."""
     if not build_features:
         return tuple(cpu_flags)
-    out = []
-    for flag in cpu_flags:
-        feature = BUILD_FEATURE.get(flag)
-        if flag == "amx_int8":
-            if build_features.get("AMX_INT8"):
-                out.append(flag)
-        elif flag in REPACKED and build_features.get("REPACK") is False:
-            continue
-        elif feature is None or build_features.get(feature, True):
-            out.append(flag)
-    return tuple(out)
+
+    def built(flag: str) -> bool:
+        if flag == "amx_int8":  # a buffer type of its own: only in a build with AMX_INT8 = 1
+            return bool(build_features.get("AMX_INT8"))
+        if flag in REPACKED and build_features.get("REPACK") is False:
+            return False
+        return build_features.get(BUILD_FEATURE.get(flag, ""), True)
+
+    return tuple(flag for flag in cpu_flags if built(flag))
 
 
 def repacked_types(cpu_flags=None) -> set[str]:

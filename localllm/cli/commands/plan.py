@@ -11,6 +11,7 @@ MiB = 2**20
 def register(sub) -> None:
     from localllm.cli.commands.recommend import PROFILES
     from localllm.cli.main import gpu_layers_arg
+    from localllm.config import KV_TYPES
 
     p = sub.add_parser("plan", help="show where a model would load and what memory it needs (--json)")
     p.add_argument("model", metavar="MODEL", help="'embedded', a GGUF file or a checkpoint folder")
@@ -18,7 +19,7 @@ def register(sub) -> None:
                    help="context size in tokens (default: the settings', 2048)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
                    help="auto (default), N, -1 for all, 0 for none")
-    p.add_argument("--kv", choices=("f16", "q8_0", "q4_0"), default=None,
+    p.add_argument("--kv", choices=KV_TYPES, default=None,
                    help="KV-cache type (GGUF; default: the settings' kv_cache_type, f16)")
     p.add_argument("--load-in", choices=["none", "int8", "nf4", "fp4"], default="none",
                    help="transformers checkpoints: bitsandbytes quantization at load time")
