@@ -66,3 +66,8 @@ class NoModelLoaded(LocalLLMError):
 
 class QuantizeError(LocalLLMError):
     """A quantization job could not run or did not finish; the message says why."""
+
+
+class LoadCancelled(LocalLLMError):
+    def __init__(self) -> None:
+        super().__init__("Loading was cancelled (Esc). Ctrl+O loads a model.")

@@ -18,7 +18,7 @@ def _chunk(text: str, finish: str | None = None) -> bytes:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # chunked streaming, as real servers do
-    mode = "ok"  # set per server: ok | html | 404 | 401 | stall | malformed | die
+    mode = "ok"  # set per server: ok | html | 404 | 401 | stall | hang | malformed | die
     key = "secret-key-123"
 
     def log_message(self, *args) -> None:  # keep test output clean
@@ -61,6 +61,9 @@ class Handler(BaseHTTPRequestHandler):
             write(_chunk(word))
         if mode == "stall":
             time.sleep(3)  # longer than the client's read timeout in the tests
+        elif mode == "hang":  # accepts, starts, then says nothing more until the test ends
+            self.server.closing.wait(120)  # type: ignore[attr-defined]
+            return
         elif mode == "malformed":
             write(b"data: {not json\n\n")
         elif mode == "die":
@@ -77,6 +80,7 @@ class FaultServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.mode = mode  # type: ignore[attr-defined]
         self.httpd.daemon_threads = True
+        self.httpd.closing = threading.Event()  # type: ignore[attr-defined]
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -85,5 +89,6 @@ class FaultServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.httpd.closing.set()  # type: ignore[attr-defined]
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -70,6 +70,10 @@ CREATE INDEX comparisons_by_conversation ON comparisons (conversation_id, id);
 MIGRATIONS = {1: SCHEMA_V1, 2: SCHEMA_V2}
 
 
+# How long a write waits for another process's lock before it fails (and is retried at the next save).
+BUSY_TIMEOUT_S = 10.0
+
+
 class ConversationStoreError(LocalLLMError):
     """The conversation database cannot be opened or used; the message names the file."""
 
@@ -191,14 +195,14 @@ def _title(db, conversation_id: int) -> str | None:
 class ConversationStore:
     """The conversation database. Thread-safe: the TUI saves from its UI thread and workers."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, busy_timeout_s: float | None = None) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=10.0)
+                                       timeout=BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s)
             self._db.execute("PRAGMA foreign_keys = ON")
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
@@ -227,21 +231,46 @@ class ConversationStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; IMMEDIATE takes the write lock up front, so it never deadlocks."""
+        """One write transaction; IMMEDIATE takes the write lock up front, so it never deadlocks. A
+        failure anywhere (a full disk, a lock held past the timeout, a damaged page, COMMIT itself) is
+        rolled back, so the next write starts clean, and raised as ConversationStoreError."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        try:
+                            self._db.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass  # the connection is unusable; the error below says why
+                    raise
+            except sqlite3.Error as exc:
+                raise self._failed("saved to", exc) from exc
 
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
-            cur = self._db.execute(sql, args)
-            cur.row_factory = sqlite3.Row
-            return cur.fetchall()
+            try:
+                cur = self._db.execute(sql, args)
+                cur.row_factory = sqlite3.Row
+                return cur.fetchall()
+            except sqlite3.Error as exc:
+                raise self._failed("read from", exc) from exc
+
+    def _failed(self, verb: str, exc: sqlite3.Error) -> ConversationStoreError:
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text:
+            why = "another program holds it (another localllm?); the next save tries again"
+        elif "full" in text or "disk i/o" in text:
+            why = f"the disk is full or failing: free space on {self.path.parent}; the next save tries again"
+        elif "malformed" in text or "not a database" in text or "corrupt" in text:
+            why = "the file is damaged: quit, move it aside, and localllm starts a new one"
+        else:
+            why = "the next save tries again"
+        return ConversationStoreError(f"The conversation database {self.path} could not be {verb} "
+                                      f"({exc}): {why}.")
 
     def close(self) -> None:
         with self._lock:

@@ -14,21 +14,32 @@ class Recorder:
     def __init__(self, store: ConversationStore | None) -> None:
         self.store = store
         self.conversation_id: int | None = None
+        # turns a failed save left behind, in order: the next save writes them first
+        self._pending: list[tuple[Turn, dict]] = []
 
     def _save(self, session: ChatSession, turn: Turn) -> str | None:
         if self.store is None:
             return None
+        self._pending.append((turn, {"model": session.model, "system_prompt": session.system_prompt}))
         try:
-            if self.conversation_id is None:
-                self.conversation_id = self.store.create(model=session.model,
-                                                         system_prompt=session.system_prompt)
-            self.store.append_turn(self.conversation_id, turn, model=session.model)
-        except ConversationNotFound:  # deleted from the history screen meanwhile: start a new one
-            self.conversation_id = None
-            return self._save(session, turn)
+            self._flush()
         except LocalLLMError as exc:
-            return f"The conversation could not be saved: {exc}"
+            return (f"The conversation could not be saved ({len(self._pending)} message(s) kept here, "
+                    f"retried at the next save): {exc}")
         return None
+
+    def _flush(self) -> None:
+        assert self.store is not None
+        while self._pending:
+            turn, at = self._pending[0]
+            try:
+                if self.conversation_id is None:
+                    self.conversation_id = self.store.create(model=at["model"], system_prompt=at["system_prompt"])
+                self.store.append_turn(self.conversation_id, turn, model=at["model"])
+            except ConversationNotFound:  # deleted from the history screen meanwhile: start a new one
+                self.conversation_id = None
+                continue
+            self._pending.pop(0)
 
     def user_turn(self, session: ChatSession) -> str | None:
         """After session.send() accepted a message (a refused one raised before)."""
@@ -50,6 +61,7 @@ class Recorder:
 
     def new_chat(self) -> None:
         self.conversation_id = None
+        self._pending.clear()
 
     def open(self, conversation_id: int, session: ChatSession) -> None:
         """Put a saved conversation back into the session (the loaded model stays)."""

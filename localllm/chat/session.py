@@ -12,11 +12,18 @@ from pathlib import Path
 from localllm.backends.base import Message, ModelInfo
 from localllm.chat.reuse import reuse_note
 from localllm.config import LoadOptions, SamplingParams
-from localllm.errors import LocalLLMError, NoModelLoaded, PromptTooLong, WorkerDied
+from localllm.errors import (
+    LoadCancelled,
+    LocalLLMError,
+    ModelLoadError,
+    NoModelLoaded,
+    PromptTooLong,
+    WorkerDied,
+)
 from localllm.models.ref import ModelRef
 from localllm.runtime import binding
 from localllm.runtime.metrics import Meter, ProcessSampler, ReplyStats
-from localllm.runtime.worker import WorkerClient, meter_event
+from localllm.runtime.worker import DEFAULT_STOP_GRACE_S, STOP_GRACE_S, WorkerClient, meter_event
 
 
 @dataclass
@@ -105,7 +112,9 @@ class ChatSession:
     _load_args: tuple[str, LoadOptions, str] | None = None
     plan: object | None = None  # the LoadPlan of the loaded model (localllm.runtime.plan), None for servers
     notices: list[str] = field(default_factory=list)  # one-line messages from loading, for the UI to show
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # held by load(): one at a time
+    _loading: WorkerClient | None = None  # the worker of the load in progress (cancel_load kills it)
+    _load_cancelled: bool = False
     # what the worker's KV cache holds: the last request with its reply, their tokens, and where the
     # context started (None: nothing, after a load or a new conversation)
     _cached: tuple[list[Message], int, int] | None = None
@@ -118,6 +127,11 @@ class ChatSession:
         it says which. A plan that does not fit is refused
         (PlanRefused) unless options.force; a worker that dies of SIGILL is retried once with llama.cpp's
         extra CPU buffers off."""
+        with self._lock:  # one load at a time: a second waits, then replaces the first's worker
+            self._load_cancelled = False
+            return self._load(path, options, backend)
+
+    def _load(self, path: str | Path, options: LoadOptions | None, backend: str | None) -> ModelInfo:
         options = options or LoadOptions()
         ref = ModelRef.parse(path)
         path, backend = ref.path, backend or ref.backend
@@ -144,14 +158,37 @@ class ChatSession:
 
     def _start(self, path: str, options: LoadOptions, backend: str, python, env) -> ModelInfo:
         client = WorkerClient(python=python, env=env)
+        client.stop_grace_s = STOP_GRACE_S.get(backend, DEFAULT_STOP_GRACE_S)
+        self._loading = client
         try:
+            if self._load_cancelled:
+                raise LoadCancelled()
             client.start()
             info = client.load(path, options, backend)
-        except BaseException:
+        except BaseException as exc:
             client.close()
+            if self._load_cancelled and isinstance(exc, WorkerDied | ModelLoadError):
+                raise LoadCancelled() from None
             raise
+        finally:
+            self._loading = None
         self._client = client
         return info
+
+    def cancel_load(self) -> bool:
+        """Stop a load in progress (Esc): its worker is killed and load() raises LoadCancelled. The model
+        loaded before it, if any, was already let go. False when nothing is loading."""
+        if not self.loading:
+            return False
+        self._load_cancelled = True
+        client = self._loading
+        if client is not None:
+            client.kill()
+        return True
+
+    @property
+    def loading(self) -> bool:
+        return self._lock.locked()
 
     def _with_kernels(self, options: LoadOptions) -> LoadOptions:
         """auto -> on/off for this machine (probed once, in a child). Learning 'off' now is a notice."""
@@ -304,10 +341,10 @@ class ChatSession:
         except (LocalLLMError, WorkerDied):
             turn.status = "error"
             raise
-        except GeneratorExit:  # the consumer walked away: stop the worker too
+        except (GeneratorExit, KeyboardInterrupt):  # the consumer walked away, or Ctrl-C: stop the worker
             client.cancel()
             reason = "cancelled"
-            self._drain(client)
+            client.settle()  # bounded: a worker that does not stop in time is killed
             raise
         finally:
             turn.content = "".join(parts)
@@ -328,14 +365,6 @@ class ChatSession:
             stats.cache_note = reuse_note(before, tokens, sent, stats.cached_tokens, self.context_start != start)
         reply = [{"role": "assistant", "content": turn.content}] if turn.content else []
         self._cached = (sent + reply, stats.prompt_tokens + stats.completion_tokens, self.context_start)
-
-    @staticmethod
-    def _drain(client: WorkerClient) -> None:
-        try:
-            while client.next_event(timeout=30)["ev"] not in ("done", "error"):
-                pass
-        except (WorkerDied, TimeoutError):
-            pass
 
     def stop(self) -> None:
         """Stop the reply being generated (Esc). Harmless when nothing is generating."""

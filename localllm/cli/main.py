@@ -169,17 +169,24 @@ def _new_session(args):
 
 
 def _stream_reply(session, text: str, echo: bool):
+    return _print_reply(session.send(text), echo)
+
+
+def _print_reply(events, echo: bool):
     from localllm.chat.session import KernelNotice, ReplyDone, TextDelta, TrimNotice
 
     done = None
-    for event in session.send(text):
-        if isinstance(event, TextDelta) and echo:
-            sys.stdout.write(event.text)
-            sys.stdout.flush()
-        elif isinstance(event, TrimNotice | KernelNotice):
-            print(f"[notice] {event}", file=sys.stderr)
-        elif isinstance(event, ReplyDone):
-            done = event
+    try:
+        for event in events:
+            if isinstance(event, TextDelta) and echo:
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+            elif isinstance(event, TrimNotice | KernelNotice):
+                print(f"[notice] {event}", file=sys.stderr)
+            elif isinstance(event, ReplyDone):
+                done = event
+    finally:
+        events.close()  # Ctrl-C while printing: the session stops the worker and reads the reply's end
     return done
 
 
@@ -242,32 +249,76 @@ def _plan_vs_measured(session, stats) -> dict | None:
 
 
 def _repl(session, args) -> int:
+    from localllm.chat.recorder import Recorder
     from localllm.chat.report import stats_line
+    from localllm.errors import LocalLLMError
 
     model = session.model
     print(f"localllm chat · {model.name} ({model.quant}, ctx {model.n_ctx}) · /exit to leave, "
           "/reset to start over, Ctrl-C stops a reply", file=sys.stderr)
-    while True:
-        try:
-            text = input("> ")
-        except (EOFError, KeyboardInterrupt):
-            print(file=sys.stderr)
-            return 0
-        if text.strip() in ("/exit", "/quit"):
-            return 0
-        if text.strip() == "/reset":
-            session.clear()
-            continue
-        try:
-            done = _stream_reply(session, text, echo=True)
-        except KeyboardInterrupt:
-            session.stop()
-            print("\n[stopped]", file=sys.stderr)
-            continue
-        if done is not None:
+    recorder = Recorder(_conversation_store(_settings()))
+    try:
+        while True:
+            try:
+                text = input("> ")
+            except (EOFError, KeyboardInterrupt):
+                print(file=sys.stderr)
+                return 0
+            if text.strip() in ("/exit", "/quit"):
+                return 0
+            if text.strip() == "/reset":
+                session.clear()
+                recorder.new_chat()
+                continue
+            if not text.strip():
+                continue
+            try:
+                done = _repl_turn(session, recorder, text)
+            except LocalLLMError as exc:  # e.g. the worker died: the next message starts a new one
+                print(f"\nerror: {exc}", file=sys.stderr)
+                continue
+            if done is None:  # Ctrl-C: what arrived is kept, marked as stopped
+                print("\n[stopped]", file=sys.stderr)
+                _warn(recorder.reply(session))
+                continue
             print()
+            _warn(recorder.reply(session))
             if not args.quiet:
                 print(f"[{stats_line(done.stats)}]", file=sys.stderr)
+    finally:
+        if recorder.store is not None:
+            recorder.store.close()
+
+
+def _repl_turn(session, recorder, text: str):
+    """One REPL exchange, saved as the TUI saves it; None when Ctrl-C stopped the reply (the session
+    stopped the worker and read the reply's end, so the next message works)."""
+    try:
+        events = session.send(text)  # a refused message raises here and is not saved
+        _warn(recorder.user_turn(session))
+        return _print_reply(events, echo=True)
+    except KeyboardInterrupt:
+        session.stop()
+        return None
+
+
+def _conversation_store(settings):
+    """The TUI's conversation store, so REPL chats show in its History (F3); None when saving is off."""
+    if not settings.save_conversations:
+        return None
+    from localllm.chat.conversations import ConversationStore
+    from localllm.errors import LocalLLMError
+
+    try:
+        return ConversationStore()
+    except LocalLLMError as exc:
+        print(f"[notice] conversations will not be saved: {exc}", file=sys.stderr)
+        return None
+
+
+def _warn(message: str | None) -> None:
+    if message:
+        print(f"[notice] {message}", file=sys.stderr)
 
 
 def cmd_tui(args) -> int:

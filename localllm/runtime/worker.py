@@ -82,6 +82,17 @@ def native_errors(log_tail: str) -> str:
     return "; ".join(dict.fromkeys(lines[-3:]))
 
 
+# How long a worker may take to honour a stop (Esc, Ctrl-C) before it is killed; the next message starts a
+# fresh one. A server's stream stops at its next chunk, so a stalled server is the only way to miss 0.5 s.
+# llama.cpp stops within one token or one prompt batch, which takes seconds on a big model and a slow CPU.
+STOP_GRACE_S = {"remote": 0.5}
+DEFAULT_STOP_GRACE_S = 15.0
+# Counting a prompt's tokens renders the chat template: a template that loops for CPU must not wedge the
+# chat. Generous for a 128k-token prompt on a slow CPU.
+COUNT_TIMEOUT_S = 30.0
+POLL_S = 0.05
+
+
 # OpenMP's wait policy is left at libgomp's default (spin a while, then sleep), as a bare llama-cpp-python
 # process has it. Measured with benchmarks/busy_ratio.py on 2 cores: passive cost 29% on a quiet machine
 # (0.71 of bare); active keeps an idle worker's threads spinning on every core; the default matched bare
@@ -104,6 +115,9 @@ class WorkerClient:
         self._proc: subprocess.Popen[bytes] | None = None
         self._write_lock = threading.Lock()
         self.pid: int = 0
+        self.stop_grace_s = DEFAULT_STOP_GRACE_S
+        self._open_reply = False  # a chat whose done/error has not been read yet
+        self._stop_at: float | None = None  # when a stop was asked for the open reply
 
     def start(self, timeout: float = 60.0) -> None:
         with self.log_path.open("ab") as log:
@@ -181,14 +195,23 @@ class WorkerClient:
                    "options": vars(options.resolved())})
         return ModelInfo(**self._expect("loaded")["info"])
 
-    def count_tokens(self, messages: list[Message]) -> int:
+    def count_tokens(self, messages: list[Message], timeout: float = COUNT_TIMEOUT_S) -> int:
+        self.settle()
         self.send({"op": "count", "messages": messages})
-        return int(self._expect("count")["n"])
+        try:
+            return int(self._expect("count", timeout=timeout)["n"])
+        except TimeoutError:
+            self.kill()
+            raise LocalLLMError(
+                f"The model worker did not count the prompt's tokens within {timeout:.0f} s: the model's chat "
+                "template may loop. The worker was stopped; the next message starts it again. If it happens "
+                "again, load another model (Ctrl+O).") from None
 
     def batch(self, prompt_tokens: int, new_tokens: int, batch: int, seed: int = 0,
               timeout: float | None = None) -> BatchTiming:
         """A batched timing run on the loaded model (see BatchTiming); supported=False says why a
         backend cannot. An error event raises LocalLLMError; no answer within timeout, TimeoutError."""
+        self.settle()
         self.send({"op": "batch", "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "batch": batch,
                    "seed": seed})
         event = self.next_event(timeout)
@@ -200,20 +223,58 @@ class WorkerClient:
         return BatchTiming(**event["timing"])
 
     def chat(self, messages: list[Message], sampling: SamplingParams) -> Iterator[dict]:
-        """Yield prefill/tok events; the last one is done or error."""
+        """Yield prefill/tok events; the last one is done or error. After cancel(), a worker that has not
+        ended the reply within stop_grace_s is killed and the reply ends as stopped ("forced")."""
+        self.settle()
+        self._stop_at = None
         self.send({"op": "chat", "messages": messages, "sampling": vars(sampling)})
+        self._open_reply = True
         while True:
-            event = self.next_event()
+            event = self._next_reply_event()
+            if event["ev"] in ("done", "error"):
+                self._open_reply = False
             yield event
             if event["ev"] in ("done", "error"):
                 return
 
+    def _next_reply_event(self) -> dict:
+        while True:
+            try:
+                return self.next_event(timeout=POLL_S)
+            except TimeoutError:
+                if self._stop_at is not None and time.perf_counter() - self._stop_at > self.stop_grace_s:
+                    self.kill()
+                    self._open_reply = False
+                    return {"ev": "done", "reason": "cancelled", "forced": True, "_t": time.perf_counter()}
+
+    def settle(self) -> None:
+        """A reply whose reader went away (Ctrl-C, an exception in the consumer) is stopped and its
+        events read to the end before the next request, so no answer is taken for another's."""
+        if not self._open_reply:
+            return
+        self.cancel()
+        try:
+            while self._next_reply_event()["ev"] not in ("done", "error"):
+                pass
+        except WorkerDied:
+            pass
+        self._open_reply = False
+
     def cancel(self) -> None:
+        if self._stop_at is None:
+            self._stop_at = time.perf_counter()
         if self.alive:
             try:
                 self.send({"op": "cancel"})
             except WorkerDied:
                 pass
+
+    def kill(self) -> None:
+        """Kill the worker now (it did not answer in time); its reader thread reports the death."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
     def close(self, timeout: float = 5.0) -> None:
         """Ask the worker to leave; kill it if it does not. Its memory goes back to the OS."""

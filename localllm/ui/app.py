@@ -181,6 +181,10 @@ class LocalLLMApp(App[int]):
         except LocalLLMError as exc:
             self.post_message(ModelLoadFailed(str(exc)))
             return
+        except Exception as exc:  # a bug or an odd path (~nosuchuser/x.gguf): said, never "loading" forever
+            self.post_message(ModelLoadFailed(f"Could not load {path}: {type(exc).__name__}: {exc}. "
+                                              "Check the path, or pick another model (Ctrl+O)."))
+            return
         self.post_message(ModelLoaded(info))
         for notice in self.session.notices:
             self.call_from_thread(self.notify, notice, severity="warning", timeout=15)
@@ -329,10 +333,11 @@ class LocalLLMApp(App[int]):
                     if buffer:
                         self.post_message(ReplyDelta("".join(buffer)))
                     self.post_message(ReplyFinished(event.stats, event.turn.status))
-        except LocalLLMError as exc:
+        except Exception as exc:  # LocalLLMError says what to do; anything else is a bug, said as one
             if buffer:
                 self.post_message(ReplyDelta("".join(buffer)))
-            self.post_message(ReplyFailed(str(exc), partial=got_text or bool(buffer)))
+            text = str(exc) if isinstance(exc, LocalLLMError) else f"The reply failed: {type(exc).__name__}: {exc}"
+            self.post_message(ReplyFailed(text, partial=got_text or bool(buffer)))
 
     async def on_reply_delta(self, message: ReplyDelta) -> None:
         if self.reply is not None:
@@ -405,6 +410,8 @@ class LocalLLMApp(App[int]):
     def action_stop(self) -> None:
         if self.generating:
             self.session.stop()
+        elif self.session.cancel_load():
+            self._set_state("cancelling the load…")
 
     async def action_regenerate(self) -> None:
         if self.generating or not self.session.history:
@@ -433,7 +440,15 @@ class LocalLLMApp(App[int]):
         await self.query_one(ChatLog).remove_children()
 
     def action_open_model(self) -> None:
-        self._open_models()
+        if not self._still_loading():
+            self._open_models()
+
+    def _still_loading(self) -> bool:
+        """A second load while one runs would hold two models in RAM: say so instead (Esc cancels)."""
+        if self.session.loading:
+            self.notify("A model is loading: wait for it, or Esc to cancel the load.")
+            return True
+        return False
 
     def action_compare(self) -> None:
         if self.screen is not self.screen_stack[0]:
@@ -458,7 +473,7 @@ class LocalLLMApp(App[int]):
     def _open_models(self, pull: tuple[str, str | None] | None = None,
                      options: LoadOptions | None = None) -> None:
         def chosen(path: str | None) -> None:
-            if path is None or self.generating:
+            if path is None or self.generating or self._still_loading():
                 return
             self.query_one("#prompt", Input).disabled = True
             self.load_model(path or None, options)
@@ -474,7 +489,7 @@ class LocalLLMApp(App[int]):
 
     def action_hardware(self) -> None:
         def picked(pick) -> None:
-            if pick is None or self.generating:
+            if pick is None or self.generating or self._still_loading():
                 return
             placed = self._pick_options(pick)
             if pick.source.startswith("embedded"):  # nothing to download: chat with it now
@@ -492,7 +507,7 @@ class LocalLLMApp(App[int]):
 
     def action_quantize(self) -> None:
         def made(path: str | None) -> None:
-            if path and not self.generating:
+            if path and not self.generating and not self._still_loading():
                 self.query_one("#prompt", Input).disabled = True
                 self.load_model(path)
 

@@ -283,3 +283,57 @@ def test_sigkill_while_writing_keeps_every_reported_turn(tmp_path) -> None:
     reported = sum(1 for line in lines if line.startswith(("user ", "assistant ")))
     turns = check_whole(db)
     assert len(turns) >= reported == 80
+
+
+def _locked(path: Path) -> sqlite3.Connection:
+    """Another program holding the database's write lock, as a second localllm mid-write does."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    return other
+
+
+def test_a_locked_database_is_a_clear_error_and_the_next_write_works(tmp_path) -> None:
+    with ConversationStore(tmp_path / "c.db", busy_timeout_s=0.1) as store:
+        cid = store.create(title="t")
+        other = _locked(store.path)
+        with pytest.raises(ConversationStoreError, match="could not be saved to .*locked.*next save"):
+            store.append_message(cid, "user", "hello")
+        other.execute("ROLLBACK")
+        other.close()
+        store.append_message(cid, "user", "hello")  # rolled back cleanly: no transaction left open
+        assert [t.content for t in store.load(cid).turns] == ["hello"]
+
+
+def test_a_failed_commit_is_rolled_back_so_later_writes_still_work(tmp_path) -> None:
+    """COMMIT itself fails (a constraint checked at commit: a deferred foreign key)."""
+    with ConversationStore(tmp_path / "c.db") as store:
+        cid = store.create(title="t")
+        with pytest.raises(ConversationStoreError, match="could not be saved"):
+            with store._tx() as db:
+                db.execute("PRAGMA defer_foreign_keys = ON")
+                db.execute("INSERT INTO messages (conversation_id, seq, role, content, status, created) "
+                           "VALUES (999, 1, 'user', 'x', 'ok', 'now')")
+        assert not store._db.in_transaction
+        store.append_message(cid, "user", "after")
+        assert [t.content for t in store.load(cid).turns] == ["after"]
+
+
+def test_the_recorder_keeps_what_it_could_not_save_and_writes_it_first_next_time(tmp_path) -> None:
+    from localllm.chat.recorder import Recorder
+    from localllm.chat.session import ChatSession
+
+    store = ConversationStore(tmp_path / "c.db", busy_timeout_s=0.1)
+    recorder = Recorder(store)
+    session = ChatSession()
+    session.history = [Turn("user", "one"), Turn("assistant", "reply one")]
+    assert recorder.user_turn(session) is None
+    other = _locked(store.path)
+    warning = recorder.reply(session)
+    assert warning and "could not be saved" in warning and "locked" in warning and "1 message" in warning
+    other.execute("ROLLBACK")
+    other.close()
+    session.history += [Turn("user", "two")]
+    assert recorder.user_turn(session) is None
+    turns = store.load(recorder.conversation_id).turns
+    assert [t.content for t in turns] == ["one", "reply one", "two"]  # in order, nothing lost
+    store.close()

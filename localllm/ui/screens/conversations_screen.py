@@ -79,7 +79,12 @@ class ConversationsScreen(ModalScreen[int | None]):
         """Reload from the database; the cursor stays on `keep` when it is still there."""
         table = self.query_one(DataTable)
         table.clear()
-        for c in self.store.list():
+        try:
+            conversations = self.store.list()
+        except LocalLLMError as exc:
+            self.say(f"Failed: {exc}", alert=True)
+            return
+        for c in conversations:
             model = model_label(c.model) if c.model else "-"
             updated = local_time(c.updated)
             table.add_row(c.title or "(untitled)", str(c.message_count), model, updated, key=str(c.id))
@@ -122,7 +127,8 @@ class ConversationsScreen(ModalScreen[int | None]):
         if cid is None:
             return
         rename = self.query_one("#conv-rename", Input)
-        rename.value = self.store.load(cid).title
+        if not self._try(lambda: setattr(rename, "value", self.store.load(cid).title)):
+            return
         rename.add_class("-editing")
         rename.focus()
 
@@ -164,7 +170,11 @@ class ConversationsScreen(ModalScreen[int | None]):
         cid = self.current
         if cid is None:
             return
-        summary = next((c for c in self.store.list() if c.id == cid), None)
+        try:
+            summary = next((c for c in self.store.list() if c.id == cid), None)
+        except LocalLLMError as exc:
+            self.say(f"Failed: {exc}", alert=True)
+            return
         if summary is None:
             return
         path = self.export_dir / export_filename(summary, suffix)
