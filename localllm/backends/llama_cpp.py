@@ -33,6 +33,9 @@ CHATML = (
 )
 
 
+NO_ABORT = llama_cpp.ggml_abort_callback()  # a NULL callback: llama.cpp asks nothing
+
+
 @contextlib.contextmanager
 def _model_params(extra_bufts: bool):
     """Llama() offers no use_extra_bufts argument: hand it default params with the field set. Off keeps
@@ -177,25 +180,50 @@ class LlamaCppBackend:
         if cancel.is_set():
             yield Finish("cancelled")
             return
-        for token in llm.generate(
-            tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-            temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True,
-        ):
-            if not sampling.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
-                reason = "stop"
-                break
-            produced += 1
-            yield Chunk(decoder.decode(llm.detokenize([token])), 1)
-            if cancel.is_set():
-                reason = "cancelled"
-                break
-            if produced >= budget:
-                reason = "length"
-                break
+        self._abort_on(llm, cancel)  # the prompt's evaluation stops at a stop, not after the whole prompt
+        prefilling = True
+        try:
+            for token in llm.generate(
+                tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
+                temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty, reset=True,
+            ):
+                if prefilling:
+                    self._abort_on(llm, None)
+                    prefilling = False
+                if not sampling.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
+                    reason = "stop"
+                    break
+                produced += 1
+                yield Chunk(decoder.decode(llm.detokenize([token])), 1)
+                if cancel.is_set():
+                    reason = "cancelled"
+                    break
+                if produced >= budget:
+                    reason = "length"
+                    break
+        except RuntimeError:
+            if not (prefilling and cancel.is_set()):
+                raise
+            # llama_decode returned 2 (aborted): the batches evaluated before stay in the cache
+            # (llm.n_tokens counts them), the aborted one is not, so the next turn reuses what it can.
+            yield Finish("cancelled")
+            return
+        finally:
+            if prefilling:
+                self._abort_on(llm, None)
         tail = decoder.decode(b"", final=True)
         if tail:
             yield Chunk(tail, 0)
         yield Finish(reason)
+
+    def _abort_on(self, llm: llama_cpp.Llama, cancel: threading.Event | None) -> None:
+        """llama.cpp asks the abort callback between the graph's nodes. Only while the prompt is
+        evaluated: asked hundreds of times a token, through the GIL, it would cost decode speed."""
+        if cancel is None:
+            llama_cpp.llama_set_abort_callback(llm._ctx.ctx, NO_ABORT, None)
+            return
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: cancel.is_set())  # kept alive here
+        llama_cpp.llama_set_abort_callback(llm._ctx.ctx, self._abort_cb, None)
 
     def perplexity(self, text: str, cancel: threading.Event | None = None) -> dict:
         """Perplexity of `text` the way llama.cpp's perplexity tool does it: chunks of the context

@@ -85,3 +85,40 @@ def test_prompt_longer_than_context_is_refused(model_path) -> None:
                                threading.Event()))
     finally:
         b.unload()
+
+
+def test_a_stop_interrupts_the_prompt_evaluation(model_path) -> None:
+    """A long prompt's evaluation takes seconds (minutes on a big model); a stop ends it at once instead
+    of after the whole prompt, and the next request on the same context answers as a fresh one does."""
+    import time
+
+    b = create("llama_cpp")
+    b.load(model_path, LoadOptions(n_ctx=2048, n_threads=2))
+    eight = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True, seed=1)
+
+    def long(word: str) -> list[dict]:
+        return [{"role": "user", "content": f"{word} " * 1500 + "Summarise."}]
+
+    def text(messages, cancel=None) -> tuple[str, Finish]:
+        events = list(b.stream_chat(messages, eight, cancel or threading.Event()))
+        return "".join(e.text for e in events if isinstance(e, Chunk)), events[-1]
+
+    try:
+        reference = text(long("pear"))
+        assert reference[0] and reference[1] == Finish("length")
+        began = time.perf_counter()
+        text(long("apple"))
+        full_s = time.perf_counter() - began  # the whole prompt, on this host, now
+
+        cancel = threading.Event()
+        stream = b.stream_chat(long("pear"), eight, cancel)  # shares only the template's start with apple
+        assert isinstance(next(stream), Prefill)
+        threading.Timer(full_s * 0.2, cancel.set).start()
+        began = time.perf_counter()
+        assert list(stream)[-1] == Finish("cancelled")
+        took = time.perf_counter() - began
+        assert took < full_s * 0.6, f"stopped after {took:.2f} s; the whole prompt takes {full_s:.2f} s"
+
+        assert text(long("pear")) == reference  # what the aborted batch left in the cache is not reused
+    finally:
+        b.unload()
