@@ -26,6 +26,7 @@ class ModelInfo:
     size_bytes: int = 0
     chat_template: str = "model"  # "model": from the file; otherwise the fallback's name
     extra: dict = field(default_factory=dict)
+    load_s: float | None = None  # from starting the worker to the model being ready, as the app saw it
 
 
 @dataclass

@@ -7,7 +7,7 @@ import codecs
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import llama_cpp
@@ -37,15 +37,23 @@ NO_ABORT = llama_cpp.ggml_abort_callback()  # a NULL callback: llama.cpp asks no
 
 
 @contextlib.contextmanager
-def _model_params(extra_bufts: bool):
+def _model_params(extra_bufts: bool, progress: Callable[[float], None] | None = None):
     """Llama() offers no use_extra_bufts argument: hand it default params with the field set. Off keeps
     llama.cpp away from its AMX buffer type, which dies of SIGILL on some AMX Xeons (llama.cpp #20824)."""
     module = llama_cpp.llama_cpp
     original = module.llama_model_default_params
 
+    def report(fraction: float, _data) -> bool:
+        progress(fraction)  # type: ignore[misc]
+        return True  # go on (a load is cancelled by killing its worker)
+
+    callback = llama_cpp.llama_progress_callback(report) if progress else None  # alive for the load
+
     def params():
         p = original()
         p.use_extra_bufts = extra_bufts
+        if callback is not None:
+            p.progress_callback = callback
         return p
 
     module.llama_model_default_params = params
@@ -100,12 +108,14 @@ class LlamaCppBackend:
         self._n_ctx = 0
         self._extra_bufts = True
 
-    def load(self, path: str, options: LoadOptions) -> ModelInfo:
+    def load(self, path: str, options: LoadOptions,
+             progress: Callable[[float], None] | None = None) -> ModelInfo:
+        """`progress(fraction)`: llama.cpp's own progress through the file's tensors."""
         opts = options.resolved()
         opts.n_gpu_layers = resolve_gpu_layers(opts)
         self._extra_bufts = resolve_extra_bufts(opts)
         try:
-            with _model_params(self._extra_bufts):
+            with _model_params(self._extra_bufts, progress):
                 llm = llama_cpp.Llama(
                     model_path=path, n_ctx=opts.n_ctx, n_threads=opts.n_threads,
                     n_threads_batch=opts.n_threads, n_gpu_layers=opts.n_gpu_layers,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,13 +116,14 @@ class ChatSession:
     _lock: threading.Lock = field(default_factory=threading.Lock)  # held by load(): one at a time
     _loading: WorkerClient | None = None  # the worker of the load in progress (cancel_load kills it)
     _load_cancelled: bool = False
+    _on_progress: Callable[[float], None] | None = None  # the load in progress's progress callback
     # what the worker's KV cache holds: the last request with its reply, their tokens, and where the
     # context started (None: nothing, after a load or a new conversation)
     _cached: tuple[list[Message], int, int] | None = None
 
     # -- model -------------------------------------------------------------------------------
     def load(self, path: str | Path, options: LoadOptions | None = None,
-             backend: str | None = None) -> ModelInfo:
+             backend: str | None = None, on_progress: Callable[[float], None] | None = None) -> ModelInfo:
         """Validate the file, plan the placement, start a fresh worker, load. The conversation is kept.
         `path` is anything ModelRef parses (embedded, a GGUF, FOLDER[@nf4], URL#id); without a backend,
         it says which. A plan that does not fit is refused
@@ -129,7 +131,11 @@ class ChatSession:
         extra CPU buffers off."""
         with self._lock:  # one load at a time: a second waits, then replaces the first's worker
             self._load_cancelled = False
-            return self._load(path, options, backend)
+            self._on_progress = on_progress
+            try:
+                return self._load(path, options, backend)
+            finally:
+                self._on_progress = None
 
     def _load(self, path: str | Path, options: LoadOptions | None, backend: str | None) -> ModelInfo:
         options = options or LoadOptions()
@@ -160,11 +166,13 @@ class ChatSession:
         client = WorkerClient(python=python, env=env)
         client.stop_grace_s = STOP_GRACE_S.get(backend, DEFAULT_STOP_GRACE_S)
         self._loading = client
+        began = time.perf_counter()
         try:
             if self._load_cancelled:
                 raise LoadCancelled()
             client.start()
-            info = client.load(path, options, backend)
+            info = client.load(path, options, backend, on_progress=self._on_progress)
+            info.load_s = time.perf_counter() - began
         except BaseException as exc:
             client.close()
             if self._load_cancelled and isinstance(exc, WorkerDied | ModelLoadError):

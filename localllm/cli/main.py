@@ -162,7 +162,19 @@ def _new_session(args):
     session = ChatSession(sampling=sampling, system_prompt=settings.system_prompt)
     if args.system is not None:
         session.system_prompt = args.system
-    session.load(_model_path(args, settings), load)
+    bar = None
+    if not getattr(args, "quiet", False):
+        from localllm.cli.progress import ProgressBar
+
+        bar = ProgressBar(unit="percent")
+    try:
+        session.load(_model_path(args, settings), load, on_progress=bar and (
+            lambda f: bar.update(round(f * 100), 100, "loading model", final=f >= 1.0)))
+    finally:
+        if bar is not None:
+            bar.close()
+    if bar is not None and session.model.load_s is not None:
+        print(f"[loaded in {session.model.load_s:.1f} s]", file=sys.stderr)
     for notice in session.notices:
         print(f"[notice] {notice}", file=sys.stderr)
     return session
@@ -219,7 +231,8 @@ def _turn_record(session, turn: int, prompt: str, done) -> dict:
     ones a multi-turn run compares (how much of the prompt came from the KV cache, and what it cost)."""
     stats = done.stats
     return {"turn": turn, "model": vars(session.model), "prompt": prompt, "reply": done.turn.content,
-            "status": done.turn.status, "prompt_tokens": stats.prompt_tokens,
+            "status": done.turn.status, "load_s": round(session.model.load_s or 0, 3),
+            "prompt_tokens": stats.prompt_tokens,
             "cached_tokens": stats.cached_tokens,
             "ttft_ms": round(stats.ttft_s * 1000, 1) if stats.ttft_s is not None else None,
             "decode_tok_s": round(stats.decode_tok_s, 2) if stats.decode_tok_s else None,

@@ -1,7 +1,7 @@
 """The worker pipe protocol: one JSON object per line in each direction.
 
 app -> worker: {"op": "load"|"caps"|"count"|"chat"|"perplexity"|"batch"|"cancel"|"unload"|"exit", ...}
-worker -> app: {"ev": "ready"|"loaded"|"caps"|"count"|"prefill"|"tok"|"done"|"perplexity"|"batch"|"error"|
+worker -> app: {"ev": "ready"|"progress"|"loaded"|"caps"|"count"|"prefill"|"tok"|"done"|"perplexity"|"batch"|"error"|
                "unloaded", ...}
 """
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from localllm import config
@@ -177,7 +177,9 @@ class WorkerClient:
         return event
 
     def _expect(self, kind: str, timeout: float | None = None) -> dict:
-        event = self.next_event(timeout)
+        return self._check(self.next_event(timeout), kind)
+
+    def _check(self, event: dict, kind: str) -> dict:
         if event["ev"] == "error":
             said = native_errors(tail(self.log_path, 40))
             raise ModelLoadError(event["message"] + (f" llama.cpp said: {said}" if said else ""))
@@ -190,10 +192,18 @@ class WorkerClient:
         self.send(obj)
         return self._expect(kind, timeout=timeout)
 
-    def load(self, path: str, options: LoadOptions, backend: str = "llama_cpp") -> ModelInfo:
+    def load(self, path: str, options: LoadOptions, backend: str = "llama_cpp",
+             on_progress: Callable[[float], None] | None = None) -> ModelInfo:
+        """`on_progress(fraction)`, in this thread, as llama.cpp reads the file's tensors."""
         self.send({"op": "load", "backend": backend, "path": path,
                    "options": vars(options.resolved())})
-        return ModelInfo(**self._expect("loaded")["info"])
+        while True:
+            event = self.next_event()
+            if event["ev"] != "progress":
+                break
+            if on_progress is not None:
+                on_progress(float(event["fraction"]))
+        return ModelInfo(**self._check(event, "loaded")["info"])
 
     def count_tokens(self, messages: list[Message], timeout: float = COUNT_TIMEOUT_S) -> int:
         self.settle()

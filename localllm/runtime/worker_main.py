@@ -85,7 +85,10 @@ class Worker:
                 self.backend.unload()
             self.backend = registry.create(req.get("backend", "llama_cpp"))
             options = placed(req["path"], LoadOptions(**req.get("options", {})), self.backend.name)
-            info = self.backend.load(req["path"], options)
+            if self.backend.name == "llama_cpp":  # llama.cpp reports its progress through the tensors
+                info = self.backend.load(req["path"], options, progress=self._load_progress())
+            else:
+                info = self.backend.load(req["path"], options)
             self.send({"ev": "loaded", "info": dataclasses.asdict(info)})
         elif op == "caps":  # what this environment's llama-cpp-python can do (see localllm.runtime.binding)
             from localllm.backends.llama_cpp import binding_capabilities
@@ -109,6 +112,18 @@ class Worker:
         else:
             self.send({"ev": "error", "kind": "protocol", "message": f"unknown op {op!r}"})
         return True
+
+    def _load_progress(self):
+        """Progress events for the app, one per percent at most: llama.cpp calls back per tensor."""
+        last = [-1]
+
+        def report(fraction: float) -> None:
+            pct = int(fraction * 100)
+            if pct > last[0]:
+                last[0] = pct
+                self.send({"ev": "progress", "fraction": round(fraction, 3)})
+
+        return report
 
     def stream(self, req: dict) -> None:
         """Relay a reply. Each token is stamped here when the backend yields it (perf_counter is

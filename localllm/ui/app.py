@@ -177,7 +177,8 @@ class LocalLLMApp(App[int]):
 
                 path = EMBEDDED  # ModelRef (in the session) finds its file
             self.session.notices.clear()
-            info = self.session.load(path, options or self.load_options)  # the path says which backend
+            info = self.session.load(path, options or self.load_options,  # the path says which backend
+                                     on_progress=self._load_progress)
         except LocalLLMError as exc:
             self.post_message(ModelLoadFailed(str(exc)))
             return
@@ -199,6 +200,13 @@ class LocalLLMApp(App[int]):
             except Exception:  # an estimate is information; a file the estimator cannot read still chats
                 return
             self.estimate_memory(fill=1)
+
+    def _load_progress(self, fraction: float) -> None:
+        """In the load's thread: llama.cpp's progress through the file, in the status bar."""
+        try:
+            self.call_from_thread(self._set_state, f"loading model… {fraction:.0%} (Esc cancels)")
+        except RuntimeError:  # the app is closing
+            pass
 
     def _check_binding(self) -> None:
         """A GPU here that the installed llama-cpp-python cannot use: say so in the status bar, once with
@@ -265,6 +273,7 @@ class LocalLLMApp(App[int]):
         panel.vram_plan_mib = vram / 2**20 if vram else None
         panel.rss_history.clear()  # a new process: the old model's peak is not this one's
         panel.rss = None
+        panel.load_s = message.info.load_s
         self.pacer.spare_core = (message.info.backend == "remote"
                                  or default_threads() - message.info.n_threads >= 1)
         self._set_state("ready")

@@ -50,6 +50,9 @@ def test_one_shot_json_has_the_reply_and_every_number() -> None:
     record = json.loads(out.stdout)
     assert record["reply"].strip()
     assert record["model"]["quant"] == "Q4_1" and record["model"]["n_ctx"] == 512
+    # the load's progress on stderr (a pipe: plain lines), and its time in the record
+    assert "loading model" in out.stderr and "100/100" in out.stderr and "[loaded in" in out.stderr
+    assert record["load_s"] > 0 and record["model"]["load_s"] == pytest.approx(record["load_s"], abs=1e-3)
     stats = record["stats"]
     for key in ("wall_s", "cpu_user_s", "cpu_sys_s", "cpu_total_s", "cpu_per_wall", "ttft_s",
                 "prefill_tok_s", "decode_tok_s", "latency_p50_ms", "latency_p90_ms",

@@ -354,3 +354,24 @@ async def test_a_gpu_the_binding_cannot_use_is_said_in_the_status_bar(monkeypatc
                        for n in app._notifications)
 
         await wait_for(pilot, fix_shown, timeout=30)
+
+
+async def test_a_load_shows_its_progress_and_then_its_time() -> None:
+    app = LocalLLMApp()
+    states: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.session.model is not None and not app.session.loading)
+        seen = app._set_state
+
+        def record(state: str) -> None:
+            states.append(state)
+            seen(state)
+
+        app._set_state = record
+        app.load_model(None)  # a second load of the embedded model, recorded from its start
+        await wait_for(pilot, lambda: any("100%" in s for s in states))
+        await wait_for(pilot, lambda: app.session.model is not None and not app.session.loading
+                       and "load" in panel_rows(app))
+        percents = [int(s.split("…")[1].split("%")[0]) for s in states if "%" in s]
+        assert percents == sorted(percents) and percents[-1] == 100 and len(percents) >= 3
+        assert panel_rows(app)["load"].endswith(("ms", " s")) and app.session.model.load_s > 0

@@ -45,6 +45,7 @@ async def loaded(pilot) -> None:
     app._sampler = None  # no live memory samples: the picture must not move
     panel = app.query_one(MetricsPanel)
     panel.rss, panel.estimate_mib = None, None  # nor one an idle tick took before the line above
+    panel.load_s = None  # how long the load took differs from run to run
     panel.rss_history.clear()
     panel.refresh()
     app.query_one("#prompt").cursor_blink = False

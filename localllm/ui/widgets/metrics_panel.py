@@ -70,6 +70,7 @@ class MetricsPanel(Widget):
         self.rss: tuple[float, float | None] | None = None
         self.estimate_mib: float | None = None  # the estimator's figure for the loaded model
         self.vram_plan_mib: float | None = None  # the load plan's VRAM, when it placed layers on a GPU
+        self.load_s: float | None = None  # how long the loaded model took to load
 
     @property
     def rows(self) -> dict[str, str]:
@@ -83,6 +84,8 @@ class MetricsPanel(Widget):
             shown["RSS estimate"] = self._estimate_text()
         if self.vram_plan_mib is not None:
             shown["VRAM plan"] = mib(self.vram_plan_mib)
+        if self.load_s is not None:
+            shown["load"] = seconds(self.load_s)
         return shown
 
     def _estimate_text(self) -> str:
@@ -133,6 +136,8 @@ class MetricsPanel(Widget):
             row("estimate", self._estimate_text())
         if self.vram_plan_mib is not None:  # plan beside the measured VRAM rows above
             row("VRAM plan", mib(self.vram_plan_mib))
+        if self.load_s is not None:
+            row("load", seconds(self.load_s))
         if self.rss is not None:
             # from zero: a 2 MiB wobble must not look like a doubling
             text.append(sparkline(list(self.rss_history), width, floor=0.0),
