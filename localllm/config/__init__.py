@@ -1,6 +1,7 @@
 """Paths (platformdirs, LOCALLLM_HOME), run options with their defaults, and the user's settings.
 With errors.py the bottom layer: it imports nothing else of localllm's. The package exposes paths and
-options by name; settings is imported as localllm.config.settings."""
+options by name; settings is imported as localllm.config.settings, and state (how every state file is
+written: atomically, updated under a lock, a corrupt one set aside) as localllm.config.state."""
 
 from localllm.config.options import (
     AUTO_LAYERS,
