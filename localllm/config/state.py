@@ -43,13 +43,24 @@ def write_text(path: str | os.PathLike[str], text: str, replace: bool = True) ->
         if replace:
             os.replace(tmp, path)  # same folder: atomic
         else:
-            os.link(tmp, path)
-            os.unlink(tmp)
+            _claim(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     return path
+
+
+def _claim(tmp: str, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT, some network mounts): create the name, then fill it
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
 
 
 def write_json(path: str | os.PathLike[str], data: Any, replace: bool = True, **dumps: Any) -> Path:

@@ -103,3 +103,11 @@ def test_history_parses_only_the_newest_runs_and_keeps_their_numbers(home, monke
     assert len(parsed) == history.HISTORY_LIMIT  # resolving a number parses nothing
     table = history.history_table(runs)
     assert "runs 1 to 30 are older and not listed" in table and "run 30" in table and "run 29" not in table
+
+
+def test_runs_saved_in_the_same_second_get_their_own_files(home, monkeypatch) -> None:
+    monkeypatch.setattr(bench_results.time, "strftime", lambda fmt, *a: "20250101-000000")
+    paths = [bench_results.write_json({"date": str(n)}) for n in range(3)]
+    assert [p.name for p in paths] == ["20250101-000000.json", "20250101-000000-2.json", "20250101-000000-3.json"]
+    assert [json.loads(p.read_text())["date"] for p in paths] == ["0", "1", "2"]  # none overwritten
+    assert sorted(p.name for p in bench_results.bench_dir().iterdir()) == sorted(p.name for p in paths)  # no temp

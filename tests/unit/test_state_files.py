@@ -99,7 +99,12 @@ def test_a_failed_write_keeps_the_old_file_and_no_temp(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.json", "cache.json.lock"]
 
 
-def test_a_new_name_is_never_replaced(tmp_path) -> None:
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_a_new_name_is_never_replaced(tmp_path, monkeypatch, hard_links) -> None:
+    if not hard_links:
+        def no_link(src, dst):
+            raise PermissionError("no hard links on this filesystem")
+        monkeypatch.setattr(state.os, "link", no_link)
     path = state.write_text(tmp_path / "run.json", "first", replace=False)
     with pytest.raises(FileExistsError):
         state.write_text(path, "second", replace=False)
