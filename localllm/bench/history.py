@@ -44,11 +44,30 @@ def save_sweep(result) -> tuple[Path, dict]:
     return write_json(data, prefix="sweep-"), data
 
 
-def saved_runs() -> list[Saved]:
-    """Every readable result under <home>/bench/, oldest first."""
+# --history parses this many of the newest files: the folder is the user's record and is never pruned,
+# so reading all of it would get slower with every run ever saved
+HISTORY_LIMIT = 50
+
+
+def _saved_files() -> list[Path]:
+    """Every result file, oldest first, by a stat each (nothing parsed): the numbers --compare takes."""
+    stamped = []
+    for path in bench_dir().glob("*.json"):
+        try:  # by when they were written: names from the same second sort "-2" before the first one
+            stamped.append((path.stat().st_mtime_ns, path.name, path))
+        except FileNotFoundError:
+            continue
+    return [path for *_, path in sorted(stamped)]
+
+
+def saved_runs(limit: int | None = HISTORY_LIMIT) -> list[Saved]:
+    """The newest `limit` results under <home>/bench/ (None: all), oldest first, numbered among all
+    the files, so a number means the same file whether or not it is listed. Unreadable ones are left
+    out of the list (their numbers stay taken)."""
+    files = _saved_files()
+    first = 0 if limit is None else max(0, len(files) - limit)
     runs = []
-    # by when they were written: names from the same second sort "-2" before the first one
-    for path in sorted(bench_dir().glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name)):
+    for number, path in enumerate(files[first:], first + 1):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             labels = [r.get("label", "?") for r in data.get("rows", [])] or \
@@ -56,9 +75,7 @@ def saved_runs() -> list[Saved]:
             date = data.get("manifest", {}).get("date") or data.get("date", "?")
         except (OSError, ValueError, AttributeError):
             continue
-        runs.append(Saved(0, path, date, ", ".join(labels), "sweep" if "levels" in data else "bench"))
-    for n, run in enumerate(runs, 1):
-        run.number = n
+        runs.append(Saved(number, path, date, ", ".join(labels), "sweep" if "levels" in data else "bench"))
     return runs
 
 
@@ -67,6 +84,9 @@ def history_table(runs: list[Saved]) -> str:
         return f"No saved runs in {bench_dir()} yet: `localllm bench` saves each run there.\n"
     lines = [f"{'#':>3}  {'date':<24}  {'kind':<5}  configurations", *(
         f"{r.number:>3}  {r.date:<24}  {r.kind:<5}  {r.rows[:90]}" for r in runs)]
+    older = runs[0].number - 1
+    if older:
+        lines.insert(1, f"(runs 1 to {older} are older and not listed; --compare takes their numbers too)")
     return "\n".join(lines) + f"\n(files in {bench_dir()}; --compare takes a number or a path)\n"
 
 
@@ -76,13 +96,13 @@ def resolve(ref: str) -> Path:
         n = int(ref)
     except ValueError:
         return Path(ref).expanduser()
-    runs = saved_runs()
-    if not runs:
+    files = _saved_files()
+    if not files:
         raise LocalLLMError(f"There is no saved run {n}: {bench_dir()} holds none yet.")
-    index = n - 1 if n > 0 else len(runs) + n
-    if not 0 <= index < len(runs):
-        raise LocalLLMError(f"There is no saved run {n}; `localllm bench --history` lists 1 to {len(runs)}.")
-    return runs[index].path
+    index = n - 1 if n > 0 else len(files) + n
+    if not 0 <= index < len(files):
+        raise LocalLLMError(f"There is no saved run {n}; `localllm bench --history` lists 1 to {len(files)}.")
+    return files[index]
 
 
 def load_ref(ref: str) -> BenchResult:

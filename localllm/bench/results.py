@@ -219,18 +219,18 @@ def save(result: BenchResult, path: str | os.PathLike[str] | None = None) -> Pat
 
 def write_json(data: dict, path: str | os.PathLike[str] | None = None, prefix: str = "") -> Path:
     """Write a run atomically; without a path, a new <home>/bench/<prefix><timestamp>[-n].json."""
-    if path is None:
-        stamp = prefix + time.strftime("%Y%m%d-%H%M%S")
-        path = bench_dir() / f"{stamp}.json"
-        n = 1
-        while path.exists():
+    from localllm.config import state
+
+    text = json.dumps(data, indent=1, ensure_ascii=False)
+    if path is not None:
+        return state.write_text(path, text)
+    stamp, n = prefix + time.strftime("%Y%m%d-%H%M%S"), 1
+    while True:  # a name no other run (of this or another instance, this same second) has claimed
+        try:
+            return state.write_text(bench_dir() / (f"{stamp}.json" if n == 1 else f"{stamp}-{n}.json"),
+                                    text, replace=False)
+        except FileExistsError:
             n += 1
-            path = bench_dir() / f"{stamp}-{n}.json"
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def load(path: str | os.PathLike[str]) -> BenchResult:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
-import tempfile
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from localllm.config import (
     LoadOptions,
     SamplingParams,
     config_dir,
+    state,
 )
 from localllm.errors import LocalLLMError
 
@@ -235,20 +234,7 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
     for key in FIELDS:
         check_value(key, getattr(settings, key))  # an invalid value is refused, not saved
     text = dumps(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # same folder, so the rename is atomic
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    state.write_text(path, text)  # unique temp file, fsync, rename: a crash leaves the old file
     return path
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from pathlib import Path
 
 from localllm import config
+from localllm.config import state
 
 CACHE_NAME = "bandwidth.json"
 BLOCK_BYTES = 64 * 1024 * 1024  # per thread: far beyond any L3, so DRAM is what gets timed
@@ -19,19 +18,7 @@ def cache_path() -> Path:
 
 
 def _load() -> dict:
-    try:
-        data = json.loads(cache_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _save(data: dict) -> None:
-    path = cache_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    return state.read_json(cache_path())
 
 
 def cpu_key(cpu=None) -> str:
@@ -97,12 +84,10 @@ def measured_bandwidth(refresh: bool = False, cpu=None) -> float:
             return float(entry["gb_s"])
     t0 = time.perf_counter()
     gb_s, threads = probe()
-    data = _load()
-    data[key] = {"gb_s": round(gb_s, 2), "threads": threads,
-                 "seconds": round(time.perf_counter() - t0, 2),
-                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    try:
-        _save(data)
+    entry = {"gb_s": round(gb_s, 2), "threads": threads, "seconds": round(time.perf_counter() - t0, 2),
+             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    try:  # under the file's lock: other CPUs' entries written meanwhile are kept
+        state.update(cache_path(), lambda data: {**data, key: entry}, indent=1, sort_keys=True)
     except OSError:
         pass  # a read-only home: the number is still right, just not kept
     return gb_s

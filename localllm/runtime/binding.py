@@ -10,14 +10,13 @@ Never imports llama_cpp itself: the worker does (see worker_main's "caps" op).""
 from __future__ import annotations
 
 import hashlib
-import json
 import signal
 import time
 from dataclasses import asdict, dataclass
 from importlib import metadata, util
 from pathlib import Path
 
-from localllm.config import home
+from localllm.config import home, state
 
 CACHE_FILE = "binding.json"
 
@@ -77,21 +76,12 @@ def cache_path() -> Path:
 
 
 def _read_cache() -> dict:
-    try:
-        return json.loads(cache_path().read_text())
-    except (OSError, ValueError):
-        return {}
+    return state.read_json(cache_path())
 
 
 def _write_cache(key: str, caps: BindingCaps) -> None:
-    data = _read_cache()
-    data[key] = asdict(caps)
-    path = cache_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(path)
+    try:  # under the file's lock: another instance's entry (another build, another machine) is kept
+        state.update(cache_path(), lambda data: {**data, key: asdict(caps)}, indent=2)
     except OSError:
         pass  # a read-only home: the probe runs again next time, nothing breaks
 

@@ -109,6 +109,7 @@ class WorkerClient:
         self._python = python or sys.executable
         self._env = env or {}
         log_dir = log_dir or config.logs_dir()
+        config.prune_worker_logs(log_dir)  # a log per worker start: keep the folder bounded
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.log_path = log_dir / f"worker-{stamp}-{os.getpid()}-{id(self) & 0xFFFF:04x}.log"
         self._events: queue.Queue[dict] = queue.Queue()

@@ -4,6 +4,7 @@ sqlite3 can query (one per run, configuration and level)."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import pytest
@@ -80,3 +81,33 @@ def test_saved_json_keeps_every_repetition(home) -> None:
     path = bench_results.save(_result([90.0, 110.0]))
     reps = json.loads(path.read_text())["rows"][0]["reps"]
     assert [r["decode_tok_s"] for r in reps] == [90.0, 110.0]
+
+
+def test_history_parses_only_the_newest_runs_and_keeps_their_numbers(home, monkeypatch, capsys) -> None:
+    total = history.HISTORY_LIMIT + 30
+    folder = bench_results.bench_dir()
+    paths = []
+    for n in range(total):  # names in the opposite order to when they were written: mtime decides
+        path = folder / f"{total - n:04d}.json"
+        path.write_text(json.dumps({"date": f"run {n}", "levels": [{"level": 1}]}))
+        os.utime(path, ns=(n * 10**9, n * 10**9))
+        paths.append(path)
+    parsed = []
+    real_loads = json.loads
+    monkeypatch.setattr(history.json, "loads", lambda text, *a, **k: (parsed.append(text), real_loads(text))[1])
+    runs = history.saved_runs()
+    assert len(parsed) == history.HISTORY_LIMIT  # the 30 older files were never read
+    assert [r.path for r in runs] == paths[-history.HISTORY_LIMIT:]
+    assert [r.number for r in runs] == list(range(31, total + 1))  # numbered among all the files
+    assert history.resolve("1") == paths[0] and history.resolve("-1") == paths[-1]
+    assert len(parsed) == history.HISTORY_LIMIT  # resolving a number parses nothing
+    table = history.history_table(runs)
+    assert "runs 1 to 30 are older and not listed" in table and "run 30" in table and "run 29" not in table
+
+
+def test_runs_saved_in_the_same_second_get_their_own_files(home, monkeypatch) -> None:
+    monkeypatch.setattr(bench_results.time, "strftime", lambda fmt, *a: "20250101-000000")
+    paths = [bench_results.write_json({"date": str(n)}) for n in range(3)]
+    assert [p.name for p in paths] == ["20250101-000000.json", "20250101-000000-2.json", "20250101-000000-3.json"]
+    assert [json.loads(p.read_text())["date"] for p in paths] == ["0", "1", "2"]  # none overwritten
+    assert sorted(p.name for p in bench_results.bench_dir().iterdir()) == sorted(p.name for p in paths)  # no temp

@@ -11,7 +11,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from localllm.config import config_dir
+from localllm.config import config_dir, state
 from localllm.config import settings as settings_mod
 from localllm.config.settings import (
     FIELDS,
@@ -193,14 +193,14 @@ def test_save_is_atomic(home, monkeypatch, fail_at) -> None:
     if fail_at == "replace":
         def boom(*args, **kwargs):
             raise OSError("disk full")
-        monkeypatch.setattr(settings_mod.os, "replace", boom)
+        monkeypatch.setattr(state.os, "replace", boom)  # the store writes it
     else:
         real_fsync = os.fsync
 
         def boom(fd):  # the text is half on disk in the temp file when this fails
             real_fsync(fd)
             raise OSError("disk full")
-        monkeypatch.setattr(settings_mod.os, "fsync", boom)
+        monkeypatch.setattr(state.os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
         save_settings(Settings(n_ctx=8192))
     assert path.read_bytes() == before  # the old file, whole

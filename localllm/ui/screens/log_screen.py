@@ -10,6 +10,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, Log
 
+from localllm.config import read_tail
+
 
 class LogScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q", "dismiss", "Close")]
@@ -28,7 +30,7 @@ class LogScreen(ModalScreen[None]):
         if self.path is None:
             return
         try:
-            text = self.path.read_text(errors="replace")[-200_000:]
+            text = read_tail(self.path)  # the last 256 KiB: a long session's log is many MB
         except OSError as exc:
             text = f"cannot read the log: {exc}"
         log.write(text or "(the log is empty: the worker printed nothing)")
