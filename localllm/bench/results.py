@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localllm.config.redact import redact
 from localllm.runtime.metrics import percentile
 
 
@@ -228,7 +229,7 @@ def write_json(data: dict, path: str | os.PathLike[str] | None = None, prefix: s
             path = bench_dir() / f"{stamp}-{n}.json"
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.write_text(json.dumps(redact(data), indent=1, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
     return path
 
