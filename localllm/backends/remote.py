@@ -11,6 +11,7 @@ import openai
 
 from localllm.backends.base import Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent, Usage
 from localllm.config import LoadOptions, SamplingParams
+from localllm.config.redact import redact_text
 from localllm.errors import LocalLLMError, NoModelLoaded
 from localllm.models.endpoints import DEFAULT_KEY_ENV, api_base, openai_client, server_pid, split_model
 
@@ -47,6 +48,16 @@ def _explain(exc: Exception, base: str, key_env: str) -> RemoteError:
     return RemoteError(f"{base}: {type(exc).__name__}: {exc}")
 
 
+def _valid_text(text: str) -> str:
+    """A server's JSON may hold a lone surrogate (`"\\ud800"`), which json.loads accepts but no UTF-8
+    encoder does (the worker pipe, the log, the terminal): each becomes U+FFFD; a valid pair is kept."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 class RemoteBackend:
     name = "remote"
 
@@ -60,7 +71,7 @@ class RemoteBackend:
     def load(self, path: str, options: LoadOptions) -> ModelInfo:
         """`path` is the server URL (or URL#model); options.remote_model picks the model (default: the
         one after #, else the server's first)."""
-        self._base = api_base(path)
+        self._base = redact_text(api_base(path))  # for messages and ModelInfo: shown and saved
         self._key_env = options.api_key_env or DEFAULT_KEY_ENV
         self._client = openai_client(path, self._key_env, options.read_timeout_s)
         try:
@@ -118,7 +129,7 @@ class RemoteBackend:
                     yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens, timings)
                 for choice in chunk.choices:
                     if choice.delta and choice.delta.content:
-                        yield Chunk(choice.delta.content, 1)
+                        yield Chunk(_valid_text(choice.delta.content), 1)
                     if choice.finish_reason:
                         reason = "length" if choice.finish_reason == "length" else "stop"
         except Exception as exc:

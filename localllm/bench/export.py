@@ -7,6 +7,10 @@ import io
 import json
 
 from localllm.bench.results import COLUMN_KEYS, BenchResult, Column, Delta, RowResult, Summary
+from localllm.config.redact import redact, redact_text
+
+# A text cell starting with one of these is a formula to a spreadsheet (OWASP's CSV injection list).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 STATS = ("mean", "sd", "p50", "p90", "n")
 CSV_HEAD = ("label", "status", "reason", "backend", "model", "quant", "threads", "gpu_layers", "n_ctx",
@@ -64,7 +68,7 @@ def to_markdown(result: BenchResult, layout: str = "full") -> str:
                                                               for c in cols)] for r in result.rows])
     notes = [f"- {r.label}: {r.status}: {r.reason.splitlines()[0]}" for r in result.rows if r.reason]
     notes += [f"- {r.label}: {n}" for r in result.rows for n in r.notes]
-    return "\n".join([headline(result), "", *body, *([""] + notes if notes else [])]) + "\n"
+    return redact_text("\n".join([headline(result), "", *body, *([""] + notes if notes else [])]) + "\n")
 
 
 def _seed002_row(r: RowResult) -> list[str]:
@@ -110,10 +114,10 @@ def to_csv(result: BenchResult) -> str:
     writer.writerow([*CSV_HEAD, *(f"{k}_{s}" for k in COLUMN_KEYS for s in STATS)])
     for r in result.rows:
         c = r.config
-        writer.writerow([r.label, r.status, r.reason, c.get("backend"), r.model.get("path") or c.get("model"),
-                         r.quant, r.model.get("n_threads") or c.get("n_threads"), c.get("n_gpu_layers"),
+        writer.writerow([*map(_csv_text, (r.label, r.status, r.reason, c.get("backend"),
+                                          r.model.get("path") or c.get("model"), r.quant)), r.model.get("n_threads") or c.get("n_threads"), c.get("n_gpu_layers"),
                          r.model.get("n_ctx") or c.get("n_ctx"), r.prompt_tokens, r.gen_tokens, r.size_bytes,
-                         r.bits_per_weight, r.first_load_s, r.rss_hwm_mib, r.prompt_sha256,
+                         r.bits_per_weight, r.first_load_s, r.rss_hwm_mib, _csv_text(r.prompt_sha256),
                          *(_csv_value(getattr(r.columns.get(k, Summary()), s)) for k in COLUMN_KEYS
                            for s in STATS)])
     return out.getvalue()
@@ -123,16 +127,32 @@ def _csv_value(value) -> str:
     return "" if value is None else repr(value)
 
 
+def _csv_text(value):
+    """A text cell made safe to open in a spreadsheet: no URL credentials, and a leading ' on one that
+    would start a formula (a model name or error text is not ours to trust). Numbers stay numbers."""
+    if not isinstance(value, str):
+        return value
+    value = redact_text(value)
+    value = "'" + value if value.startswith(FORMULA_START) else value
+    # csv quotes a cell holding \n but not one holding a lone \r, which readers take for a line break
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _uncsv_text(value: str) -> str:
+    """What _csv_text escaped, back as it was written."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
+
+
 def parse_csv(text: str) -> list[dict]:
     """CSV rows back, numbers as floats and empty cells as None."""
     rows = []
-    for raw in csv.DictReader(io.StringIO(text)):
+    for raw in csv.DictReader(io.StringIO(text, newline="")):
         row: dict = {}
         for key, value in raw.items():
             if value == "":
                 row[key] = None
             elif key in ("label", "status", "reason", "backend", "model", "quant", "prompt_sha256"):
-                row[key] = value
+                row[key] = _uncsv_text(value)
             else:
                 row[key] = float(value)
         rows.append(row)
@@ -140,7 +160,7 @@ def parse_csv(text: str) -> list[dict]:
 
 
 def to_json(result: BenchResult) -> str:
-    return json.dumps(result.to_dict(), indent=1, ensure_ascii=False)
+    return json.dumps(redact(result.to_dict()), indent=1, ensure_ascii=False)
 
 
 def from_json(text: str) -> BenchResult:

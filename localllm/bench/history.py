@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localllm.bench.results import COLUMN_KEYS, BenchResult, bench_dir, load, write_json
+from localllm.config.redact import redact
 from localllm.errors import LocalLLMError
 
 TABLE = "localllm_bench"
@@ -128,7 +129,7 @@ def _connect(path: str | Path) -> sqlite3.Connection:
 def _insert(db: sqlite3.Connection, rows: list[dict]) -> None:
     names = list(FIELDS)
     db.executemany(f"INSERT INTO {TABLE} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                   [[row.get(n) for n in names] for row in rows])
+                   [[redact(row.get(n)) for n in names] for row in rows])
 
 
 def append_bench(path: str | Path, result: BenchResult, run_id: str) -> int:

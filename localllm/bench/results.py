@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localllm.config.redact import redact
 from localllm.runtime.metrics import percentile
 
 
@@ -221,7 +222,7 @@ def write_json(data: dict, path: str | os.PathLike[str] | None = None, prefix: s
     """Write a run atomically; without a path, a new <home>/bench/<prefix><timestamp>[-n].json."""
     from localllm.config import state
 
-    text = json.dumps(data, indent=1, ensure_ascii=False)
+    text = json.dumps(redact(data), indent=1, ensure_ascii=False)
     if path is not None:
         return state.write_text(path, text)
     stamp, n = prefix + time.strftime("%Y%m%d-%H%M%S"), 1

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from localllm.config import data_dir
+from localllm.config.redact import redact
 from localllm.errors import LocalLLMError
 
 DB_FILE = "conversations.db"
@@ -159,7 +160,8 @@ def _json(obj: Any) -> str | None:
         obj = obj.to_dict()
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = dataclasses.asdict(obj)
-    return json.dumps(obj, default=str)  # default=str: a stray Path in ModelInfo.extra is not fatal
+    # default=str: a stray Path in ModelInfo.extra is not fatal; redact: no server URL's credentials
+    return json.dumps(redact(obj), default=str)
 
 
 def _unjson(text: str | None) -> dict | None:
@@ -331,7 +333,7 @@ class ConversationStore:
             cur = db.execute("INSERT INTO comparisons (conversation_id, after_seq, prompt, system_prompt, sampling, "
                              "results, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (conversation_id, after, prompt, data.get("system_prompt") or "",
-                              _json(data.get("sampling")), json.dumps(results, default=str), stamp))
+                              _json(data.get("sampling")), json.dumps(redact(results), default=str), stamp))
             db.execute("UPDATE conversations SET updated = ?, title = ? WHERE id = ?",
                        (stamp, title or title_from(prompt), conversation_id))
             return int(cur.lastrowid)

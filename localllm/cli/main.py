@@ -186,12 +186,13 @@ def _stream_reply(session, text: str, echo: bool):
 
 def _print_reply(events, echo: bool):
     from localllm.chat.session import KernelNotice, ReplyDone, TextDelta, TrimNotice
+    from localllm.cli.safe_text import terminal_safe
 
     done = None
     try:
         for event in events:
             if isinstance(event, TextDelta) and echo:
-                sys.stdout.write(event.text)
+                sys.stdout.write(terminal_safe(event.text))  # a reply's escape codes are not ours to run
                 sys.stdout.flush()
             elif isinstance(event, TrimNotice | KernelNotice):
                 print(f"[notice] {event}", file=sys.stderr)

@@ -24,6 +24,7 @@ from localllm.config import (
     config_dir,
     state,
 )
+from localllm.config.redact import redact
 from localllm.errors import LocalLLMError
 
 SETTINGS_FILE = "settings.toml"
@@ -224,7 +225,8 @@ def dumps(settings: Settings) -> str:
     lines = ["# localllm settings: edit here or in the TUI's settings screen.", ""]
     for key, f in FIELDS.items():
         lines.append(f"# {f.metadata['doc']} ({allowed(key)})")
-        lines.append(tomli_w.dumps({key: getattr(settings, key)}).rstrip("\n"))
+        # a server URL's user:pass@ stays in memory only (the key belongs in $api_key_env)
+        lines.append(tomli_w.dumps({key: redact(getattr(settings, key))}).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 

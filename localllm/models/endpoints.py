@@ -63,16 +63,20 @@ class FoundServer:
     models: list[str]
 
 
-def openai_client(url: str, key_env: str = DEFAULT_KEY_ENV, read_timeout: float = 60.0, connect: float = 5.0):
+def openai_client(url: str, key_env: str | None = DEFAULT_KEY_ENV, read_timeout: float = 60.0,
+                  connect: float = 5.0):
     """The openai SDK's client for a server; the API key is read here from the environment variable the
-    user named, sent only to that server and never logged. No retries: a failure is said at once."""
+    user named, sent only to that server and never logged. key_env None: no key at all (for servers the
+    user did not name: whatever listens on a usual port is not trusted with it). No retries: a failure
+    is said at once."""
     import openai
 
-    return openai.OpenAI(base_url=api_base(url), api_key=os.environ.get(key_env or DEFAULT_KEY_ENV) or "none",
+    key = os.environ.get(key_env or DEFAULT_KEY_ENV) if key_env is not None else None
+    return openai.OpenAI(base_url=api_base(url), api_key=key or "none",
                          timeout=openai.Timeout(read_timeout, connect=connect), max_retries=0)
 
 
-def list_models(url: str, timeout: float = 3.0, key_env: str = DEFAULT_KEY_ENV) -> list[str]:
+def list_models(url: str, timeout: float = 3.0, key_env: str | None = DEFAULT_KEY_ENV) -> list[str]:
     """The model ids a server lists at /v1/models. Raises OSError/ValueError when it does not answer
     like an OpenAI-compatible server (the caller says so in its own words)."""
     import openai
@@ -89,14 +93,15 @@ def list_models(url: str, timeout: float = 3.0, key_env: str = DEFAULT_KEY_ENV) 
 
 
 def discover(ports: dict[int, str] | None = None, timeout: float = 1.0) -> list[FoundServer]:
-    """Ask the usual ports on 127.0.0.1 only (never another host) for /v1/models."""
+    """Ask the usual ports on 127.0.0.1 only (never another host) for /v1/models, without the API key:
+    the user named none of these servers, so none of them gets it."""
     # A closed port refuses at once; the timeout only waits on one that accepted (1 s: a busy machine
     # answered too late at 0.3 s and the server went unlisted).
     found = []
     for port, kind in (ports or USUAL_PORTS).items():
         url = f"http://127.0.0.1:{port}/v1"
         try:
-            models = list_models(url, timeout)
+            models = list_models(url, timeout, key_env=None)
         except (OSError, ValueError):
             continue
         found.append(FoundServer(url, kind, models))

@@ -13,8 +13,9 @@ from localllm.errors import ModelFileError
 from localllm.models import quants
 
 GGUF_MAGIC = b"GGUF"
-
-
+# Arrays in real files hold scalars or strings (one level); a deeper nesting is damage or an attack, and
+# read recursively it would end in RecursionError.
+MAX_ARRAY_DEPTH = 4
 
 @dataclass(frozen=True)
 class GGUFInfo:
@@ -30,6 +31,10 @@ class GGUFInfo:
     @property
     def bits_per_weight(self) -> float:
         return self.size_bytes * 8 / self.n_params if self.n_params else 0.0
+
+
+DAMAGED_HINT = ("Download the file again (or convert it again); if it came from elsewhere, it may not be "
+                "a model file at all.")
 
 
 class _Truncated(Exception):
@@ -53,12 +58,31 @@ class _Cursor:
         return vals[0] if len(vals) == 1 else vals
 
     def string(self) -> str:
-        n = self.take("<Q")
-        if self.pos + n > len(self.buf):
-            raise _Truncated
+        n = self._length()
         raw = bytes(self.buf[self.pos:self.pos + n])
         self.pos += n
         return raw.decode("utf-8", errors="replace")
+
+    def skip_string(self) -> None:
+        """Step over a string nobody reads (a vocabulary entry) without copying it."""
+        n = self._length()  # first: it moves pos past the length field
+        self.pos += n
+
+    def _length(self) -> int:
+        # Checked against what is left of the file before anything is copied: a length field of 2**60
+        # is a truncated or hostile header, not a request for that much memory.
+        n = self.take("<Q")
+        if n > len(self.buf) - self.pos:
+            raise _Truncated
+        return n
+
+    def count(self, item_size: int) -> int:
+        """An array's element count, refused when the elements could not fit in the rest of the file
+        (each takes at least item_size bytes), so a huge count never becomes a huge loop or list."""
+        n = self.take("<Q")
+        if n * item_size > len(self.buf) - self.pos:
+            raise _Truncated
+        return n
 
 
 def _scalar_formats() -> dict[int, str]:
@@ -69,19 +93,26 @@ def _scalar_formats() -> dict[int, str]:
             T.FLOAT64: "<d"}
 
 
-def _value(cur: _Cursor, vtype: int, formats: dict[int, str], keep: bool):
+def _value(cur: _Cursor, vtype: int, formats: dict[int, str], keep: bool, depth: int = 0):
     from gguf.constants import GGUFValueType as T
 
     if vtype == T.STRING:
-        return cur.string()
+        if keep or depth == 0:
+            return cur.string()
+        cur.skip_string()
+        return None
     if vtype == T.ARRAY:
-        item_type, count = cur.take("<I"), cur.take("<Q")
+        if depth >= MAX_ARRAY_DEPTH:
+            raise ValueError(f"metadata arrays nested more than {MAX_ARRAY_DEPTH} deep")
+        item_type = cur.take("<I")
+        # the least bytes one element takes: a string's length field, an array's type and count
+        least = struct.calcsize(formats[item_type]) if item_type in formats else \
+            8 if item_type == T.STRING else 12 if item_type == T.ARRAY else 1
+        count = cur.count(least)
         if item_type in formats and not keep:  # skip numeric arrays in one step
-            cur.pos += struct.calcsize(formats[item_type]) * count
-            if cur.pos > len(cur.buf):
-                raise _Truncated
+            cur.pos += least * count
             return None
-        items = [_value(cur, item_type, formats, keep) for _ in range(count)]
+        items = [_value(cur, item_type, formats, keep, depth + 1) for _ in range(count)]
         return items if keep else None
     if vtype not in formats:
         raise ValueError(f"unknown metadata value type {vtype}")
@@ -99,6 +130,10 @@ def _parse(buf) -> tuple[dict, list[tuple[str, int, int, int]], int]:
     if version not in (2, 3):
         raise ValueError(f"GGUF version {version} is not supported")
     n_tensors, n_kv = cur.take("<Q"), cur.take("<Q")
+    # Each entry takes at least 12 bytes (key length, type), each tensor 24 (name length, dims, type,
+    # offset): counts the file cannot hold are damage, refused before any loop runs them.
+    if n_kv * 12 + n_tensors * 24 > len(buf) - cur.pos:
+        raise _Truncated
     meta: dict = {}
     for _ in range(n_kv):
         key = cur.string()
@@ -113,7 +148,9 @@ def _parse(buf) -> tuple[dict, list[tuple[str, int, int, int]], int]:
         for _ in range(n_dims):
             n_elements *= cur.take("<Q")
         tensors.append((name, n_elements, cur.take("<I"), cur.take("<Q")))
-    align = int(meta.get("general.alignment") or GGUF_DEFAULT_ALIGNMENT)
+    align = meta.get("general.alignment") or GGUF_DEFAULT_ALIGNMENT
+    if not isinstance(align, int) or isinstance(align, bool) or align <= 0 or align & (align - 1):
+        raise ValueError(f"general.alignment is {align!r}, not a power of two")
     data_start = (cur.pos + align - 1) // align * align
     return meta, tensors, data_start
 
@@ -148,8 +185,13 @@ def _inspect(path: str | os.PathLike[str]) -> tuple[GGUFInfo, dict, list[tuple[s
     except _Truncated:
         raise ModelFileError(shown, f"the file is truncated inside its header ({size} bytes)",
                              "Download the file again.") from None
-    except (ValueError, struct.error, UnicodeError, OverflowError, MemoryError) as exc:
-        raise ModelFileError(shown, f"the GGUF header is damaged ({exc})", "Download the file again.") from None
+    except (ValueError, struct.error, UnicodeError, OverflowError, MemoryError, RecursionError, TypeError,
+            KeyError) as exc:  # every way a hostile header can fail the parse: one message, one remedy
+        raise ModelFileError(shown, f"the GGUF header is damaged ({type(exc).__name__}: {exc})",
+                             DAMAGED_HINT) from None
+    except OSError as exc:  # unreadable, or a special file mmap refuses
+        raise ModelFileError(shown, f"it cannot be read ({exc.strerror or exc})",
+                             "Check its permissions, or copy it to a regular file.") from None
     if not tensors:
         raise ModelFileError(shown, "the GGUF file holds no tensors", "Download the file again.")
     data_end = data_start
@@ -168,12 +210,15 @@ def _inspect(path: str | os.PathLike[str]) -> tuple[GGUFInfo, dict, list[tuple[s
     arch = str(meta.get("general.architecture") or "unknown")
     ftype = meta.get("general.file_type")
     ctx = meta.get(f"{arch}.context_length")
+    if ctx is not None and (not isinstance(ctx, int) or isinstance(ctx, bool) or ctx < 0):
+        raise ModelFileError(shown, f"the GGUF header is damaged ({arch}.context_length is {ctx!r})",
+                             DAMAGED_HINT)
     info = GGUFInfo(
         path=str(p.resolve()),
         size_bytes=size,
         architecture=arch,
         name=str(meta.get("general.name") or p.stem),
-        quant=quants.name_of(ftype),
+        quant=quants.name_of(ftype if isinstance(ftype, int) else None),  # a string here is no number
         context_length=int(ctx) if ctx is not None else None,
         n_params=sum(t[1] for t in tensors),
         has_chat_template="tokenizer.chat_template" in meta,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from localllm.config.redact import redact_text
 from localllm.models.embedded import EMBEDDED, FILENAME, embedded_model_path
 from localllm.models.endpoints import split_model
 
@@ -55,7 +56,8 @@ class ModelRef:
 
     @property
     def name(self) -> str:
-        """A short name for tables: the file's stem, the folder's name, or the server URL."""
+        """A short name for tables: the file's stem, the folder's name, or the server URL (without its
+        user:pass@: names are shown and saved)."""
         if self.backend != "llama_cpp":
-            return self.text
+            return redact_text(self.text)
         return Path(FILENAME if self.is_embedded else self.text).stem

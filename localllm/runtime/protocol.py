@@ -17,4 +17,9 @@ def encode(obj: dict) -> bytes:
 
 
 def decode(line: bytes) -> dict:
-    return json.loads(line)
+    """One line as a JSON object; anything else (invalid JSON, or valid JSON that is not an object, such
+    as `[1]` or `3`) raises ValueError, which both readers skip as a garbage line."""
+    obj = json.loads(line)
+    if not isinstance(obj, dict):
+        raise ValueError(f"not a JSON object: {type(obj).__name__}")
+    return obj

@@ -144,28 +144,53 @@ def run(args: argparse.Namespace) -> int:
     plan.validate()  # refuse zero repetitions and friends before any process starts
     baseline = history.load_ref(args.compare[0]) if args.compare else None
     result = run_plan(plan, progress=lambda p: print(p, file=sys.stderr, flush=True))
-    saved = None
-    if not args.no_save:
-        saved = bench_results.save(result)
-        print(f"saved {saved}", file=sys.stderr)
-    if args.sqlite:
-        run_id = saved.stem if saved else result.manifest.get("date", "")
-        n = history.append_bench(args.sqlite, result, run_id)
-        print(f"appended {n} row(s) to {args.sqlite} (table {history.TABLE})", file=sys.stderr)
+    # The table first, then the files: a save that fails after a long run must not lose the results.
     text = render(result, args.fmt, args.layout)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        print(f"wrote {args.out}", file=sys.stderr)
-        text = render(result, "md", args.layout)
-    sys.stdout.write(text)
+    sys.stdout.write(render(result, "md", args.layout) if args.out else text)
     if baseline is not None:
         before = baseline.manifest.get("date", args.compare[0])
         sys.stdout.write("\n" + compare_markdown(bench_results.compare(baseline, result), before,
                                                  result.manifest.get("date", "now")))
+    sys.stdout.flush()
+
+    def save() -> None:
+        saved = None
+        if not args.no_save:
+            saved = bench_results.save(result)
+            print(f"saved {saved}", file=sys.stderr)
+        if args.sqlite:
+            run_id = saved.stem if saved else result.manifest.get("date", "")
+            n = history.append_bench(args.sqlite, result, run_id)
+            print(f"appended {n} row(s) to {args.sqlite} (table {history.TABLE})", file=sys.stderr)
+        if args.out:
+            _write(args.out, text)
+
+    saved_ok = _saved(save)
     if result.cancelled:
         return 130
-    return 1 if any(r.status == "failed" for r in result.rows) else 0
+    return 1 if not saved_ok or any(r.status == "failed" for r in result.rows) else 0
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _saved(save) -> bool:
+    """Run `save` (the result's files); a failure is said on stderr and gives False, after the table
+    was printed."""
+    from localllm.errors import LocalLLMError
+
+    try:
+        save()
+    except (OSError, LocalLLMError) as exc:
+        why = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"error: the run finished but could not be saved ({why}). The table above is its only "
+              "copy: keep it, then free space or fix the folder's permissions (or pass --no-save).",
+              file=sys.stderr)
+        return False
+    return True
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -175,6 +200,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from localllm.bench import history
     from localllm.bench.load import Slo, SweepPlan, markdown
     from localllm.bench.load import run_sweep as sweep
+    from localllm.config.redact import redact_text
 
     urls = [m for m in args.models if m.startswith(("http://", "https://"))]
     if not urls or len(urls) != len(args.models):
@@ -191,17 +217,25 @@ def run_sweep(args: argparse.Namespace) -> int:
                          gen_tokens=args.tokens or 30, slo=slo)
         plan.validate()
         result = sweep(plan, progress=lambda line: print(line, file=sys.stderr, flush=True))
-        saved, data = (None, history.sweep_data(result)) if args.no_save else history.save_sweep(result)
-        if saved:
-            print(f"saved {saved}", file=sys.stderr)
-        if args.sqlite:
-            n = history.append_sweep(args.sqlite, data, saved.stem if saved else data["date"])
-            print(f"appended {n} row(s) to {args.sqlite} (table {history.TABLE})", file=sys.stderr)
-        text = json.dumps(data, indent=1) + "\n" if args.fmt == "json" else markdown(result)
-        if args.out:
-            with open(args.out, "w", encoding="utf-8") as fh:
-                fh.write(text)
+        data = history.sweep_data(result)
+        # printed first (as bench's table), and without the URL's user:pass@
+        text = redact_text(json.dumps(data, indent=1) + "\n" if args.fmt == "json" else markdown(result))
         sys.stdout.write(text)
+        sys.stdout.flush()
+
+        def save(data: dict = data, text: str = text) -> None:
+            saved = None
+            if not args.no_save:
+                saved = history.write_json(data, prefix="sweep-")
+                print(f"saved {saved}", file=sys.stderr)
+            if args.sqlite:
+                n = history.append_sweep(args.sqlite, data, saved.stem if saved else data["date"])
+                print(f"appended {n} row(s) to {args.sqlite} (table {history.TABLE})", file=sys.stderr)
+            if args.out:
+                _write(args.out, text)
+
+        if not _saved(save):
+            rc = 1
         if result.cancelled:
             return 130
         if result.stopped_reason or any(lv.failed for lv in result.levels):
