@@ -27,8 +27,12 @@ def gguf_to_checkpoint(gguf_path: str | Path, out_dir: str | Path) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.save_pretrained(partial, safe_serialization=True)
-    tok.save_pretrained(partial)
+    try:
+        model.save_pretrained(partial, safe_serialization=True)
+        tok.save_pretrained(partial)
+    except BaseException:  # a full fp32 copy: never left half-written (a kill is the caller's to clean)
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if out.exists():
         shutil.rmtree(out)
     os.replace(partial, out)

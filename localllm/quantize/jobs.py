@@ -13,11 +13,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import struct
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +71,7 @@ class JobResult:
     seconds: float
     record: dict
     library_id: str
+    stale_removed: list[str] = field(default_factory=list)  # what a killed earlier run had left
 
 
 def quant_results_dir() -> Path:
@@ -226,13 +230,82 @@ def _check_gptq(plan: JobPlan) -> None:
     gptq_python()  # no GPTQModel environment: refused now, with the command that makes one
 
 
+# -- the output: one job at a time, nothing half-written left --------------------------------------
+def partial_paths(out: Path) -> list[Path]:
+    """What a job for `out` writes before its result is renamed into place: the GGUF quantizer's
+    `.<name>.<pid>.part`, a folder job's `<out>.partial`, and the `<out>.partial.partial` beside it
+    that hf_convert builds before renaming it to the dequantize job's `<out>.partial` (a whole fp32
+    checkpoint)."""
+    folder = out.with_name(out.name + ".partial")
+    part = re.compile(rf"\.{re.escape(out.name)}\.\d+\.part")
+    try:
+        parts = sorted(p for p in out.parent.iterdir() if part.fullmatch(p.name))
+    except OSError:  # no folder: nothing in it
+        parts = []
+    return [folder, folder.with_name(folder.name + ".partial"), *parts]
+
+
+def remove_partials(out: Path) -> list[str]:
+    """Remove what partial_paths() names; the paths that were there."""
+    removed = []
+    for path in partial_paths(out):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+        else:
+            continue
+        removed.append(str(path))
+    return removed
+
+
+@contextmanager
+def claim_output(out: Path) -> Iterator[list[str]]:
+    """Hold `out` for one job: an flock on `.<name>.localllm-lock` beside it, which the kernel drops
+    when this process dies, however it dies. Holding it, any partial output there is a dead run's
+    and is removed (yielded: what was removed); a live job holding it refuses this one instead, and
+    its partial output is left alone."""
+    import fcntl
+
+    lock = out.with_name(f".{out.name}.localllm-lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise QuantizeError(f"Another job is writing {out} now; wait for it or choose another output.") from None
+        try:
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)  # a job that finished unlinked it between our open and our lock: take the new one
+    try:
+        yield remove_partials(out)
+    finally:
+        lock.unlink(missing_ok=True)  # still holding it: a job that opened it meanwhile retries
+        os.close(fd)
+
+
 # -- run -----------------------------------------------------------------------------------------
 def run_job(plan: JobPlan, progress: Progress | None = None, cancel: threading.Event | None = None,
             threads: int = 0) -> JobResult:
-    """Run the plan; the result is recorded and added to the library. Cancel leaves nothing behind."""
+    """Run the plan; the result is recorded and added to the library. Cancel leaves nothing behind, and
+    a partial output that a killed earlier run left for the same output is removed first."""
+    plan.out.parent.mkdir(parents=True, exist_ok=True)
+    with claim_output(plan.out) as stale:
+        result = _run(plan, progress, cancel, threads)
+    result.stale_removed = stale
+    return result
+
+
+def _run(plan: JobPlan, progress: Progress | None, cancel: threading.Event | None, threads: int) -> JobResult:
     from localllm.models import library
 
-    plan.out.parent.mkdir(parents=True, exist_ok=True)
+    if plan.out.exists():  # checked in the plan; another job may have written it since
+        raise QuantizeError(f"{plan.out} exists already; choose another output or remove it first.")
     started = time.time()
     t0 = time.perf_counter()
     if plan.kind == "gguf":
@@ -262,7 +335,6 @@ def _run_folder_job(plan: JobPlan, command: list[str], options: dict, progress: 
     from localllm.quantize.gguf import run_child
 
     partial = plan.out.with_name(plan.out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     job = {"src": plan.src, "dst": str(partial), **options}
     try:
         run_child(command + [json.dumps(job)], progress, cancel, str(plan.out))
@@ -270,7 +342,7 @@ def _run_folder_job(plan: JobPlan, command: list[str], options: dict, progress: 
             raise QuantizeError(f"The job ended without writing a checkpoint; {plan.out} was not written.")
         os.replace(partial, plan.out)
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        remove_partials(plan.out)  # the child is dead by now (run_child kills it on any error)
 
 
 def _size(path: Path) -> int:
@@ -292,4 +364,4 @@ def _tool_version(kind: str) -> str:
 
 
 __all__ = ["GPTQOptions", "JobPlan", "JobResult", "QuantizeCancelled", "QuantizeError", "plan_job", "run_job",
-           "read_record", "default_output"]
+           "read_record", "default_output", "claim_output", "partial_paths"]

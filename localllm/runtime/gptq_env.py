@@ -18,7 +18,7 @@ from typing import TextIO
 
 from localllm import config
 from localllm.errors import QuantizeError
-from localllm.runtime.children import spawn
+from localllm.runtime.children import kill_group, spawn
 
 ENV_VAR = "LOCALLLM_GPTQ_PYTHON"
 # torch 2.14.1 is the first release GPTQModel 7.x accepts; pinned so pip never picks a newer multi-GB build
@@ -67,7 +67,7 @@ def setup(log: TextIO | None = None, folder: Path | None = None) -> str:
     try:
         rc = pip.wait()
     except BaseException:  # Ctrl-C reaches only us (the child has a process group of its own)
-        pip.kill()
+        kill_group(pip)  # pip's build steps too
         raise
     if rc != 0:
         raise QuantizeError(f"Installing GPTQModel's environment failed (pip exited {rc}); see the output above.")

@@ -19,7 +19,7 @@ from localllm.backends.base import BatchTiming, Message, ModelInfo
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError, ModelLoadError, WorkerDied
 from localllm.runtime import protocol
-from localllm.runtime.children import spawn
+from localllm.runtime.children import kill_group, spawn
 
 SIGNAL_REASONS = {
     signal.SIGKILL: "it was killed (SIGKILL), most likely by the system's out-of-memory killer. "
@@ -306,6 +306,5 @@ class WorkerClient:
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                kill_group(proc)
         self._proc = None

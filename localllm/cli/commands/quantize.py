@@ -63,5 +63,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_job(plan, progress=progress, threads=args.threads)
     finally:
         bar.close()
+    for path in result.stale_removed:
+        print(f"removed {path}, left half-written by an earlier run that was killed", file=sys.stderr)
     print(f"wrote {result.path} in {result.seconds:.1f} s; in the library as {result.library_id}")
     return 0

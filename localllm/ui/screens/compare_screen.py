@@ -453,3 +453,9 @@ class CompareScreen(ModalScreen[None]):
         if self._cancel is not None:
             self._cancel.set()
         self.dismiss(None)
+
+    def on_unmount(self) -> None:
+        """The app quits with a run going: cancel it too, so its worker is closed (the app's exit waits
+        for the run's thread)."""
+        if self._cancel is not None:
+            self._cancel.set()

@@ -191,3 +191,9 @@ class QuantizeScreen(ModalScreen[str | None]):
             self._cancel.set()  # the child is killed; the job says so and removes its partial output
             return
         self.dismiss(None)
+
+    def on_unmount(self) -> None:
+        """Closed or the app quits with a job running: cancel it, so its child is killed and its partial
+        output removed (the app's exit waits for the job's thread, which would otherwise run to the end)."""
+        if self._cancel is not None:
+            self._cancel.set()
