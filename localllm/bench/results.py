@@ -225,10 +225,12 @@ def write_json(data: dict, path: str | os.PathLike[str] | None = None, prefix: s
     text = json.dumps(redact(data), indent=1, ensure_ascii=False)
     if path is not None:
         return state.write_text(path, text)
-    stamp, n = prefix + time.strftime("%Y%m%d-%H%M%S"), 1
+    # The folder first, outside the loop: a file where it should be is FileExistsError too, and must
+    # not be taken for a name already claimed (that looped forever).
+    folder, stamp, n = bench_dir(), prefix + time.strftime("%Y%m%d-%H%M%S"), 1
     while True:  # a name no other run (of this or another instance, this same second) has claimed
         try:
-            return state.write_text(bench_dir() / (f"{stamp}.json" if n == 1 else f"{stamp}-{n}.json"),
+            return state.write_text(folder / (f"{stamp}.json" if n == 1 else f"{stamp}-{n}.json"),
                                     text, replace=False)
         except FileExistsError:
             n += 1

@@ -183,7 +183,10 @@ class WorkerClient:
         return event
 
     def _expect(self, kind: str, timeout: float | None = None) -> dict:
-        return self._check(self.next_event(timeout), kind)
+        event = self.next_event(timeout)
+        while event["ev"] == "progress" and kind != "progress":  # a load's progress: only load() shows it
+            event = self.next_event(timeout)
+        return self._check(event, kind)
 
     def _check(self, event: dict, kind: str) -> dict:
         if event["ev"] == "error":
@@ -289,8 +292,7 @@ class WorkerClient:
         """Kill the worker now (it did not answer in time); its reader thread reports the death."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            kill_group(proc)
 
     def close(self, timeout: float = 5.0) -> None:
         """Ask the worker to leave; kill it if it does not. Its memory goes back to the OS."""

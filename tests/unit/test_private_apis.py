@@ -93,3 +93,30 @@ def test_hub_private_helper(name, params) -> None:
     assert list(inspect.signature(func).parameters) == params, _why(
         "huggingface_hub", f"file_download.{name}{inspect.signature(func)} (was {', '.join(params)})",
         "localllm/hub/download.py")
+
+
+def test_context_keeps_its_native_handle() -> None:
+    from llama_cpp import _internals
+
+    assert _assigned_in(_internals.LlamaContext.__init__, "ctx"), _why(
+        "llama_cpp_python", "_internals.LlamaContext (no longer sets self.ctx)",
+        "backends.llama_cpp._abort_on (the abort callback that stops a prompt's evaluation)")
+
+
+def test_abort_and_progress_callbacks_keep_their_c_types() -> None:
+    """A stop during the prompt's evaluation (llama_set_abort_callback with a ggml_abort_callback) and
+    the load's progress (llama_model_params.progress_callback, a llama_progress_callback)."""
+    import ctypes
+
+    set_abort = getattr(llama_cpp, "llama_set_abort_callback", None)
+    assert set_abort is not None and len(set_abort.argtypes) == 3, _why(
+        "llama_cpp_python", "llama_set_abort_callback(ctx, callback, data)", "backends.llama_cpp._abort_on")
+    assert set_abort.argtypes[1] is llama_cpp.ggml_abort_callback, _why(
+        "llama_cpp_python", "the type of llama_set_abort_callback's callback", "backends.llama_cpp._abort_on")
+    assert llama_cpp.ggml_abort_callback._restype_ is ctypes.c_bool, _why(
+        "llama_cpp_python", "ggml_abort_callback (no longer returns a bool)", "backends.llama_cpp._abort_on")
+    fields = dict(llama_cpp.llama_cpp.llama_model_params._fields_)
+    assert fields.get("progress_callback") is llama_cpp.llama_progress_callback, _why(
+        "llama_cpp_python", "llama_model_params.progress_callback", "backends.llama_cpp._model_params")
+    assert llama_cpp.llama_progress_callback._argtypes_ == (ctypes.c_float, ctypes.c_void_p), _why(
+        "llama_cpp_python", "llama_progress_callback(progress, data)", "backends.llama_cpp._model_params")
