@@ -23,7 +23,7 @@ from quiet import quiet_stderr  # noqa: E402
 
 from localllm.chat.session import ChatSession, ReplyDone
 from localllm.config import LoadOptions, SamplingParams
-from localllm.machine import bandwidth, estimate
+from localllm.machine import bandwidth, calibration, estimate
 from localllm.models.catalog import ModelSpec
 from localllm.models.embedded import embedded_model_path
 
@@ -90,7 +90,7 @@ def run_one(path: Path, ctx: int, prompt: str, cpu_gb_s: float, record: bool) ->
            "reserved": est.compute_cpu_reserved / MiB, "overhead": est.overhead_cpu / MiB,
            "tok_s": stats.decode_tok_s, "pred_tok_s": speed.tok_s, "roofline": speed.roofline_tok_s}
     if record:
-        estimate.record_measurement(model=spec.name, fmt="gguf", quant=spec.gguf_quant, device="cpu",
+        calibration.record_measurement(model=spec.name, fmt="gguf", quant=spec.gguf_quant, device="cpu",
                                     context=ctx, predicted_tok_s=speed.tok_s, measured_tok_s=stats.decode_tok_s,
                                     predicted_ram_bytes=est.rss_bytes, measured_ram_bytes=int(measured * MiB))
     return row
@@ -119,7 +119,7 @@ def speed_run(path: Path, cpu_gb_s: float, reps: int, tokens: int, record: bool)
     learned = estimate.estimate_speed(spec, est, cpu_gb_s, fill=prompt + tokens // 2)
     measured = statistics.median(rates)
     if record:
-        estimate.record_measurement(model=spec.name, fmt="gguf", quant=spec.gguf_quant, device="cpu",
+        calibration.record_measurement(model=spec.name, fmt="gguf", quant=spec.gguf_quant, device="cpu",
                                     context=2048, predicted_tok_s=speed.tok_s, measured_tok_s=measured)
     return {"model": path.name, "measured": measured, "spread": (min(rates), max(rates)),
             "predicted": speed.tok_s, "roofline": speed.roofline_tok_s, "learned": learned.tok_s,

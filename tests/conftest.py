@@ -43,7 +43,7 @@ def _quick_tier_starts_no_worker(request, monkeypatch):
 def _own_calibration():
     """Measured runs calibrate later estimates: a test must not inherit another test's records (the
     chat app records one after every reply)."""
-    from localllm.machine.estimate import calibration_path
+    from localllm.machine.calibration import calibration_path
 
     calibration_path().unlink(missing_ok=True)
     yield

@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
-import statistics
 from dataclasses import dataclass, field
 
-from localllm.errors import LocalLLMError
+from localllm.machine.buffers import (
+    KV_BYTES,
+    compute_buffer_bytes,
+    kv_bytes_per_layer,
+    kv_cache_bytes,
+    touched_compute_bytes,
+)
+from localllm.machine.calibration import (
+    UNCALIBRATED_BAND_PCT,
+    memory_offset,
+    model_key,
+    record_measurement,
+    speed_ratio,
+)
+from localllm.machine.weights import (
+    FORMATS,
+    GGUF_BPW,
+    EstimateError,
+    gguf_weights,
+    gptq_bits,
+    repacked_types,
+    runtime_of,
+    table_weights,
+    transformers_weights,
+)
 from localllm.models.catalog import ModelSpec
-from localllm.models.quants import BITS_PER_WEIGHT as GGUF_BPW  # the one quant table
 
 MiB = 1024**2
-FORMATS = ("gguf", "gptq", "bnb-nf4", "bnb-int8", "fp16", "bf16", "fp32")
-KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}  # bytes per element (ggml block sizes)
-
-BLOCK_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "F16", "BF16", "F32"}  # one type everywhere
-# A K-quant tensor whose row length is not a multiple of 256 falls back (llama-quant.cpp).
-K_FALLBACK = {"Q2": (2.625, 4.5), "Q3": (3.4375, 4.5), "Q4": (4.5, 5.5), "Q5": (5.5, 6.0), "Q6": (6.5625, 8.5)}
-_REF_PARAMS, _REF_OUTPUT = 8.03e9, 128256 * 4096  # Llama-3-8B: the table above was measured on it
-TRANSFORMERS_BPW = {"fp16": 16.0, "bf16": 16.0, "fp32": 32.0, "bnb-int8": 8.01}
-BNB_NF4_BPW, BNB_NF4_DQ_BPW = 4.5, 4.127  # absmax per 64 weights: fp32, or 8-bit with double quant
 
 # Runtime terms, measured on this machine unless said otherwise (benchmarks/estimate_vs_measured.py).
 LLAMA_PROCESS_BYTES = 48 * MiB  # python + libllama + llama-cpp-python objects, before the model
@@ -31,10 +43,6 @@ CUDA_HOST_BYTES = 300 * MiB  # CUDA runtime libraries in the process (not measur
 # arenas and generate()'s buffers: SmolLM2 fp32 on this machine held 406 MiB besides its weights.
 TORCH_PROCESS_BYTES = 400 * MiB
 TORCH_CUDA_CONTEXT_BYTES = 400 * MiB
-
-
-class EstimateError(LocalLLMError, ValueError):
-    """An estimate was asked for with inputs that make no sense (context 0, unknown quant ...)."""
 
 
 @dataclass
@@ -108,207 +116,6 @@ def check_inputs(spec: ModelSpec, fmt: str, quant: str, context: int, kv_type: s
         gptq_bits(quant)
 
 
-def gptq_bits(quant: str) -> float:
-    """'4bit-g128' -> 4.156: per group one fp16 scale and one packed zero point."""
-    try:
-        bits_s, _, group_s = quant.lower().partition("-g")
-        bits, group = int(bits_s.removesuffix("bit")), int(group_s or 128)
-    except ValueError:
-        raise EstimateError(f"GPTQ quant {quant!r} should look like 4bit-g128") from None
-    if bits not in (2, 3, 4, 8) or group < 1:
-        raise EstimateError(f"GPTQ quant {quant!r}: bits must be 2, 3, 4 or 8 and the group size positive")
-    return bits + (16 + bits) / group
-
-
-# -- weights ------------------------------------------------------------------------------------------
-def _output_bpw(spec: ModelSpec, quant: str) -> float:
-    """llama.cpp stores the output head (or tied embeddings) at Q6_K, Q8_0 when rows don't fit 256 blocks."""
-    if quant in ("F16", "BF16", "F32", "Q8_0"):
-        return GGUF_BPW[quant]
-    return 6.5625 if spec.hidden % 256 == 0 else 8.5
-
-
-def _body_bpw(quant: str) -> float:
-    """Average bits of the repeating layers: the whole-file figure minus Llama-3-8B's Q6_K output head."""
-    if quant in BLOCK_TYPES:
-        return GGUF_BPW[quant]
-    return (GGUF_BPW[quant] * _REF_PARAMS - _REF_OUTPUT * 6.5625) / (_REF_PARAMS - _REF_OUTPUT)
-
-
-def gguf_layer_bytes(spec: ModelSpec, quant: str) -> float:
-    """One block's bytes from a quant label, with K-quant fallbacks for rows not divisible by 256."""
-    body = _body_bpw(quant)
-    fallback = K_FALLBACK.get(quant[:2]) if quant not in BLOCK_TYPES else None
-    if fallback is None:
-        return spec.layer_params * body / 8
-    nominal, fb = fallback
-    fb += body - nominal  # keep the quant's mix of higher-bit tensors
-    h, q, kv, f = spec.hidden, spec.heads * spec.head_dim, spec.kv_heads * spec.head_dim, spec.ffn
-    e = max(1, spec.experts)
-    groups = [(h, h * (q + 2 * kv) + 2 * h * f * e), (q, q * h), (f, f * h * e)]  # (row length, params)
-    counted = sum(n for _, n in groups)
-    bits = sum(n * (body if row % 256 == 0 else fb) for row, n in groups)
-    bits += (spec.layer_params - counted) * body  # norms, biases, routers
-    return bits / 8
-
-
-def _gguf_weights(spec: ModelSpec, quant: str) -> tuple[float, float, float, float]:
-    """(bytes per layer, token embedding, output head, bits per weight) from the label."""
-    out_bpw = _output_bpw(spec, quant)
-    layer = gguf_layer_bytes(spec, quant)
-    if spec.tied_embeddings:
-        embd, out = spec.embedding_params * out_bpw / 8, 0.0
-    else:
-        embd, out = spec.embedding_params * _body_bpw(quant) / 8, spec.output_params * out_bpw / 8
-    total = layer * spec.layers + embd + out
-    return layer, embd, out, total * 8 / spec.params
-
-
-@functools.lru_cache(maxsize=16)
-def _table_weights(path: str) -> tuple[tuple[int, ...], int, int, float, tuple[tuple[int, str, int], ...]]:
-    """Exact bytes from a GGUF's tensor table: per layer, token embedding, output head, bits per weight,
-    and (layer or -1 for the head, type, bytes) of every matrix llama.cpp may repack on the CPU."""
-    from localllm.models.gguf_check import read_layout
-
-    layout = read_layout(path)
-    n_layers = sum(1 for t in layout.tensors if t.name.endswith("attn_norm.weight")) or 1
-    per_layer = [0] * n_layers
-    embd = out = 0
-    matrices = []
-    for t in layout.tensors:
-        parts = t.name.split(".")
-        if parts[0] == "blk" and int(parts[1]) < n_layers:
-            per_layer[int(parts[1])] += t.nbytes
-            matrices.append((int(parts[1]), t.ggml_type, t.nbytes))
-        elif parts[0] == "token_embd":
-            embd += t.nbytes
-        else:
-            out += t.nbytes  # output head, final norm, rope tables
-            matrices.append((-1, t.ggml_type, t.nbytes))
-    bpw = layout.tensor_bytes * 8 / max(1, layout.info.n_params)
-    return tuple(per_layer), embd, out, bpw, tuple(matrices)
-
-
-def transformers_weights(spec: ModelSpec, fmt: str, quant: str, on_gpu: bool = True) -> tuple[float, float, float]:
-    """(linear-layer bytes, embedding + head bytes, bpw). bnb and GPTQ keep embeddings/head in the
-    load dtype: fp16 on a GPU, fp32 on the CPU (localllm's default there: fp16 CPU kernels are slow)."""
-    if fmt == "gptq":
-        bpw = gptq_bits(quant)
-    elif fmt == "bnb-nf4":
-        bpw = BNB_NF4_DQ_BPW if "dq" in quant.lower() or "double" in quant.lower() else BNB_NF4_BPW
-    else:
-        bpw = TRANSFORMERS_BPW[fmt]
-    edge_bits = 32 if fmt == "fp32" or (not on_gpu and fmt in ("bnb-nf4", "bnb-int8")) else 16
-    linear = spec.layer_params * spec.layers * bpw / 8
-    edges = (spec.embedding_params + spec.output_params) * edge_bits / 8
-    return linear, edges, (linear + edges) * 8 / spec.params
-
-
-# -- KV cache and compute buffers ---------------------------------------------------------------------
-def kv_cells(spec: ModelSpec, context: int, sliding: bool, runtime: str = "llama.cpp",
-             swa_full: bool = True, n_ubatch: int = 512) -> int:
-    """Cells one layer keeps. llama.cpp pads the context to 256 and, unless swa_full (the default of
-    llama-cpp-python), keeps window + ubatch cells for a sliding layer; transformers keeps the window."""
-    if runtime == "llama.cpp":
-        cells = -(-context // 256) * 256
-        if sliding and not swa_full:
-            cells = min(cells, -(-(spec.sliding_window + n_ubatch) // 256) * 256)
-        return cells
-    return min(context, spec.sliding_window) if sliding else context
-
-
-def kv_bytes_per_layer(spec: ModelSpec, cells: int, kv_type: str = "f16") -> float:
-    """K and V: 2 x KV heads x head dim x cells x bytes per element."""
-    return 2 * spec.kv_heads * spec.head_dim * cells * KV_BYTES[kv_type]
-
-
-def kv_cache_bytes(spec: ModelSpec, context: int, kv_type: str = "f16", runtime: str = "llama.cpp",
-                   swa_full: bool = True, layers: range | None = None) -> int:
-    total = 0.0
-    pattern = spec.sliding_pattern
-    for il in layers if layers is not None else range(spec.layers):
-        sliding = bool(spec.sliding_window) and (pattern <= 1 or il % pattern < pattern - 1)
-        total += kv_bytes_per_layer(spec, kv_cells(spec, context, sliding, runtime, swa_full), kv_type)
-    return int(total)
-
-
-def compute_buffer_bytes(spec: ModelSpec, context: int, n_ubatch: int = 512, flash_attn: bool = False,
-                         logits: bool = True) -> int:
-    """llama.cpp's reserved graph buffer: the larger of the logits of a full ubatch and the attention
-    scores + mask (no flash attention). Matches sched_reserve's log to 0.01 MiB on SmolLM2."""
-    cells = -(-context // 256) * 256
-    rest = 3 * spec.hidden + spec.ffn
-    attn = n_ubatch * 4 * ((cells * (spec.heads + 1) if not flash_attn else cells // 2) + rest)
-    out = n_ubatch * 4 * (spec.vocab + 3 * spec.hidden) if logits else 0
-    return int(max(attn, out))
-
-
-def prompt_batches(fill: int, n_ubatch: int = 512):
-    """(tokens, KV cells attended) of each batch llama.cpp runs to read a prompt of `fill` tokens."""
-    for start in range(0, fill, n_ubatch):
-        batch = min(n_ubatch, fill - start)
-        yield batch, -(-(start + batch) // 256) * 256
-
-
-def touched_compute_bytes(spec: ModelSpec, fill: int, n_ubatch: int = 512,
-                          flash_attn: bool = False) -> tuple[int, int]:
-    """What a CPU run really writes: the biggest prompt batch's graph (attention scores and mask over
-    the cells so far) in the reserved buffer, plus ggml's work buffer, where the softmaxed scores are
-    converted to f16 to multiply the f16 V cache. Only the last token's logits are computed, so the
-    logits half of the reservation stays untouched. Returns (graph bytes, work buffer bytes)."""
-    rest = 3 * spec.hidden + spec.ffn
-    graph = work = 0
-    for batch, cells in prompt_batches(fill, n_ubatch):
-        scores = cells * (spec.heads + 1) if not flash_attn else cells // 2
-        graph = max(graph, batch * 4 * (scores + rest))
-        work = max(work, 0 if flash_attn else cells * batch * spec.heads * 2)
-    return int(graph), int(work)
-
-
-REPACKED = {"avx2": {"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"}, "avx512f": {"Q2_K"},
-            "dotprod": {"Q4_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "Q8_0", "MXFP4"},
-            # the AMX buffer type (ggml-cpu/amx, qtype_has_amx_kernels): a second copy of these weights
-            "amx_int8": {"Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS"}}
-
-
-@functools.lru_cache(maxsize=1)
-def _this_cpu_flags() -> tuple[str, ...]:
-    from localllm.machine.hardware import probe_cpu
-
-    return tuple(probe_cpu().flags)
-
-
-# The llama_print_system_info feature a CPU flag's repack kernels need in the build (REPACK = 0 turns
-# the repack buffer type off altogether).
-BUILD_FEATURE = {"avx2": "AVX2", "avx512f": "AVX512"}
-
-
-def kernel_flags(cpu_flags, build_features: dict[str, bool] | None) -> tuple[str, ...]:
-    """The CPU flags whose repack kernels this build of llama.cpp has. Unknown build (a plan for another
-    machine, a failed probe): the CPU's flags as they are."""
-    if not build_features:
-        return tuple(cpu_flags)
-
-    def built(flag: str) -> bool:
-        if flag == "amx_int8":  # a buffer type of its own: only in a build with AMX_INT8 = 1
-            return bool(build_features.get("AMX_INT8"))
-        if flag in REPACKED and build_features.get("REPACK") is False:
-            return False
-        return build_features.get(BUILD_FEATURE.get(flag, ""), True)
-
-    return tuple(flag for flag in cpu_flags if built(flag))
-
-
-def repacked_types(cpu_flags=None) -> set[str]:
-    """Tensor types llama.cpp re-lays out for this CPU's SIMD (ggml-cpu/repack.cpp) when it loads them."""
-    flags = set(_this_cpu_flags() if cpu_flags is None else cpu_flags)
-    return set().union(*(types for flag, types in REPACKED.items() if flag in flags))
-
-
-def runtime_of(fmt: str) -> str:
-    return "llama.cpp" if fmt == "gguf" else "transformers"
-
-
 # -- the memory estimate --------------------------------------------------------------------------------
 def estimate_memory(spec: ModelSpec, fmt: str = "gguf", quant: str = "Q4_K_M", context: int = 4096,
                     kv_type: str = "f16", gpu_layers: int = 0, *, n_ubatch: int = 512,
@@ -350,7 +157,7 @@ def _estimate_gguf(spec, quant, context, kv_type, gpu_layers, n_ubatch, flash_at
         notes.append(f"a {kv_type} V cache needs flash attention in llama.cpp (flash_attn=True assumed)")
     reclaimable = 0
     if spec.gguf_path:
-        table, embd, out, bpw, matrices = _table_weights(spec.gguf_path)
+        table, embd, out, bpw, matrices = table_weights(spec.gguf_path)
         per_layer = list(table) + [0] * (layers - len(table))
         source, shown = "tensor table", spec.gguf_quant or quant
         # Repacked matrices are copied out of the mapped file at load: the file pages they were read
@@ -359,7 +166,7 @@ def _estimate_gguf(spec, quant, context, kv_type, gpu_layers, n_ubatch, flash_at
         reclaimable = sum(n for il, kind, n in matrices if kind in repack
                           and (il not in on_gpu if il >= 0 else not out_on_gpu))
     else:
-        layer, embd, out, bpw = _gguf_weights(spec, quant)
+        layer, embd, out, bpw = gguf_weights(spec, quant)
         per_layer, source, shown = [layer] * layers, "bits-per-weight table", quant
     head = out if out else embd  # tied: the embedding matrix is the output head
     gpu_w = sum(per_layer[i] for i in on_gpu) + (head if out_on_gpu else 0)  # tied: a copy goes to the GPU
@@ -438,8 +245,6 @@ FORMAT_PER_LAYER_S = {"gptq": 3e-4, "bnb-nf4": 6e-4, "bnb-int8": 2e-3}  # dequan
 KV_EFFICIENCY = {"cpu": 0.22, "gpu": 0.5}
 
 
-UNCALIBRATED_BAND_PCT = 30.0  # before any run here: the model's error over the machines it was fitted on
-
 
 @dataclass
 class SpeedEstimate:
@@ -508,97 +313,3 @@ def record_decode(spec: ModelSpec, est: MemoryEstimate, measured_tok_s: float, c
     record_measurement(model=model_key(spec.name, est.quant), fmt=est.format, quant=est.quant, device=device_of(est),
                        context=est.context, predicted_tok_s=predicted.tok_s, measured_tok_s=measured_tok_s,
                        fill=fill)
-
-
-def model_key(name: str, quant: str) -> str:
-    """One name for a model wherever it was measured: a GGUF's own name carries its quant
-    ("SmolLM2-135M-Instruct.Q4_1"), the catalog's does not."""
-    return name.removesuffix(f".{quant}").removesuffix(f"-{quant}").lower()
-
-
-def measured_here(model: str, fmt: str, quant: str, device: str, max_fill: int = 1024) -> float | None:
-    """The median decode tok/s measured on this machine for exactly this model, format and quant, in
-    the first `max_fill` tokens of a context (a deep run measures something else)."""
-    want = (model_key(model, quant), fmt, quant.upper(), device)
-    rates = [r["measured_tok_s"] for r in load_measurements()
-             if (model_key(str(r.get("model")), str(r.get("quant"))), r.get("format"), str(r.get("quant")).upper(),
-                 r.get("device")) == want and r.get("measured_tok_s") and (r.get("fill") or 0) <= max_fill]
-    return statistics.median(rates) if rates else None
-
-
-# -- calibration from measured runs ---------------------------------------------------------------------
-def calibration_path():
-    from localllm import config
-
-    return config.home() / "calibration.json"
-
-
-_MEASUREMENTS: dict[str, tuple[tuple, list[dict]]] = {}  # path -> (its stat, its runs)
-
-
-def load_measurements() -> list[dict]:
-    """The kept runs; parsed once per version of the file (a recommendation asks for every pick, and
-    each record_measurement replaces the file, so a changed stat means a new version)."""
-    from localllm.config import state
-
-    path = calibration_path()
-    try:
-        st = path.stat()
-    except OSError:
-        return []
-    version = (st.st_ino, st.st_mtime_ns, st.st_size)
-    cached = _MEASUREMENTS.get(str(path))
-    if cached is not None and cached[0] == version:
-        return list(cached[1])
-    runs = _runs(state.read_json(path))
-    _MEASUREMENTS[str(path)] = (version, runs)
-    return list(runs)
-
-
-def _runs(data: dict) -> list[dict]:
-    runs = data.get("runs")
-    return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
-
-
-def record_measurement(*, model: str, fmt: str, quant: str, device: str, context: int,
-                       predicted_tok_s: float | None = None, measured_tok_s: float | None = None,
-                       predicted_ram_bytes: int | None = None, measured_ram_bytes: int | None = None,
-                       predicted_vram_bytes: int | None = None, measured_vram_bytes: int | None = None,
-                       fill: int | None = None, keep: int = 200) -> None:
-    """Keep one measured run (after a model load or a reply) so later estimates learn from it."""
-    import time
-
-    from localllm.config import state
-
-    run = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": model, "format": fmt, "quant": quant,
-           "runtime": runtime_of(fmt), "device": device, "context": context,
-           "predicted_tok_s": predicted_tok_s, "measured_tok_s": measured_tok_s,
-           "predicted_ram_bytes": predicted_ram_bytes, "measured_ram_bytes": measured_ram_bytes,
-           "predicted_vram_bytes": predicted_vram_bytes, "measured_vram_bytes": measured_vram_bytes,
-           "fill": fill}
-    # under the file's lock: another app instance recording at the same time keeps its run too
-    state.update(calibration_path(), lambda data: {**data, "runs": (_runs(data) + [run])[-keep:]}, indent=1)
-
-
-def speed_ratio(device: str, runtime: str) -> tuple[float | None, int, float]:
-    """Median measured/predicted decode speed of this device and runtime, clamped to [0.2, 3]; how many
-    runs it comes from; and the band around it: twice the median deviation of the runs from it (at
-    least 10%; 20% with fewer than 3 runs)."""
-    ratios = [r["measured_tok_s"] / r["predicted_tok_s"] for r in load_measurements()
-              if r.get("device") == device and r.get("runtime") == runtime
-              and r.get("measured_tok_s") and r.get("predicted_tok_s")]
-    if not ratios:
-        return None, 0, UNCALIBRATED_BAND_PCT
-    mid = statistics.median(ratios)
-    spread = 200 * statistics.median(abs(r / mid - 1) for r in ratios)
-    band = max(10.0 if len(ratios) >= 3 else 20.0, min(UNCALIBRATED_BAND_PCT, spread))
-    return min(3.0, max(0.2, mid)), len(ratios), round(band, 1)
-
-
-def memory_offset(kind: str, runtime: str) -> float:
-    """Median measured - predicted bytes ("ram" or "vram") of earlier loads, within +-512 MiB: a
-    mismatch is a runtime overhead we got wrong, not something that scales with the model."""
-    diffs = [r[f"measured_{kind}_bytes"] - r[f"predicted_{kind}_bytes"] for r in load_measurements()
-             if r.get("runtime") == runtime and r.get(f"measured_{kind}_bytes")
-             and r.get(f"predicted_{kind}_bytes")]
-    return max(-512 * MiB, min(512 * MiB, statistics.median(diffs))) if diffs else 0.0

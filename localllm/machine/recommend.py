@@ -6,14 +6,9 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from localllm.machine.estimate import (
-    KV_BYTES,
-    EstimateError,
-    MemoryEstimate,
-    estimate_memory,
-    estimate_speed,
-    measured_here,
-)
+from localllm.machine.buffers import KV_BYTES
+from localllm.machine.calibration import measured_here
+from localllm.machine.estimate import EstimateError, MemoryEstimate, estimate_memory, estimate_speed
 from localllm.machine.hardware import GiB, GPUInfo, HardwareInfo
 from localllm.models.catalog import ModelSpec
 

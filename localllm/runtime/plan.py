@@ -13,9 +13,10 @@ from pathlib import Path
 
 from localllm.config import AUTO_LAYERS, LoadOptions
 from localllm.errors import LocalLLMError
-from localllm.machine.estimate import GGUF_BPW, MemoryEstimate, estimate_memory, kernel_flags
+from localllm.machine.estimate import GGUF_BPW, MemoryEstimate, estimate_memory
 from localllm.machine.hardware import HardwareInfo
 from localllm.machine.recommend import _largest  # the same search the recommendations use
+from localllm.machine.weights import kernel_flags
 from localllm.models.catalog import ModelSpec
 
 MARGIN = 0.10  # of free memory kept for everything else on the machine

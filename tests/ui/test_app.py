@@ -65,7 +65,7 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
         assert abs(float(estimate) - peak) / peak < 0.10 and error.endswith("%")  # the F2 target
         assert f"{100 * (float(estimate) - peak) / peak:+.0f}%" == error
         # and the pair is kept, so later estimates learn from this machine
-        from localllm.machine.estimate import load_measurements
+        from localllm.machine.calibration import load_measurements
 
         runs = load_measurements()
         run = [r for r in runs if r.get("measured_ram_bytes")][-1]

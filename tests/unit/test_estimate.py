@@ -9,7 +9,7 @@ import json
 import pytest
 
 from localllm.errors import LocalLLMError, ModelFileError
-from localllm.machine import estimate
+from localllm.machine import calibration, estimate, weights
 from localllm.machine.estimate import EstimateError, estimate_memory, estimate_speed, kv_cache_bytes
 from localllm.models import catalog
 from localllm.models.catalog import CatalogError, ModelSpec
@@ -136,7 +136,7 @@ def test_gpu_layers_split_memory(llama8b) -> None:
     assert half.kv_gpu == half.kv_cpu == 512 * MiB
     assert 0 < half.vram_bytes < full.vram_bytes and cpu.ram_bytes > half.ram_bytes > full.ram_bytes
     assert full.gpu_layers == 33 and full.overhead_gpu == estimate.CUDA_CONTEXT_BYTES
-    assert full.weights_cpu == pytest.approx(128256 * 4096 * estimate._body_bpw("Q4_K_M") / 8, rel=1e-6)
+    assert full.weights_cpu == pytest.approx(128256 * 4096 * weights._body_bpw("Q4_K_M") / 8, rel=1e-6)
 
 
 def test_quantized_kv_cache_assumes_flash_attention(llama8b) -> None:
@@ -238,7 +238,7 @@ def test_measured_runs_calibrate_later_estimates(llama8b) -> None:
     est = estimate_memory(llama8b, "gguf", "Q4_K_M", 4096, calibrate=False)
     raw = estimate_speed(llama8b, est, 30.0, calibrate=False).tok_s
     for measured in (0.5, 0.6, 0.4):
-        estimate.record_measurement(model="x", fmt="gguf", quant="Q4_K_M", device="cpu", context=4096,
+        calibration.record_measurement(model="x", fmt="gguf", quant="Q4_K_M", device="cpu", context=4096,
                                     predicted_tok_s=10.0, measured_tok_s=10.0 * measured,
                                     predicted_ram_bytes=1000 * MiB, measured_ram_bytes=1010 * MiB)
     tuned = estimate_speed(llama8b, est, 30.0)
@@ -247,7 +247,7 @@ def test_measured_runs_calibrate_later_estimates(llama8b) -> None:
     assert estimate_speed(llama8b, dataclasses.replace(est, gpu_layers=33), 30.0, 900.0).calibration is None
     calibrated = estimate_memory(llama8b, "gguf", "Q4_K_M", 4096)
     assert calibrated.ram_bytes - est.ram_bytes == 10 * MiB
-    estimate.calibration_path().unlink()
+    calibration.calibration_path().unlink()
 
 
 def test_spec_from_a_hub_repo_through_the_loopback_hub(hub_server, tmp_path) -> None:  # noqa: F811

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from localllm.machine import estimate
+from localllm.machine import calibration, estimate
 from localllm.machine.recommend import Wishes, recommend
 from localllm.models import catalog
 from localllm.models.catalog import ModelSpec
@@ -26,7 +26,7 @@ def _embedded():
 def test_without_runs_the_band_is_the_uncalibrated_one() -> None:
     spec, est = _embedded()
     speed = estimate.estimate_speed(spec, est, 20.0, fill=60)
-    assert speed.calibration is None and speed.band_pct == estimate.UNCALIBRATED_BAND_PCT
+    assert speed.calibration is None and speed.band_pct == calibration.UNCALIBRATED_BAND_PCT
 
 
 def test_one_measured_decode_moves_the_estimate_onto_it() -> None:
@@ -36,10 +36,10 @@ def test_one_measured_decode_moves_the_estimate_onto_it() -> None:
     estimate.record_decode(spec, est, measured, 20.0, fill=60)
     after = estimate.estimate_speed(spec, est, 20.0, fill=60)
     assert after.tok_s == pytest.approx(measured, rel=1e-6) and after.runs == 1 and after.band_pct == 20.0
-    assert estimate.measured_here("SmolLM2-135M-Instruct", "gguf", "Q4_1", "cpu") == pytest.approx(measured)
-    assert estimate.measured_here("SmolLM2-135M-Instruct", "gguf", "Q8_0", "cpu") is None
+    assert calibration.measured_here("SmolLM2-135M-Instruct", "gguf", "Q4_1", "cpu") == pytest.approx(measured)
+    assert calibration.measured_here("SmolLM2-135M-Instruct", "gguf", "Q8_0", "cpu") is None
     estimate.record_decode(spec, est, measured / 3, 20.0, fill=2000)  # a deep run: not the chat figure
-    assert estimate.measured_here("SmolLM2-135M-Instruct", "gguf", "Q4_1", "cpu") == pytest.approx(measured)
+    assert calibration.measured_here("SmolLM2-135M-Instruct", "gguf", "Q4_1", "cpu") == pytest.approx(measured)
 
 
 def test_the_band_narrows_with_agreeing_runs_and_widens_with_scattered_ones() -> None:

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from localllm.config import state
-from localllm.machine import estimate
+from localllm.machine import calibration
 
 N = 50
 
@@ -21,7 +21,7 @@ def _record_runs(home: str, name: str, barrier) -> None:
     os.environ["LOCALLLM_HOME"] = home
     barrier.wait()
     for i in range(N):
-        estimate.record_measurement(model=f"{name}-{i}", fmt="gguf", quant="Q4_K_M", device="cpu",
+        calibration.record_measurement(model=f"{name}-{i}", fmt="gguf", quant="Q4_K_M", device="cpu",
                                     context=512, predicted_tok_s=10.0, measured_tok_s=9.0)
 
 
@@ -35,7 +35,7 @@ def test_two_processes_recording_calibration_keep_every_run(tmp_path, monkeypatc
     for p in procs:
         p.join(timeout=300)
     assert [p.exitcode for p in procs] == [0, 0]
-    runs = json.loads(estimate.calibration_path().read_text())["runs"]  # valid JSON, or this raises
+    runs = json.loads(calibration.calibration_path().read_text())["runs"]  # valid JSON, or this raises
     assert 2 * N <= 200  # the default keep: nothing was dropped by the cap
     assert sorted(r["model"] for r in runs) == sorted(f"{n}-{i}" for n in "ab" for i in range(N))
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.corrupt-*"))
@@ -44,17 +44,17 @@ def test_two_processes_recording_calibration_keep_every_run(tmp_path, monkeypatc
 @pytest.mark.parametrize("text", ['{"runs": [{"model": "x"', "[1, 2]", "\xff\xfe garbage"])
 def test_a_corrupt_calibration_is_kept_aside_with_a_warning(tmp_path, monkeypatch, caplog, text) -> None:
     monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
-    path = estimate.calibration_path()
+    path = calibration.calibration_path()
     path.write_text(text, encoding="latin-1")
     with caplog.at_level(logging.WARNING, logger="localllm.config.state"):
-        assert estimate.load_measurements() == []
+        assert calibration.load_measurements() == []
     aside = list(tmp_path.glob("calibration.json.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_text(encoding="latin-1") == text  # kept, byte for byte
     assert not path.exists()
     assert any(str(aside[0]) in r.getMessage() for r in caplog.records)
-    estimate.record_measurement(model="m", fmt="gguf", quant="Q4_0", device="cpu", context=512,
+    calibration.record_measurement(model="m", fmt="gguf", quant="Q4_0", device="cpu", context=512,
                                 measured_tok_s=5.0)
-    assert [r["model"] for r in estimate.load_measurements()] == ["m"]
+    assert [r["model"] for r in calibration.load_measurements()] == ["m"]
     assert len(list(tmp_path.glob("calibration.json.corrupt-*"))) == 1  # the good file was not moved
 
 
