@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localllm.chat.conversations import ConversationNotFound, stats_from_dict
+from localllm.chat.conversation_records import ConversationNotFound, stats_from_dict
 from localllm.chat.session import ChatSession, ReplyDone, TextDelta
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError

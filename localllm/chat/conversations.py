@@ -9,143 +9,32 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import re
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from localllm.chat import conversation_export
+from localllm.chat.conversation_records import (
+    Conversation,
+    ConversationNotFound,
+    ConversationStoreError,
+    ConversationSummary,
+    SavedComparison,
+    SavedTurn,
+    now,
+    title_from,
+)
+from localllm.chat.conversation_schema import MIGRATIONS, SCHEMA_VERSION, statements
 from localllm.config import data_dir
 from localllm.config.redact import redact
-from localllm.errors import LocalLLMError
 
 DB_FILE = "conversations.db"
-SCHEMA_VERSION = 2
-TITLE_CHARS = 60
-
-# Version 1. A later version adds a step to MIGRATIONS; user_version says which steps have run.
-SCHEMA_V1 = """
-CREATE TABLE conversations (
-    id            INTEGER PRIMARY KEY,
-    title         TEXT NOT NULL DEFAULT '',
-    created       TEXT NOT NULL,            -- ISO 8601 UTC
-    updated       TEXT NOT NULL,
-    model         TEXT,                     -- JSON: the model of the latest reply (ModelInfo)
-    system_prompt TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE messages (
-    id              INTEGER PRIMARY KEY,
-    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-    seq             INTEGER NOT NULL,       -- 1, 2, 3... within the conversation
-    role            TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
-    content         TEXT NOT NULL,
-    status          TEXT NOT NULL DEFAULT 'ok',  -- ok | stopped | length | error
-    stats           TEXT,                   -- JSON: ReplyStats.to_dict() of an assistant turn
-    model           TEXT,                   -- JSON: the model that wrote this reply
-    created         TEXT NOT NULL,
-    UNIQUE (conversation_id, seq)
-);
-CREATE INDEX conversations_by_updated ON conversations (updated DESC, id DESC);
-"""
-# Version 2: model comparisons (localllm.chat.compare). A version 1 database gains the table when
-# opened; its conversations and messages are untouched.
-SCHEMA_V2 = """
-CREATE TABLE comparisons (
-    id              INTEGER PRIMARY KEY,
-    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-    after_seq       INTEGER NOT NULL DEFAULT 0, -- the conversation's last message seq when it was made
-    prompt          TEXT NOT NULL,
-    system_prompt   TEXT NOT NULL DEFAULT '',
-    sampling        TEXT,                   -- JSON: SamplingParams as a dict
-    results         TEXT NOT NULL,          -- JSON list, per model: spec, model_name, quant, text, stats, error, status
-    created         TEXT NOT NULL
-);
-CREATE INDEX comparisons_by_conversation ON comparisons (conversation_id, id);
-"""
-MIGRATIONS = {1: SCHEMA_V1, 2: SCHEMA_V2}
-
 
 # How long a write waits for another process's lock before it fails (and is retried at the next save).
 BUSY_TIMEOUT_S = 10.0
-
-
-class ConversationStoreError(LocalLLMError):
-    """The conversation database cannot be opened or used; the message names the file."""
-
-
-class ConversationNotFound(LocalLLMError):
-    def __init__(self, conversation_id: int) -> None:
-        self.conversation_id = conversation_id
-        super().__init__(f"No saved conversation with id {conversation_id} (it may have been deleted).")
-
-
-@dataclass
-class SavedTurn:
-    """One stored message; stats and model are plain dicts as saved."""
-
-    seq: int
-    role: str
-    content: str
-    status: str = "ok"
-    stats: dict | None = None
-    model: dict | None = None
-    created: str = ""
-
-
-@dataclass
-class SavedComparison:
-    """One stored comparison: the prompt, and per model a dict (spec, model_name, quant, text, stats,
-    error, status) as localllm.chat.compare.CompareResult writes it."""
-
-    id: int
-    prompt: str
-    results: list[dict] = field(default_factory=list)
-    system_prompt: str = ""
-    sampling: dict | None = None
-    after_seq: int = 0  # made after this message (0: before any)
-    created: str = ""
-
-
-@dataclass
-class ConversationSummary:
-    """A row of the conversation list."""
-
-    id: int
-    title: str
-    created: str
-    updated: str
-    model: dict | None
-    message_count: int
-
-
-@dataclass
-class Conversation:
-    id: int
-    title: str
-    created: str
-    updated: str
-    model: dict | None
-    system_prompt: str
-    turns: list[SavedTurn] = field(default_factory=list)
-    comparisons: list[SavedComparison] = field(default_factory=list)
-
-    def session_turns(self) -> list:
-        """The turns as localllm.chat.session.Turn objects, to put back into a ChatSession's history."""
-        from localllm.chat.session import Turn
-
-        return [Turn(t.role, t.content, stats_from_dict(t.stats), t.status)
-                for t in self.turns if t.role in ("user", "assistant")]
-
-
-def now() -> str:
-    # Fixed width, so text order is time order (the list sorts on it).
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def default_db_path() -> Path:
@@ -166,25 +55,6 @@ def _json(obj: Any) -> str | None:
 
 def _unjson(text: str | None) -> dict | None:
     return None if text is None else json.loads(text)
-
-
-def stats_from_dict(data: dict | None):
-    """A ReplyStats from its saved dict (derived keys such as cpu_total_s are recomputed)."""
-    if data is None:
-        return None
-    from localllm.runtime.metrics import ReplyStats
-
-    names = {f.name for f in dataclasses.fields(ReplyStats)}
-    return ReplyStats(**{k: v for k, v in data.items() if k in names})
-
-
-def title_from(text: str) -> str:
-    """A title from the first user message: its first line, cut at a word near TITLE_CHARS."""
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    if len(line) <= TITLE_CHARS:
-        return line
-    return line[:TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,.;:") + "…"
-
 
 def _title(db, conversation_id: int) -> str | None:
     """The conversation's title (None: untitled); ConversationNotFound when there is no such one."""
@@ -227,7 +97,7 @@ class ConversationStore:
                 f"{version}, this one knows {SCHEMA_VERSION}). Upgrade localllm to open it.")
         for step in range(version + 1, SCHEMA_VERSION + 1):
             with self._tx() as db:
-                for statement in _statements(MIGRATIONS[step]):
+                for statement in statements(MIGRATIONS[step]):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {step}")
 
@@ -393,101 +263,14 @@ class ConversationStore:
     # -- export --------------------------------------------------------------------------------
     def export_json(self, conversation_id: int) -> str:
         """The conversation as JSON: every message, and each reply with its model and stats."""
-        conv = self.load(conversation_id)
-        doc = {"format": "localllm-conversation", "version": 1, "id": conv.id, "title": conv.title,
-               "created": conv.created, "updated": conv.updated, "model": conv.model,
-               "system_prompt": conv.system_prompt,
-               "messages": [dataclasses.asdict(t) for t in conv.turns],
-               "comparisons": [dataclasses.asdict(c) for c in conv.comparisons]}
-        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        return conversation_export.to_json(self.load(conversation_id))
 
     def export_markdown(self, conversation_id: int) -> str:
         """The conversation as Markdown: each reply under its model's name, with its stats line."""
-        from localllm.chat.report import stats_line
-
-        conv = self.load(conversation_id)
-        out = [f"# {conv.title or 'Untitled conversation'}", "",
-               f"- Created: {conv.created}", f"- Updated: {conv.updated}"]
-        if conv.model:
-            out.append(f"- Model: {model_label(conv.model)}")
-        if conv.system_prompt:
-            out.append(f"- System prompt: {conv.system_prompt.strip()}")
-        pending = list(conv.comparisons)  # each goes after the message it followed
-        out += _comparisons_markdown([c for c in pending if c.after_seq <= 0])
-        pending = [c for c in pending if c.after_seq > 0]
-        for t in conv.turns:
-            if t.role == "assistant":
-                out += ["", f"## Assistant · {model_label(t.model) if t.model else 'model'}"]
-            else:
-                out += ["", f"## {t.role.capitalize()}"]
-            out += ["", t.content.rstrip() or "*(empty)*"]
-            stats = stats_from_dict(t.stats)
-            if stats is not None:
-                note = "" if t.status == "ok" else f" · {t.status}"
-                out += ["", f"*{stats_line(stats)}{note}*"]
-            elif t.status != "ok":
-                out += ["", f"*{t.status}*"]
-            out += _comparisons_markdown([c for c in pending if c.after_seq <= t.seq])
-            pending = [c for c in pending if c.after_seq > t.seq]
-        out += _comparisons_markdown(pending)  # after a message since removed (a regenerated reply)
-        return "\n".join(out) + "\n"
+        return conversation_export.to_markdown(self.load(conversation_id))
 
     def export_to_file(self, conversation_id: int, path: str | Path) -> Path:
         """Write an export (.json: JSON, anything else: Markdown) atomically; returns the path."""
         path = Path(path)
         text = (self.export_json if path.suffix.lower() == ".json" else self.export_markdown)(conversation_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".export-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
-
-
-def _comparisons_markdown(comparisons: list[SavedComparison]) -> list[str]:
-    """Each comparison as a section: the prompt, then each model's reply with its figures or error."""
-    from localllm.chat.report import stats_line
-
-    out: list[str] = []
-    for c in comparisons:
-        out += ["", f"## Comparison · {len(c.results)} models", "", "> " + c.prompt.strip().replace("\n", "\n> ")]
-        for r in c.results:
-            name = r.get("model_name") or r.get("spec") or "model"
-            details = ", ".join(str(x) for x in (r.get("quant"), r.get("spec")) if x and x != name)
-            out += ["", f"### {name}" + (f" ({details})" if details else "")]
-            if r.get("error"):
-                out += ["", f"*Error: {r['error']}*"]
-            elif r.get("status") == "cancelled":
-                out += ["", "*cancelled before it ran*"]
-                continue
-            if r.get("text") or not r.get("error"):
-                out += ["", (r.get("text") or "").rstrip() or "*(empty)*"]
-            stats = stats_from_dict(r.get("stats"))
-            if stats is not None:
-                status = r.get("status") or "ok"
-                note = "" if status in ("ok", "error") else f" · {status}"
-                out += ["", f"*{stats_line(stats)}{note}*"]
-    return out
-
-
-def model_label(model: dict) -> str:
-    """'SmolLM2 (Q4_1, llama_cpp)' from a saved ModelInfo dict."""
-    details = [str(model[k]) for k in ("quant", "backend") if model.get(k)]
-    name = model.get("name") or model.get("path") or "model"
-    return f"{name} ({', '.join(details)})" if details else str(name)
-
-
-def export_filename(summary_or_conv: Any, suffix: str) -> str:
-    """A file name for an export: the title made safe, then the id ('lighthouses-12.md')."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", summary_or_conv.title or "conversation").strip("-").lower()[:40]
-    return f"{slug or 'conversation'}-{summary_or_conv.id}{suffix}"
-
-
-def _statements(script: str) -> list[str]:
-    """Split a schema script into statements (executescript would COMMIT our transaction)."""
-    lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+        return conversation_export.write_atomically(path, text)

@@ -3,7 +3,8 @@ ends), so killing the app loses at most the reply being generated. Shared by the
 
 from __future__ import annotations
 
-from localllm.chat.conversations import ConversationNotFound, ConversationStore
+from localllm.chat.conversation_records import ConversationNotFound
+from localllm.chat.conversations import ConversationStore
 from localllm.chat.session import ChatSession, Turn
 from localllm.errors import LocalLLMError
 

@@ -24,7 +24,8 @@ from localllm.chat.compare import (
     run_comparison,
     save_comparison,
 )
-from localllm.chat.conversations import SCHEMA_V1, ConversationStore, _statements
+from localllm.chat.conversation_schema import SCHEMA_V1, statements
+from localllm.chat.conversations import ConversationStore
 from localllm.chat.recorder import Recorder
 from localllm.chat.session import ChatSession, Turn
 from localllm.config import LoadOptions, SamplingParams
@@ -189,7 +190,7 @@ def test_a_comparison_is_saved_with_the_conversation_and_exported(tmp_path) -> N
 def test_a_version_1_database_opens_and_keeps_its_conversations(tmp_path) -> None:
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
-    for statement in _statements(SCHEMA_V1):
+    for statement in statements(SCHEMA_V1):
         db.execute(statement)
     db.execute("INSERT INTO conversations (id, title, created, updated, system_prompt) "
                "VALUES (7, 'old chat', '2024-01-01T00:00:00.000000Z', '2024-01-01T00:00:00.000000Z', '')")

@@ -15,15 +15,10 @@ from pathlib import Path
 import pytest
 
 from localllm.backends.base import ModelInfo
-from localllm.chat.conversations import (
-    SCHEMA_VERSION,
-    ConversationNotFound,
-    ConversationStore,
-    ConversationStoreError,
-    default_db_path,
-    export_filename,
-    title_from,
-)
+from localllm.chat.conversation_export import export_filename
+from localllm.chat.conversation_records import ConversationNotFound, ConversationStoreError, title_from
+from localllm.chat.conversation_schema import SCHEMA_VERSION
+from localllm.chat.conversations import ConversationStore, default_db_path
 from localllm.chat.session import Turn
 from localllm.runtime.metrics import ReplyStats
 

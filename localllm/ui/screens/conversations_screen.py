@@ -14,7 +14,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 
-from localllm.chat.conversations import ConversationStore, export_filename, model_label
+from localllm.chat.conversation_export import export_filename, model_label
+from localllm.chat.conversations import ConversationStore
 from localllm.config import data_dir
 from localllm.errors import LocalLLMError
 
