@@ -13,8 +13,9 @@ from textual.widgets import Input, OptionList
 from localllm.config import LoadOptions, SamplingParams
 from localllm.quantize.gguf import requantize_gguf
 from localllm.ui.app import LocalLLMApp
-from localllm.ui.screens.compare_screen import CompareColumn, CompareScreen
+from localllm.ui.screens.compare_screen import CompareScreen
 from localllm.ui.widgets.chat_log import AssistantMessage
+from localllm.ui.widgets.compare_columns import CompareColumn
 from tests.unit.test_compare import workers_alive
 from tests.waits import wait_for
 
