@@ -18,17 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from localllm.hub import download
-from localllm.hub.download import (
-    DiskFull,
-    DownloadCancelled,
-    DownloadInterrupted,
-    DownloadJob,
-    HashMismatch,
-    NotEnoughDiskSpace,
-    TruncatedDownload,
-)
+from localllm.hub import download, transfer
+from localllm.hub.download import DiskFull, DownloadJob, NotEnoughDiskSpace
 from localllm.hub.repos import HubUnreachable, list_repo, select_files
+from localllm.hub.transfer import DownloadCancelled, DownloadInterrupted, HashMismatch, TruncatedDownload
 from localllm.models.gguf_check import inspect_gguf
 from tests.hubserver import checkpoint_files, gguf_data, hub_config, hub_server  # noqa: F401
 
@@ -156,7 +149,7 @@ def test_killed_pull_process_then_rerun_transfers_only_the_rest(hub, gguf_data, 
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = blobs(cfg) / f"{sha(server)}.incomplete"
     deadline = time.monotonic() + 8
-    while time.monotonic() < deadline and download._size(partial) < 300_000:
+    while time.monotonic() < deadline and transfer.size_on_disk(partial) < 300_000:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -262,7 +255,7 @@ class _QuotaFile:
 
 def test_disk_full_while_writing_removes_the_partial(hub, monkeypatch) -> None:
     server, cfg = hub
-    monkeypatch.setattr(download, "open", lambda *a, **kw: _QuotaFile(open(*a, **kw), 300_000), raising=False)
+    monkeypatch.setattr(transfer, "open", lambda *a, **kw: _QuotaFile(open(*a, **kw), 300_000), raising=False)
     with pytest.raises(DiskFull, match=r"disk filled up while downloading tiny-Q4_K_M.gguf .*partial file was "
                                        r"removed to give the space back"):
         job(cfg).run()

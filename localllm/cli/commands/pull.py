@@ -67,8 +67,9 @@ def print_listing(listing, out=None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from localllm.hub.download import DownloadCancelled, DownloadJob, human_duration
+    from localllm.hub.download import DownloadJob, human_duration
     from localllm.hub.repos import HubConfig, human_size, list_repo, select_files
+    from localllm.hub.transfer import DownloadCancelled
 
     cfg = HubConfig.from_env()
     listing = list_repo(args.repo, args.revision, cfg)
