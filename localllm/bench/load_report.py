@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from localllm.bench.load_plan import RequestSample, Slo
 from localllm.runtime.metrics import percentile
 
 if TYPE_CHECKING:
-    from localllm.bench.load import RequestSample, Slo, SweepResult
+    from localllm.bench.load import SweepResult
 
 GOOD_FRACTION = 0.9  # a level meets the SLO when this share of its requests do, and none failed
 
