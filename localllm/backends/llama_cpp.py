@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import llama_cpp
+import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from localllm.backends.base import (
@@ -238,8 +239,6 @@ class LlamaCppBackend:
     def perplexity(self, text: str, cancel: threading.Event | None = None) -> dict:
         """Perplexity of `text` the way llama.cpp's perplexity tool does it: chunks of the context
         (at most one batch), each scored on its second half, so every scored token has context."""
-        import numpy as np
-
         llm = self._require()
         tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         chunk = min(self._n_ctx, llm.n_batch, len(tokens))
@@ -282,88 +281,120 @@ class LlamaCppBackend:
         """`batch` prompts of `prompt_tokens` tokens, each a sequence of its own in one temporary context
         (unified KV cache) on the loaded model: one decode evaluates every prompt, then each decode step
         takes one token per sequence. Greedy, end of turn ignored; the chat context is left untouched."""
-        import numpy as np
-
         if prompt_tokens < 1 or new_tokens < 1 or batch < 1:
             raise ValueError("prompt_tokens, new_tokens and batch must each be at least 1")
         llm = self._require()
-
-        def unsupported(reason: str) -> BatchTiming:
-            return BatchTiming(batch=batch, prompt_tokens=prompt_tokens, new_tokens=new_tokens, prefill_s=0.0,
-                               decode_s=0.0, step_s=[], supported=False, reason=reason)
-
-        lib = llama_cpp.llama_cpp
-        needed = ("llama_init_from_model", "llama_batch_init", "llama_batch_free", "llama_get_logits_ith",
-                  "llama_free", "llama_max_parallel_sequences")
-        missing = [name for name in needed if not hasattr(lib, name)]
-        if missing or "kv_unified" not in dict(lib.llama_context_params._fields_):
-            return unsupported("this llama-cpp-python lacks the batch API ("
-                               + (", ".join(missing) or "llama_context_params.kv_unified") + ")")
-        max_seq = int(lib.llama_max_parallel_sequences())
-        if batch > max_seq:
-            return unsupported(f"llama.cpp decodes at most {max_seq} sequences together")
+        if reason := _batch_unsupported_reason(batch):
+            return _unsupported_batch(batch, prompt_tokens, new_tokens, reason)
         prompts = self._batch_prompts(llm, prompt_tokens, batch, seed)
-        n_vocab = llm.n_vocab()
-        n_prefill = batch * prompt_tokens
-        params = lib.llama_context_params.from_buffer_copy(llm.context_params)  # threads, offload, types
-        params.n_ctx = batch * (prompt_tokens + new_tokens)
-        params.n_batch = n_prefill
-        params.n_ubatch = max(1, min(n_prefill, llm.context_params.n_ubatch or 512))
-        params.n_seq_max = batch
-        params.kv_unified = True  # one cache that all the sequences share
-        ctx = lib.llama_init_from_model(llm._model.model, params)
+        ctx, n_ctx = _batch_context(llm, prompt_tokens, new_tokens, batch)
         if not ctx:
-            return unsupported(f"llama.cpp could not make a context of {params.n_ctx} tokens for "
-                               f"{batch} sequences (see the worker log)")
-        lb = lib.llama_batch_init(n_prefill, 0, 1)
-
-        def fill(entries: list[tuple[int, int, int, bool]]) -> None:
-            for k, (token, pos, seq, logits) in enumerate(entries):
-                lb.token[k] = token
-                lb.pos[k] = pos
-                lb.n_seq_id[k] = 1
-                lb.seq_id[k][0] = seq
-                lb.logits[k] = logits
-            lb.n_tokens = len(entries)
-
-        def decode(what: str) -> None:
-            rc = lib.llama_decode(ctx, lb)
-            if rc != 0:
-                raise RuntimeError(f"llama_decode failed ({rc}) on the {what} of {batch} sequences")
-
-        def argmax(index: int) -> int:
-            row = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, index), shape=(n_vocab,))
-            return int(row.argmax())
-
+            return _unsupported_batch(batch, prompt_tokens, new_tokens,
+                                      f"llama.cpp could not make a context of {n_ctx} tokens for "
+                                      f"{batch} sequences (see the worker log)")
+        decoder = _BatchDecoder(ctx, batch * prompt_tokens, batch, llm.n_vocab())
         try:
-            fill([(tok, pos, seq, pos == prompt_tokens - 1)
-                  for seq, ids in enumerate(prompts) for pos, tok in enumerate(ids)])
-            clock = time.perf_counter
-            start = clock()
-            decode("prompts")
-            last = [argmax(seq * prompt_tokens + prompt_tokens - 1) for seq in range(batch)]
-            prefilled = clock()
-            generated = [[tok] for tok in last]
-            steps: list[float] = []
-            before = prefilled
-            for step in range(new_tokens - 1):
-                fill([(last[seq], prompt_tokens + step, seq, True) for seq in range(batch)])
-                decode("decode step")
-                last = [argmax(seq) for seq in range(batch)]
-                for seq, tok in enumerate(last):
-                    generated[seq].append(tok)
-                now = clock()
-                steps.append(now - before)
-                before = now
+            return _timed_batch(decoder, prompts, prompt_tokens, new_tokens)
         finally:
-            lib.llama_batch_free(lb)
-            lib.llama_free(ctx)
-        return BatchTiming(batch=batch, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
-                           prefill_s=prefilled - start, decode_s=before - prefilled, step_s=steps,
-                           tokens=generated)
+            decoder.free()
 
     def unload(self) -> None:
         if self._llm is not None:
             self._llm.close()
         self._llm = None
         self._formatter = None
+
+
+# -- generate_batch's parts ---------------------------------------------------------------------------
+def _unsupported_batch(batch: int, prompt_tokens: int, new_tokens: int, reason: str) -> BatchTiming:
+    return BatchTiming(batch=batch, prompt_tokens=prompt_tokens, new_tokens=new_tokens, prefill_s=0.0,
+                       decode_s=0.0, step_s=[], supported=False, reason=reason)
+
+
+def _batch_unsupported_reason(batch: int) -> str:
+    """Why this llama-cpp-python cannot decode `batch` sequences together; "" when it can."""
+    lib = llama_cpp.llama_cpp
+    needed = ("llama_init_from_model", "llama_batch_init", "llama_batch_free", "llama_get_logits_ith",
+              "llama_free", "llama_max_parallel_sequences")
+    missing = [name for name in needed if not hasattr(lib, name)]
+    if missing or "kv_unified" not in dict(lib.llama_context_params._fields_):
+        return ("this llama-cpp-python lacks the batch API ("
+                + (", ".join(missing) or "llama_context_params.kv_unified") + ")")
+    max_seq = int(lib.llama_max_parallel_sequences())
+    if batch > max_seq:
+        return f"llama.cpp decodes at most {max_seq} sequences together"
+    return ""
+
+
+def _batch_context(llm: llama_cpp.Llama, prompt_tokens: int, new_tokens: int, batch: int):
+    """A temporary context for `batch` sequences (NULL when llama.cpp cannot make it), and its size."""
+    lib = llama_cpp.llama_cpp
+    n_prefill = batch * prompt_tokens
+    params = lib.llama_context_params.from_buffer_copy(llm.context_params)  # threads, offload, types
+    params.n_ctx = batch * (prompt_tokens + new_tokens)
+    params.n_batch = n_prefill
+    params.n_ubatch = max(1, min(n_prefill, llm.context_params.n_ubatch or 512))
+    params.n_seq_max = batch
+    params.kv_unified = True  # one cache that all the sequences share
+    return lib.llama_init_from_model(llm._model.model, params), params.n_ctx
+
+
+class _BatchDecoder:
+    """A temporary context and a llama_batch of up to `n_tokens` entries; free() releases both."""
+
+    def __init__(self, ctx, n_tokens: int, batch: int, n_vocab: int) -> None:
+        self.lib = llama_cpp.llama_cpp
+        self.ctx, self.batch, self.n_vocab = ctx, batch, n_vocab
+        self.lb = self.lib.llama_batch_init(n_tokens, 0, 1)
+
+    def fill(self, entries: list[tuple[int, int, int, bool]]) -> None:
+        """(token, position, sequence, wants logits) of each entry."""
+        lb = self.lb
+        for k, (token, pos, seq, logits) in enumerate(entries):
+            lb.token[k] = token
+            lb.pos[k] = pos
+            lb.n_seq_id[k] = 1
+            lb.seq_id[k][0] = seq
+            lb.logits[k] = logits
+        lb.n_tokens = len(entries)
+
+    def decode(self, what: str) -> None:
+        rc = self.lib.llama_decode(self.ctx, self.lb)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode failed ({rc}) on the {what} of {self.batch} sequences")
+
+    def argmax(self, index: int) -> int:
+        row = np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
+        return int(row.argmax())
+
+    def free(self) -> None:
+        self.lib.llama_batch_free(self.lb)
+        self.lib.llama_free(self.ctx)
+
+
+def _timed_batch(decoder: _BatchDecoder, prompts: list[list[int]], prompt_tokens: int,
+                 new_tokens: int) -> BatchTiming:
+    """One decode of every prompt, then new_tokens - 1 greedy steps of one token per sequence, timed."""
+    batch = len(prompts)
+    decoder.fill([(tok, pos, seq, pos == prompt_tokens - 1)
+                  for seq, ids in enumerate(prompts) for pos, tok in enumerate(ids)])
+    clock = time.perf_counter
+    start = clock()
+    decoder.decode("prompts")
+    last = [decoder.argmax(seq * prompt_tokens + prompt_tokens - 1) for seq in range(batch)]
+    prefilled = clock()
+    generated = [[tok] for tok in last]
+    steps: list[float] = []
+    before = prefilled
+    for step in range(new_tokens - 1):
+        decoder.fill([(last[seq], prompt_tokens + step, seq, True) for seq in range(batch)])
+        decoder.decode("decode step")
+        last = [decoder.argmax(seq) for seq in range(batch)]
+        for seq, tok in enumerate(last):
+            generated[seq].append(tok)
+        now = clock()
+        steps.append(now - before)
+        before = now
+    return BatchTiming(batch=batch, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
+                       prefill_s=prefilled - start, decode_s=before - prefilled, step_s=steps,
+                       tokens=generated)
