@@ -6,45 +6,23 @@ time of each content chunk); TTFT, ITL, TPOT, E2E percentiles, throughput and go
 derived from them. When the server runs on this machine, its CPU time and peak RSS are measured too.
 
 This module runs the sweep; load_plan holds the plan, the SLO and the samples, load_client one level's
-requests, server_watch the server's CPU and RSS, load_report the figures and the Markdown table.
+requests, server_watch the server's CPU and RSS, load_report the figures, the result (SweepResult) and
+the Markdown table.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from localllm.bench.load_client import LevelRun, pick_model
 from localllm.bench.load_plan import RequestSample, Slo, SweepPlan
-from localllm.bench.load_report import LevelResult, Stat, markdown, summarise
+from localllm.bench.load_report import LevelResult, Stat, SweepResult, markdown, summarise
 from localllm.bench.server_watch import ServerWatch
-from localllm.models.endpoints import api_base, server_pid
+from localllm.models.endpoints import server_pid
 
 __all__ = ["Slo", "SweepPlan", "RequestSample", "Stat", "LevelResult", "SweepResult", "run_sweep",
            "markdown"]
-
-
-@dataclass
-class SweepResult:
-    plan: SweepPlan
-    levels: list[LevelResult]
-    knee: int | None  # the highest level meeting the SLO
-    cancelled: bool
-    stopped_reason: str
-    model: str
-
-    def to_dict(self) -> dict:
-        levels = []
-        for lr in self.levels:
-            d = dataclasses.asdict(lr)
-            for sd, s in zip(d["samples"], lr.samples, strict=True):
-                sd["tpot_s"] = s.tpot_s
-            levels.append(d)
-        return {"kind": "load-sweep", "model": self.model, "url": api_base(self.plan.url),
-                "plan": dataclasses.asdict(self.plan), "knee": self.knee, "cancelled": self.cancelled,
-                "stopped_reason": self.stopped_reason, "levels": levels}
 
 
 def run_sweep(plan: SweepPlan, progress: Callable[[str], None] | None = None,

@@ -1,19 +1,18 @@
-"""A load sweep's numbers per level (percentiles, throughput, goodput under the SLO) and its Markdown:
-one row per concurrency level, then the knee, the SLO and what went wrong."""
+"""A load sweep's result: its numbers per level (percentiles, throughput, goodput under the SLO), the
+whole sweep (SweepResult), and its Markdown: one row per concurrency level, then the knee, the SLO and
+what went wrong."""
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from localllm.bench.load_plan import RequestSample, Slo
+from localllm.bench.load_plan import RequestSample, Slo, SweepPlan
+from localllm.models.endpoints import api_base
 from localllm.runtime.metrics import percentile
-
-if TYPE_CHECKING:
-    from localllm.bench.load import SweepResult
 
 GOOD_FRACTION = 0.9  # a level meets the SLO when this share of its requests do, and none failed
 
@@ -55,6 +54,27 @@ class LevelResult:
     server_rss_peak_bytes: int | None
     server_timings: dict | None
     samples: list[RequestSample]
+
+
+@dataclass
+class SweepResult:
+    plan: SweepPlan
+    levels: list[LevelResult]
+    knee: int | None  # the highest level meeting the SLO
+    cancelled: bool
+    stopped_reason: str
+    model: str
+
+    def to_dict(self) -> dict:
+        levels = []
+        for lr in self.levels:
+            d = dataclasses.asdict(lr)
+            for sd, s in zip(d["samples"], lr.samples, strict=True):
+                sd["tpot_s"] = s.tpot_s
+            levels.append(d)
+        return {"kind": "load-sweep", "model": self.model, "url": api_base(self.plan.url),
+                "plan": dataclasses.asdict(self.plan), "knee": self.knee, "cancelled": self.cancelled,
+                "stopped_reason": self.stopped_reason, "levels": levels}
 
 
 def summarise(level: int, samples: list[RequestSample], duration_s: float, slo: Slo,
