@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from localllm.chat.conversations import ConversationNotFound, stats_from_dict
 from localllm.chat.session import ChatSession, ReplyDone, TextDelta
@@ -30,7 +31,7 @@ class CompareResult:
     model_name: str = ""
     quant: str = ""
     text: str = ""
-    stats: dict | None = None
+    stats: dict[str, Any] | None = None
     error: str = ""
     status: str = "ok"  # ok | stopped | length | error | cancelled (never started)
 
@@ -40,7 +41,7 @@ class CompareResult:
         return stats_from_dict(self.stats)
 
     @classmethod
-    def from_dict(cls, data: dict) -> CompareResult:
+    def from_dict(cls, data: dict[str, Any]) -> CompareResult:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -50,14 +51,14 @@ class Comparison:
     prompt: str
     results: list[CompareResult] = field(default_factory=list)
     system_prompt: str = ""
-    sampling: dict | None = None  # SamplingParams as a dict
+    sampling: dict[str, Any] | None = None  # SamplingParams as a dict[str, Any]
     cancelled: bool = False
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Comparison:
+    def from_dict(cls, data: dict[str, Any]) -> Comparison:
         return cls(prompt=data.get("prompt", ""),
                    results=[CompareResult.from_dict(r) for r in data.get("results") or []],
                    system_prompt=data.get("system_prompt") or "", sampling=data.get("sampling"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from localllm.machine.estimate import (
     KV_BYTES,
@@ -73,7 +74,7 @@ class Pick:
     def fits(self) -> bool:
         return self.verdict != "does not fit"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["estimate"] = self.estimate.to_dict() if self.estimate else None
         return data
@@ -114,7 +115,7 @@ class Recommendation:
             best.setdefault(pick.format, pick)
         return best
 
-    def to_dict(self, n: int | None = None, per_model: int | None = 2) -> dict:
+    def to_dict(self, n: int | None = None, per_model: int | None = 2) -> dict[str, Any]:
         picks = self.top(n, per_model) if n else self.picks
         return {"wishes": dataclasses.asdict(self.wishes), "ram_budget": self.ram_budget,
                 "vram_budget": self.vram_budget, "gpu": self.gpu, "notes": self.notes,
