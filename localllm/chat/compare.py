@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localllm.chat.conversations import ConversationNotFound, stats_from_dict
 from localllm.chat.session import ChatSession, ReplyDone, TextDelta
@@ -18,6 +18,11 @@ from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError
 from localllm.models.embedded import EMBEDDED
 from localllm.models.ref import ModelRef
+
+if TYPE_CHECKING:
+    from localllm.chat.recorder import Recorder
+    from localllm.models.library import LibraryEntry
+    from localllm.runtime.metrics import ReplyStats
 
 CANCEL_POLL_S = 0.1  # how soon a cancel reaches a reply still in its prefill (no token to check on)
 
@@ -36,7 +41,7 @@ class CompareResult:
     status: str = "ok"  # ok | stopped | length | error | cancelled (never started)
 
     @property
-    def reply_stats(self):
+    def reply_stats(self) -> ReplyStats | None:
         """The stats as a ReplyStats (localllm.runtime.metrics), or None."""
         return stats_from_dict(self.stats)
 
@@ -209,7 +214,7 @@ def loaded_spec(session: ChatSession) -> str | None:
     return str(path)
 
 
-def default_specs(session: ChatSession, others: int = 2, entries: list | None = None) -> list[str]:
+def default_specs(session: ChatSession, others: int = 2, entries: list[LibraryEntry] | None = None) -> list[str]:
     """The loaded model first, then up to `others` other usable GGUFs of the local library
     (`entries`: localllm.models.library.list_models(), read here when not given)."""
     first = loaded_spec(session)
@@ -253,7 +258,7 @@ def _same_file(a: str | None, b: str | None) -> bool:
 
 
 # -- saving ----------------------------------------------------------------------------------------
-def save_comparison(recorder, session: ChatSession, comparison: Comparison) -> str | None:
+def save_comparison(recorder: Recorder, session: ChatSession, comparison: Comparison) -> str | None:
     """Save the comparison with the recorder's conversation (a new one when none is open yet); a
     warning to show when it could not be saved, None otherwise (or when conversations are not saved)."""
     store = recorder.store

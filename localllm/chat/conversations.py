@@ -19,11 +19,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localllm.config import data_dir
 from localllm.config.redact import redact
 from localllm.errors import LocalLLMError
+
+if TYPE_CHECKING:
+    from localllm.chat.session import Turn
+    from localllm.runtime.metrics import ReplyStats
 
 DB_FILE = "conversations.db"
 SCHEMA_VERSION = 2
@@ -93,8 +97,8 @@ class SavedTurn:
     role: str
     content: str
     status: str = "ok"
-    stats: dict | None = None
-    model: dict | None = None
+    stats: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
     created: str = ""
 
 
@@ -105,9 +109,9 @@ class SavedComparison:
 
     id: int
     prompt: str
-    results: list[dict] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
     system_prompt: str = ""
-    sampling: dict | None = None
+    sampling: dict[str, Any] | None = None
     after_seq: int = 0  # made after this message (0: before any)
     created: str = ""
 
@@ -120,7 +124,7 @@ class ConversationSummary:
     title: str
     created: str
     updated: str
-    model: dict | None
+    model: dict[str, Any] | None
     message_count: int
 
 
@@ -130,12 +134,12 @@ class Conversation:
     title: str
     created: str
     updated: str
-    model: dict | None
+    model: dict[str, Any] | None
     system_prompt: str
     turns: list[SavedTurn] = field(default_factory=list)
     comparisons: list[SavedComparison] = field(default_factory=list)
 
-    def session_turns(self) -> list:
+    def session_turns(self) -> list[Turn]:
         """The turns as localllm.chat.session.Turn objects, to put back into a ChatSession's history."""
         from localllm.chat.session import Turn
 
@@ -164,11 +168,11 @@ def _json(obj: Any) -> str | None:
     return json.dumps(redact(obj), default=str)
 
 
-def _unjson(text: str | None) -> dict | None:
+def _unjson(text: str | None) -> dict[str, Any] | None:
     return None if text is None else json.loads(text)
 
 
-def stats_from_dict(data: dict | None):
+def stats_from_dict(data: dict[str, Any] | None) -> ReplyStats | None:
     """A ReplyStats from its saved dict (derived keys such as cpu_total_s are recomputed)."""
     if data is None:
         return None
@@ -186,12 +190,13 @@ def title_from(text: str) -> str:
     return line[:TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" ,.;:") + "…"
 
 
-def _title(db, conversation_id: int) -> str | None:
+def _title(db: sqlite3.Connection, conversation_id: int) -> str | None:
     """The conversation's title (None: untitled); ConversationNotFound when there is no such one."""
     row = db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
     if row is None:
         raise ConversationNotFound(conversation_id)
-    return row[0]
+    title: str | None = row[0]
+    return title
 
 
 class ConversationStore:
@@ -252,7 +257,7 @@ class ConversationStore:
             except sqlite3.Error as exc:
                 raise self._failed("saved to", exc) from exc
 
-    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
                 cur = self._db.execute(sql, args)
@@ -292,7 +297,7 @@ class ConversationStore:
             cur = db.execute("INSERT INTO conversations (title, created, updated, model, system_prompt) "
                              "VALUES (?, ?, ?, ?, ?)", (title.strip(), stamp, stamp, _json(model),
                                                         system_prompt or ""))
-            return int(cur.lastrowid)
+            return int(cur.lastrowid)  # type: ignore[arg-type]  # an INSERT always sets it
 
     def append_turn(self, conversation_id: int, turn: Any, model: Any = None) -> int:
         """Save one finished turn (a session.Turn or anything with role/content/status/stats) in its
@@ -336,7 +341,7 @@ class ConversationStore:
                               _json(data.get("sampling")), json.dumps(redact(results), default=str), stamp))
             db.execute("UPDATE conversations SET updated = ?, title = ? WHERE id = ?",
                        (stamp, title or title_from(prompt), conversation_id))
-            return int(cur.lastrowid)
+            return int(cur.lastrowid)  # type: ignore[arg-type]  # an INSERT always sets it
 
     def remove_last_turn(self, conversation_id: int, role: str = "assistant") -> bool:
         """Delete the latest message if it has `role` (a regenerated reply replaces the old one)."""
@@ -474,7 +479,7 @@ def _comparisons_markdown(comparisons: list[SavedComparison]) -> list[str]:
     return out
 
 
-def model_label(model: dict) -> str:
+def model_label(model: dict[str, Any]) -> str:
     """'SmolLM2 (Q4_1, llama_cpp)' from a saved ModelInfo dict."""
     details = [str(model[k]) for k in ("quant", "backend") if model.get(k)]
     name = model.get("name") or model.get("path") or "model"

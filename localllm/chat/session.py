@@ -162,7 +162,8 @@ class ChatSession:
         self._load_args = (path, options, backend)
         return self.model
 
-    def _start(self, path: str, options: LoadOptions, backend: str, python, env) -> ModelInfo:
+    def _start(self, path: str, options: LoadOptions, backend: str, python: str | None,
+               env: dict[str, str] | None) -> ModelInfo:
         client = WorkerClient(python=python, env=env)
         client.stop_grace_s = STOP_GRACE_S.get(backend, DEFAULT_STOP_GRACE_S)
         self._loading = client

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import statistics
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from localllm.errors import LocalLLMError
 from localllm.models.catalog import ModelSpec
@@ -85,7 +89,7 @@ class MemoryEstimate:
     def kv_bytes(self) -> int:
         return self.kv_cpu + self.kv_gpu
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.update(ram_bytes=self.ram_bytes, rss_bytes=self.rss_bytes, vram_bytes=self.vram_bytes)
         return data
@@ -243,7 +247,7 @@ def compute_buffer_bytes(spec: ModelSpec, context: int, n_ubatch: int = 512, fla
     return int(max(attn, out))
 
 
-def prompt_batches(fill: int, n_ubatch: int = 512):
+def prompt_batches(fill: int, n_ubatch: int = 512) -> Iterator[tuple[int, int]]:
     """(tokens, KV cells attended) of each batch llama.cpp runs to read a prompt of `fill` tokens."""
     for start in range(0, fill, n_ubatch):
         batch = min(n_ubatch, fill - start)
@@ -283,7 +287,7 @@ def _this_cpu_flags() -> tuple[str, ...]:
 BUILD_FEATURE = {"avx2": "AVX2", "avx512f": "AVX512"}
 
 
-def kernel_flags(cpu_flags, build_features: dict[str, bool] | None) -> tuple[str, ...]:
+def kernel_flags(cpu_flags: Iterable[str], build_features: dict[str, bool] | None) -> tuple[str, ...]:
     """The CPU flags whose repack kernels this build of llama.cpp has. Unknown build (a plan for another
     machine, a failed probe): the CPU's flags as they are."""
     if not build_features:
@@ -299,7 +303,7 @@ def kernel_flags(cpu_flags, build_features: dict[str, bool] | None) -> tuple[str
     return tuple(flag for flag in cpu_flags if built(flag))
 
 
-def repacked_types(cpu_flags=None) -> set[str]:
+def repacked_types(cpu_flags: Iterable[str] | None = None) -> set[str]:
     """Tensor types llama.cpp re-lays out for this CPU's SIMD (ggml-cpu/repack.cpp) when it loads them."""
     flags = set(_this_cpu_flags() if cpu_flags is None else cpu_flags)
     return set().union(*(types for flag, types in REPACKED.items() if flag in flags))
@@ -313,7 +317,7 @@ def runtime_of(fmt: str) -> str:
 def estimate_memory(spec: ModelSpec, fmt: str = "gguf", quant: str = "Q4_K_M", context: int = 4096,
                     kv_type: str = "f16", gpu_layers: int = 0, *, n_ubatch: int = 512,
                     flash_attn: bool = False, swa_full: bool = True, fill: int | None = None,
-                    calibrate: bool = True, cpu_flags=None) -> MemoryEstimate:
+                    calibrate: bool = True, cpu_flags: Iterable[str] | None = None) -> MemoryEstimate:
     """Peak memory of one loaded model. gpu_layers: llama.cpp's n_gpu_layers (-1 or layers + 1: all and
     the output head); for transformers formats any non-zero value means the whole model on the GPU.
     fill: tokens in the context at the peak (default: all of it, the worst case a chat reaches)."""
@@ -333,13 +337,14 @@ def estimate_memory(spec: ModelSpec, fmt: str = "gguf", quant: str = "Q4_K_M", c
     return est
 
 
-def estimate_file(path, context: int, gpu_layers: int = 0, kv_type: str = "f16",
+def estimate_file(path: str | os.PathLike[str], context: int, gpu_layers: int = 0, kv_type: str = "f16",
                   fill: int | None = None) -> MemoryEstimate:
     """The estimate for a GGUF about to be loaded (the chat screen shows it beside the measured peak)."""
     return estimate_memory(ModelSpec.from_gguf(path), "gguf", "", context, kv_type, gpu_layers, fill=fill)
 
 
-def _estimate_gguf(spec, quant, context, kv_type, gpu_layers, n_ubatch, flash_attn, swa_full, fill, cpu_flags):
+def _estimate_gguf(spec: ModelSpec, quant: str, context: int, kv_type: str, gpu_layers: int, n_ubatch: int,
+                   flash_attn: bool, swa_full: bool, fill: int, cpu_flags: Iterable[str] | None) -> MemoryEstimate:
     layers = spec.layers
     g = layers + 1 if gpu_layers < 0 or gpu_layers > layers else gpu_layers
     on_gpu = range(layers - min(g, layers), layers)  # llama.cpp offloads the last layers first
@@ -349,6 +354,9 @@ def _estimate_gguf(spec, quant, context, kv_type, gpu_layers, n_ubatch, flash_at
         flash_attn = True
         notes.append(f"a {kv_type} V cache needs flash attention in llama.cpp (flash_attn=True assumed)")
     reclaimable = 0
+    per_layer: Sequence[float]
+    embd: float
+    out: float
     if spec.gguf_path:
         table, embd, out, bpw, matrices = _table_weights(spec.gguf_path)
         per_layer = list(table) + [0] * (layers - len(table))
@@ -389,10 +397,11 @@ def _estimate_gguf(spec, quant, context, kv_type, gpu_layers, n_ubatch, flash_at
     return est
 
 
-def _estimate_transformers(spec, fmt, quant, context, kv_type, gpu_layers, fill):
+def _estimate_transformers(spec: ModelSpec, fmt: str, quant: str, context: int, kv_type: str, gpu_layers: int,
+                           fill: int) -> MemoryEstimate:
     on_gpu = gpu_layers != 0
     linear, edges, bpw = transformers_weights(spec, fmt, quant, on_gpu)
-    notes = []
+    notes: list[str] = []
     if kv_type != "f16":
         notes.append("transformers keeps its KV cache in the model's dtype: f16 assumed")
     act = 4 if fmt == "fp32" or (not on_gpu and fmt in ("bnb-nf4", "bnb-int8")) else 2
@@ -456,7 +465,7 @@ class SpeedEstimate:
     def percent_of_limit(self) -> float:
         return 100 * self.tok_s / self.roofline_tok_s if self.roofline_tok_s else 0.0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "percent_of_limit": round(self.percent_of_limit, 1)}
 
 
@@ -527,16 +536,16 @@ def measured_here(model: str, fmt: str, quant: str, device: str, max_fill: int =
 
 
 # -- calibration from measured runs ---------------------------------------------------------------------
-def calibration_path():
+def calibration_path() -> Path:
     from localllm import config
 
     return config.home() / "calibration.json"
 
 
-_MEASUREMENTS: dict[str, tuple[tuple, list[dict]]] = {}  # path -> (its stat, its runs)
+_MEASUREMENTS: dict[str, tuple[tuple[int, int, int], list[dict[str, Any]]]] = {}  # path -> (its stat, its runs)
 
 
-def load_measurements() -> list[dict]:
+def load_measurements() -> list[dict[str, Any]]:
     """The kept runs; parsed once per version of the file (a recommendation asks for every pick, and
     each record_measurement replaces the file, so a changed stat means a new version)."""
     from localllm.config import state
@@ -555,7 +564,7 @@ def load_measurements() -> list[dict]:
     return list(runs)
 
 
-def _runs(data: dict) -> list[dict]:
+def _runs(data: dict[str, Any]) -> list[dict[str, Any]]:
     runs = data.get("runs")
     return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
 
