@@ -157,7 +157,7 @@ class DownloadJob:
         self._total = 0
         self._samples: deque[tuple[float, int]] = deque()
         self._last_emit = 0.0
-        self._hashers: dict[Path, tuple[object, int]] = {}
+        self._hashers: dict[Path, tuple[hashlib._Hash, int]] = {}
 
     def cancel(self) -> None:
         self.cancel_event.set()
