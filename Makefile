@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv run test test-fast check lint imports bench bench-tui
+.PHONY: venv run test test-fast typecheck check lint imports bench bench-tui
 venv:
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -e '.[test]'
 
@@ -12,9 +12,13 @@ run:
 test:
 	$(PY) -m pytest -q
 
-# The quick tier (under 2 minutes): no model worker, no venv build, no wheel build.
-test-fast:
+# The quick tier (under 2 minutes): no model worker, no venv build, no wheel build; mypy first.
+test-fast: typecheck
 	$(PY) -m pytest -q -m "not slow and not wheel" -p no:cacheprovider
+
+# mypy, strict on config, models, runtime, machine and chat ([tool.mypy] in pyproject.toml)
+typecheck:
+	$(VENV)/bin/mypy
 
 lint:
 	$(VENV)/bin/ruff check localllm tests benchmarks
@@ -22,7 +26,7 @@ lint:
 imports:
 	$(VENV)/bin/lint-imports
 
-check: lint imports test
+check: lint imports typecheck test
 
 bench:
 	$(PY) benchmarks/decode_ratio.py --mode session

@@ -161,7 +161,8 @@ class LlamaCppBackend:
     def _prompt_tokens(self, messages: list[Message]) -> list[int]:
         llm = self._require()
         assert self._formatter is not None
-        prompt = self._formatter(messages=messages).prompt
+        # Message dicts are what it takes; its hints name the OpenAI TypedDicts
+        prompt = self._formatter(messages=messages).prompt  # type: ignore[arg-type]
         # The template already wrote BOS where the model wants it.
         return llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
@@ -317,7 +318,7 @@ def _batch_unsupported_reason(batch: int) -> str:
     needed = ("llama_init_from_model", "llama_batch_init", "llama_batch_free", "llama_get_logits_ith",
               "llama_free", "llama_max_parallel_sequences")
     missing = [name for name in needed if not hasattr(lib, name)]
-    if missing or "kv_unified" not in dict(lib.llama_context_params._fields_):
+    if missing or "kv_unified" not in {f[0] for f in lib.llama_context_params._fields_}:
         return ("this llama-cpp-python lacks the batch API ("
                 + (", ".join(missing) or "llama_context_params.kv_unified") + ")")
     max_seq = int(lib.llama_max_parallel_sequences())

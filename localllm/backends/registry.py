@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util  # not loaded by `import importlib` alone
 
 from localllm.backends.base import Backend
 from localllm.config import BACKEND_NAMES
@@ -30,4 +31,5 @@ def create(name: str) -> Backend:
     module, cls, needs, install = BACKENDS[name]
     if not is_installed(name):
         raise BackendNotInstalled(name, install)
-    return getattr(importlib.import_module(module), cls)()
+    backend: Backend = getattr(importlib.import_module(module), cls)()
+    return backend

@@ -111,8 +111,9 @@ class RemoteBackend:
             extra["ignore_eos"] = True  # llama-server and vLLM honour it
         yield Prefill(prompt_tokens=self.count_tokens(messages))
         try:
-            stream = client.chat.completions.create(
-                model=self._model, messages=messages, stream=True,  # type: ignore[arg-type]
+            # Message dicts are what it takes; its hints name the OpenAI TypedDicts
+            stream = client.chat.completions.create(  # type: ignore[call-overload]
+                model=self._model, messages=messages, stream=True,
                 temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
                 seed=sampling.seed, stream_options={"include_usage": True}, extra_body=extra,
             )

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import transformers
@@ -124,8 +125,8 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self) -> None:
-        self._model = None
-        self._tok = None
+        self._model: Any = None  # a transformers model and tokenizer (torch and transformers: not followed)
+        self._tok: Any = None
         self._n_ctx = 0
 
     def load(self, path: str, options: LoadOptions) -> ModelInfo:

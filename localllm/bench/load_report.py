@@ -30,7 +30,8 @@ class Stat:
         xs = sorted(v for v in values if v is not None)
         if not xs:
             return cls()
-        return cls(statistics.fmean(xs), *(percentile(xs, p) for p in (50, 90, 99)), len(xs))
+        p50, p90, p99 = (percentile(xs, p) for p in (50, 90, 99))
+        return cls(statistics.fmean(xs), p50, p90, p99, len(xs))
 
 
 @dataclass

@@ -166,7 +166,7 @@ def _gpus() -> dict:
     from localllm.machine.hardware import probe_nvidia
 
     info = SimpleNamespace(gpus=[], gpu_reason=None, driver_version=None, cuda_version=None)
-    probe_nvidia(info)
+    probe_nvidia(info)  # type: ignore[arg-type]  # duck-typed: it sets only these four fields
     out = {"gpus": [{"name": g.name, "vram_mib": g.total_bytes / 2**20} for g in info.gpus],
            "driver": info.driver_version, "cuda": info.cuda_version}
     if not info.gpus:

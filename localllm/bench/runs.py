@@ -14,12 +14,16 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from localllm.bench.results import BenchResult, RowResult, build_manifest
 from localllm.config import AUTO_LAYERS, PACKAGE_DATA
 from localllm.errors import LocalLLMError
 from localllm.models.embedded import EMBEDDED
 from localllm.models.ref import ModelRef
+
+if TYPE_CHECKING:
+    from localllm.runtime.metrics import ReplyStats
 
 DATA = PACKAGE_DATA
 # name: (prompt tokens, new tokens, prompt set); llama-bench's pp512/tg128 and seed 002's 30/30
@@ -86,7 +90,7 @@ class BenchPlan:
         if name not in PRESETS:
             raise BenchError(f"Unknown preset {name!r}; known: {', '.join(PRESETS)}.")
         prompt, gen, prompts = PRESETS[name]
-        values = {"prompt_tokens": prompt, "gen_tokens": gen, "prompts": prompts, "preset": name}
+        values: dict[str, Any] = {"prompt_tokens": prompt, "gen_tokens": gen, "prompts": prompts, "preset": name}
         values.update({k: v for k, v in changes.items() if v is not None})
         return cls(configs=configs, **values)
 
@@ -162,7 +166,7 @@ class Progress:
     phase: str  # start | loaded | warmup | rep | perplexity | done | failed | cancelled | skipped
     rep: int = 0  # from 1, for warmup/rep
     reps: int = 0
-    stats: object | None = None  # ReplyStats of the rep just finished
+    stats: ReplyStats | None = None  # ReplyStats of the rep just finished
     message: str = ""
 
     def __str__(self) -> str:
@@ -170,10 +174,10 @@ class Progress:
 
         head = f"[{self.index + 1}/{self.total}] {self.label}"
         what = "warm-up" if self.phase == "warmup" else "rep"
-        if self.phase in ("warmup", "rep") and self.stats is None:  # a batch run: its own summary
-            return f"{head} · {what} {self.rep}/{self.reps} · {self.message}"
         if self.phase in ("warmup", "rep"):
             s = self.stats
+            if s is None:  # a batch run: its own summary
+                return f"{head} · {what} {self.rep}/{self.reps} · {self.message}"
             return (f"{head} · {what} {self.rep}/{self.reps} · decode {rate(s.decode_tok_s)} · "
                     f"TTFT {seconds(s.ttft_s)} · wall {seconds(s.wall_s)}")
         return f"{head} · {self.phase}" + (f": {self.message}" if self.message else "")
@@ -196,7 +200,8 @@ def memory_bandwidth() -> float | None:
 
 
 def _unique_labels(configs: list[BenchConfig]) -> list[str]:
-    labels, seen = [], {}
+    labels: list[str] = []
+    seen: dict[str, int] = {}
     for cfg in configs:
         label = cfg.label or cfg.default_label()
         seen[label] = seen.get(label, 0) + 1

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from localllm.chat.conversation_records import ConversationNotFound, stats_from_dict
 from localllm.chat.session import ChatSession, ReplyDone, TextDelta
@@ -17,6 +18,11 @@ from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError
 from localllm.models.embedded import EMBEDDED
 from localllm.models.ref import ModelRef
+
+if TYPE_CHECKING:
+    from localllm.chat.recorder import Recorder
+    from localllm.models.library import LibraryEntry
+    from localllm.runtime.metrics import ReplyStats
 
 CANCEL_POLL_S = 0.1  # how soon a cancel reaches a reply still in its prefill (no token to check on)
 
@@ -30,17 +36,17 @@ class CompareResult:
     model_name: str = ""
     quant: str = ""
     text: str = ""
-    stats: dict | None = None
+    stats: dict[str, Any] | None = None
     error: str = ""
     status: str = "ok"  # ok | stopped | length | error | cancelled (never started)
 
     @property
-    def reply_stats(self):
+    def reply_stats(self) -> ReplyStats | None:
         """The stats as a ReplyStats (localllm.runtime.metrics), or None."""
         return stats_from_dict(self.stats)
 
     @classmethod
-    def from_dict(cls, data: dict) -> CompareResult:
+    def from_dict(cls, data: dict[str, Any]) -> CompareResult:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -50,14 +56,14 @@ class Comparison:
     prompt: str
     results: list[CompareResult] = field(default_factory=list)
     system_prompt: str = ""
-    sampling: dict | None = None  # SamplingParams as a dict
+    sampling: dict[str, Any] | None = None  # SamplingParams as a dict[str, Any]
     cancelled: bool = False
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Comparison:
+    def from_dict(cls, data: dict[str, Any]) -> Comparison:
         return cls(prompt=data.get("prompt", ""),
                    results=[CompareResult.from_dict(r) for r in data.get("results") or []],
                    system_prompt=data.get("system_prompt") or "", sampling=data.get("sampling"),
@@ -208,7 +214,7 @@ def loaded_spec(session: ChatSession) -> str | None:
     return str(path)
 
 
-def default_specs(session: ChatSession, others: int = 2, entries: list | None = None) -> list[str]:
+def default_specs(session: ChatSession, others: int = 2, entries: list[LibraryEntry] | None = None) -> list[str]:
     """The loaded model first, then up to `others` other usable GGUFs of the local library
     (`entries`: localllm.models.library.list_models(), read here when not given)."""
     first = loaded_spec(session)
@@ -252,7 +258,7 @@ def _same_file(a: str | None, b: str | None) -> bool:
 
 
 # -- saving ----------------------------------------------------------------------------------------
-def save_comparison(recorder, session: ChatSession, comparison: Comparison) -> str | None:
+def save_comparison(recorder: Recorder, session: ChatSession, comparison: Comparison) -> str | None:
     """Save the comparison with the recorder's conversation (a new one when none is open yet); a
     warning to show when it could not be saved, None otherwise (or when conversations are not saved)."""
     store = recorder.store

@@ -92,7 +92,7 @@ def _comparisons_markdown(comparisons: list[SavedComparison]) -> list[str]:
     return out
 
 
-def model_label(model: dict) -> str:
+def model_label(model: dict[str, Any]) -> str:
     """'SmolLM2 (Q4_1, llama_cpp)' from a saved ModelInfo dict."""
     details = [str(model[k]) for k in ("quant", "backend") if model.get(k)]
     name = model.get("name") or model.get("path") or "model"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from localllm.chat.session import Turn
 from localllm.errors import LocalLLMError
@@ -32,8 +33,8 @@ class SavedTurn:
     role: str
     content: str
     status: str = "ok"
-    stats: dict | None = None
-    model: dict | None = None
+    stats: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
     created: str = ""
 
 
@@ -44,9 +45,9 @@ class SavedComparison:
 
     id: int
     prompt: str
-    results: list[dict] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
     system_prompt: str = ""
-    sampling: dict | None = None
+    sampling: dict[str, Any] | None = None
     after_seq: int = 0  # made after this message (0: before any)
     created: str = ""
 
@@ -59,7 +60,7 @@ class ConversationSummary:
     title: str
     created: str
     updated: str
-    model: dict | None
+    model: dict[str, Any] | None
     message_count: int
 
 
@@ -69,12 +70,12 @@ class Conversation:
     title: str
     created: str
     updated: str
-    model: dict | None
+    model: dict[str, Any] | None
     system_prompt: str
     turns: list[SavedTurn] = field(default_factory=list)
     comparisons: list[SavedComparison] = field(default_factory=list)
 
-    def session_turns(self) -> list:
+    def session_turns(self) -> list[Turn]:
         """The turns as localllm.chat.session.Turn objects, to put back into a ChatSession's history."""
         return [Turn(t.role, t.content, stats_from_dict(t.stats), t.status)
                 for t in self.turns if t.role in ("user", "assistant")]
@@ -85,7 +86,7 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def stats_from_dict(data: dict | None):
+def stats_from_dict(data: dict[str, Any] | None) -> ReplyStats | None:
     """A ReplyStats from its saved dict (derived keys such as cpu_total_s are recomputed)."""
     if data is None:
         return None

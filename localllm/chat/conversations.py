@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localllm.chat import conversation_export
 from localllm.chat.conversation_records import (
@@ -30,6 +30,9 @@ from localllm.chat.conversation_records import (
 from localllm.chat.conversation_schema import MIGRATIONS, SCHEMA_VERSION, statements
 from localllm.config import data_dir
 from localllm.config.redact import redact
+
+if TYPE_CHECKING:
+    pass
 
 DB_FILE = "conversations.db"
 
@@ -53,15 +56,17 @@ def _json(obj: Any) -> str | None:
     return json.dumps(redact(obj), default=str)
 
 
-def _unjson(text: str | None) -> dict | None:
+def _unjson(text: str | None) -> dict[str, Any] | None:
     return None if text is None else json.loads(text)
 
-def _title(db, conversation_id: int) -> str | None:
+
+def _title(db: sqlite3.Connection, conversation_id: int) -> str | None:
     """The conversation's title (None: untitled); ConversationNotFound when there is no such one."""
     row = db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
     if row is None:
         raise ConversationNotFound(conversation_id)
-    return row[0]
+    title: str | None = row[0]
+    return title
 
 
 class ConversationStore:
@@ -122,7 +127,7 @@ class ConversationStore:
             except sqlite3.Error as exc:
                 raise self._failed("saved to", exc) from exc
 
-    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
                 cur = self._db.execute(sql, args)
@@ -162,7 +167,7 @@ class ConversationStore:
             cur = db.execute("INSERT INTO conversations (title, created, updated, model, system_prompt) "
                              "VALUES (?, ?, ?, ?, ?)", (title.strip(), stamp, stamp, _json(model),
                                                         system_prompt or ""))
-            return int(cur.lastrowid)
+            return int(cur.lastrowid)  # type: ignore[arg-type]  # an INSERT always sets it
 
     def append_turn(self, conversation_id: int, turn: Any, model: Any = None) -> int:
         """Save one finished turn (a session.Turn or anything with role/content/status/stats) in its
@@ -206,7 +211,7 @@ class ConversationStore:
                               _json(data.get("sampling")), json.dumps(redact(results), default=str), stamp))
             db.execute("UPDATE conversations SET updated = ?, title = ? WHERE id = ?",
                        (stamp, title or title_from(prompt), conversation_id))
-            return int(cur.lastrowid)
+            return int(cur.lastrowid)  # type: ignore[arg-type]  # an INSERT always sets it
 
     def remove_last_turn(self, conversation_id: int, role: str = "assistant") -> bool:
         """Delete the latest message if it has `role` (a regenerated reply replaces the old one)."""

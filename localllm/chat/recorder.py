@@ -3,6 +3,8 @@ ends), so killing the app loses at most the reply being generated. Shared by the
 
 from __future__ import annotations
 
+from typing import Any
+
 from localllm.chat.conversation_records import ConversationNotFound
 from localllm.chat.conversations import ConversationStore
 from localllm.chat.session import ChatSession, Turn
@@ -16,7 +18,7 @@ class Recorder:
         self.store = store
         self.conversation_id: int | None = None
         # turns a failed save left behind, in order: the next save writes them first
-        self._pending: list[tuple[Turn, dict]] = []
+        self._pending: list[tuple[Turn, dict[str, Any]]] = []
 
     def _save(self, session: ChatSession, turn: Turn) -> str | None:
         if self.store is None:

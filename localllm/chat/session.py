@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from localllm.backends.base import Message, ModelInfo
 from localllm.chat.reuse import reuse_note
@@ -25,6 +26,9 @@ from localllm.models.ref import ModelRef
 from localllm.runtime import binding
 from localllm.runtime.metrics import Meter, ProcessSampler, ReplyStats
 from localllm.runtime.worker import DEFAULT_STOP_GRACE_S, STOP_GRACE_S, WorkerClient, meter_event
+
+if TYPE_CHECKING:
+    from localllm.runtime.plan import LoadPlan
 
 
 @dataclass
@@ -111,7 +115,7 @@ class ChatSession:
     _client: WorkerClient | None = None
     _meter: Meter | None = None
     _load_args: tuple[str, LoadOptions, str] | None = None
-    plan: object | None = None  # the LoadPlan of the loaded model (localllm.runtime.plan), None for servers
+    plan: LoadPlan | None = None  # the LoadPlan of the loaded model (localllm.runtime.plan), None for servers
     notices: list[str] = field(default_factory=list)  # one-line messages from loading, for the UI to show
     _lock: threading.Lock = field(default_factory=threading.Lock)  # held by load(): one at a time
     _loading: WorkerClient | None = None  # the worker of the load in progress (cancel_load kills it)
@@ -162,7 +166,8 @@ class ChatSession:
         self._load_args = (path, options, backend)
         return self.model
 
-    def _start(self, path: str, options: LoadOptions, backend: str, python, env) -> ModelInfo:
+    def _start(self, path: str, options: LoadOptions, backend: str, python: str | None,
+               env: dict[str, str] | None) -> ModelInfo:
         client = WorkerClient(python=python, env=env)
         client.stop_grace_s = STOP_GRACE_S.get(backend, DEFAULT_STOP_GRACE_S)
         self._loading = client

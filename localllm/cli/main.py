@@ -143,8 +143,8 @@ def _endpoint(args) -> str | None:
 
 
 def _model_path(args, settings=None) -> str:
-    if _endpoint(args):
-        return _endpoint(args)
+    if endpoint := _endpoint(args):
+        return endpoint
     if args.model:
         return args.model
     if settings is not None and settings.model:

@@ -42,7 +42,7 @@ class ProgressBar:
     def update(self, done: int, total: int | None, description: str = "", note: str = "",
                final: bool = False, plain: str | None = None) -> None:
         """`plain`: the whole line for a log (else description, done/total and the percentage)."""
-        if self._rich is not None:
+        if self._rich is not None and self._task is not None:  # the two are set together
             self._rich.update(self._task, completed=done, total=total, description=description, note=note)
             return
         now = time.monotonic()

@@ -83,7 +83,7 @@ class Settings:
         nonempty=True, env_name=True))
 
 
-FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Settings)}
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
 # Each field's plain type from its annotation (list[str] -> list), read once: the checks below need them.
 TYPES: dict[str, type] = {k: typing.get_origin(t) or t for k, t in typing.get_type_hints(Settings).items()}
 

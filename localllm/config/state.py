@@ -88,12 +88,12 @@ def locked(path: str | os.PathLike[str]) -> Iterator[None]:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def read_json(path: str | os.PathLike[str]) -> dict:
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The file's JSON object; {} when it is missing or unreadable. A corrupt one is set aside."""
     return _read(Path(path), holding_lock=False)
 
 
-def update(path: str | os.PathLike[str], fn: Callable[[dict], dict], **dumps: Any) -> dict:
+def update(path: str | os.PathLike[str], fn: Callable[[dict[str, Any]], dict[str, Any]], **dumps: Any) -> dict[str, Any]:
     """Read the object, write fn(object), with no other update (of any process) in between."""
     path = Path(path)
     with locked(path):
@@ -102,7 +102,7 @@ def update(path: str | os.PathLike[str], fn: Callable[[dict], dict], **dumps: An
     return data
 
 
-def _parse(path: Path) -> tuple[dict | None, str]:
+def _parse(path: Path) -> tuple[dict[str, Any] | None, str]:
     """(the object, "") or (None, why not); ({}, "") when there is no file or it cannot be read."""
     try:
         raw = path.read_bytes()
@@ -118,7 +118,7 @@ def _parse(path: Path) -> tuple[dict | None, str]:
     return (data, "") if isinstance(data, dict) else (None, f"a JSON {type(data).__name__}, not an object")
 
 
-def _read(path: Path, holding_lock: bool) -> dict:
+def _read(path: Path, holding_lock: bool) -> dict[str, Any]:
     data, why = _parse(path)
     if data is not None:
         return data

@@ -8,6 +8,7 @@ so transformers and `hf` see the files."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import threading
@@ -97,7 +98,7 @@ class DownloadJob(ResumableTransfer):
         self._total = 0
         self._samples: deque[tuple[float, int]] = deque()
         self._last_emit = 0.0
-        self._hashers: dict[Path, tuple[object, int]] = {}
+        self._hashers: dict[Path, tuple[hashlib._Hash, int]] = {}
 
     def cancel(self) -> None:
         self.cancel_event.set()

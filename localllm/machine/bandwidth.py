@@ -5,9 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from localllm import config
 from localllm.config import state
+
+if TYPE_CHECKING:
+    from localllm.machine.hardware import CPUInfo
 
 CACHE_NAME = "bandwidth.json"
 BLOCK_BYTES = 64 * 1024 * 1024  # per thread: far beyond any L3, so DRAM is what gets timed
@@ -17,11 +21,11 @@ def cache_path() -> Path:
     return config.home() / "cache" / CACHE_NAME
 
 
-def _load() -> dict:
+def _load() -> dict[str, Any]:
     return state.read_json(cache_path())
 
 
-def cpu_key(cpu=None) -> str:
+def cpu_key(cpu: CPUInfo | None = None) -> str:
     """The cache key: CPU model and usable cores (a container with 2 of 16 cores measures less)."""
     if cpu is None:
         from localllm.machine.hardware import probe_cpu
@@ -30,13 +34,13 @@ def cpu_key(cpu=None) -> str:
     return f"{cpu.model} x{cpu.usable_cores}"
 
 
-def cached_entry(cpu=None) -> dict | None:
+def cached_entry(cpu: CPUInfo | None = None) -> dict[str, Any] | None:
     """The last measurement on this CPU: {"gb_s", "threads", "seconds", "measured_at"}."""
     entry = _load().get(cpu_key(cpu))
     return entry if isinstance(entry, dict) and entry.get("gb_s") else None
 
 
-def cached_bandwidth(cpu=None) -> float | None:
+def cached_bandwidth(cpu: CPUInfo | None = None) -> float | None:
     entry = cached_entry(cpu)
     return float(entry["gb_s"]) if entry else None
 
@@ -75,7 +79,7 @@ def probe(threads: int | None = None, seconds: float = 0.6) -> tuple[float, int]
             return best, n
 
 
-def measured_bandwidth(refresh: bool = False, cpu=None) -> float:
+def measured_bandwidth(refresh: bool = False, cpu: CPUInfo | None = None) -> float:
     """GB/s from the cache, or measured now (~0.6 s) and cached for next time. `cpu`: a CPUInfo."""
     key = cpu_key(cpu)
     if not refresh:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from localllm.models.catalog import ModelSpec
 
 KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}  # bytes per element (ggml block sizes)
@@ -45,7 +47,7 @@ def compute_buffer_bytes(spec: ModelSpec, context: int, n_ubatch: int = 512, fla
     return int(max(attn, out))
 
 
-def prompt_batches(fill: int, n_ubatch: int = 512):
+def prompt_batches(fill: int, n_ubatch: int = 512) -> Iterator[tuple[int, int]]:
     """(tokens, KV cells attended) of each batch llama.cpp runs to read a prompt of `fill` tokens."""
     for start in range(0, fill, n_ubatch):
         batch = min(n_ubatch, fill - start)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
+from typing import Any
 
 from localllm import config
 from localllm.config import state
@@ -30,14 +32,14 @@ def measured_here(model: str, fmt: str, quant: str, device: str, max_fill: int =
     return statistics.median(rates) if rates else None
 
 
-def calibration_path():
+def calibration_path() -> Path:
     return config.home() / "calibration.json"
 
 
-_MEASUREMENTS: dict[str, tuple[tuple, list[dict]]] = {}  # path -> (its stat, its runs)
+_MEASUREMENTS: dict[str, tuple[tuple[int, int, int], list[dict[str, Any]]]] = {}  # path -> (its stat, its runs)
 
 
-def load_measurements() -> list[dict]:
+def load_measurements() -> list[dict[str, Any]]:
     """The kept runs; parsed once per version of the file (a recommendation asks for every pick, and
     each record_measurement replaces the file, so a changed stat means a new version)."""
     path = calibration_path()
@@ -54,7 +56,7 @@ def load_measurements() -> list[dict]:
     return list(runs)
 
 
-def _runs(data: dict) -> list[dict]:
+def _runs(data: dict[str, Any]) -> list[dict[str, Any]]:
     runs = data.get("runs")
     return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
 

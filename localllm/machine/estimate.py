@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from localllm.machine.buffers import (
     KV_BYTES,
@@ -21,7 +24,6 @@ from localllm.machine.calibration import (
 )
 from localllm.machine.weights import (
     FORMATS,
-    GGUF_BPW,
     EstimateError,
     gguf_weights,
     gptq_bits,
@@ -31,6 +33,7 @@ from localllm.machine.weights import (
     transformers_weights,
 )
 from localllm.models.catalog import ModelSpec
+from localllm.models.quants import BITS_PER_WEIGHT as GGUF_BPW  # the one quant table
 
 MiB = 1024**2
 
@@ -93,7 +96,7 @@ class MemoryEstimate:
     def kv_bytes(self) -> int:
         return self.kv_cpu + self.kv_gpu
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.update(ram_bytes=self.ram_bytes, rss_bytes=self.rss_bytes, vram_bytes=self.vram_bytes)
         return data
@@ -120,7 +123,7 @@ def check_inputs(spec: ModelSpec, fmt: str, quant: str, context: int, kv_type: s
 def estimate_memory(spec: ModelSpec, fmt: str = "gguf", quant: str = "Q4_K_M", context: int = 4096,
                     kv_type: str = "f16", gpu_layers: int = 0, *, n_ubatch: int = 512,
                     flash_attn: bool = False, swa_full: bool = True, fill: int | None = None,
-                    calibrate: bool = True, cpu_flags=None) -> MemoryEstimate:
+                    calibrate: bool = True, cpu_flags: Iterable[str] | None = None) -> MemoryEstimate:
     """Peak memory of one loaded model. gpu_layers: llama.cpp's n_gpu_layers (-1 or layers + 1: all and
     the output head); for transformers formats any non-zero value means the whole model on the GPU.
     fill: tokens in the context at the peak (default: all of it, the worst case a chat reaches)."""
@@ -140,13 +143,14 @@ def estimate_memory(spec: ModelSpec, fmt: str = "gguf", quant: str = "Q4_K_M", c
     return est
 
 
-def estimate_file(path, context: int, gpu_layers: int = 0, kv_type: str = "f16",
+def estimate_file(path: str | os.PathLike[str], context: int, gpu_layers: int = 0, kv_type: str = "f16",
                   fill: int | None = None) -> MemoryEstimate:
     """The estimate for a GGUF about to be loaded (the chat screen shows it beside the measured peak)."""
     return estimate_memory(ModelSpec.from_gguf(path), "gguf", "", context, kv_type, gpu_layers, fill=fill)
 
 
-def _estimate_gguf(spec, quant, context, kv_type, gpu_layers, n_ubatch, flash_attn, swa_full, fill, cpu_flags):
+def _estimate_gguf(spec: ModelSpec, quant: str, context: int, kv_type: str, gpu_layers: int, n_ubatch: int,
+                   flash_attn: bool, swa_full: bool, fill: int, cpu_flags: Iterable[str] | None) -> MemoryEstimate:
     layers = spec.layers
     g = layers + 1 if gpu_layers < 0 or gpu_layers > layers else gpu_layers
     on_gpu = range(layers - min(g, layers), layers)  # llama.cpp offloads the last layers first
@@ -156,6 +160,9 @@ def _estimate_gguf(spec, quant, context, kv_type, gpu_layers, n_ubatch, flash_at
         flash_attn = True
         notes.append(f"a {kv_type} V cache needs flash attention in llama.cpp (flash_attn=True assumed)")
     reclaimable = 0
+    per_layer: Sequence[float]
+    embd: float
+    out: float
     if spec.gguf_path:
         table, embd, out, bpw, matrices = table_weights(spec.gguf_path)
         per_layer = list(table) + [0] * (layers - len(table))
@@ -196,10 +203,11 @@ def _estimate_gguf(spec, quant, context, kv_type, gpu_layers, n_ubatch, flash_at
     return est
 
 
-def _estimate_transformers(spec, fmt, quant, context, kv_type, gpu_layers, fill):
+def _estimate_transformers(spec: ModelSpec, fmt: str, quant: str, context: int, kv_type: str, gpu_layers: int,
+                           fill: int) -> MemoryEstimate:
     on_gpu = gpu_layers != 0
     linear, edges, bpw = transformers_weights(spec, fmt, quant, on_gpu)
-    notes = []
+    notes: list[str] = []
     if kv_type != "f16":
         notes.append("transformers keeps its KV cache in the model's dtype: f16 assumed")
     act = 4 if fmt == "fp32" or (not on_gpu and fmt in ("bnb-nf4", "bnb-int8")) else 2
@@ -261,7 +269,7 @@ class SpeedEstimate:
     def percent_of_limit(self) -> float:
         return 100 * self.tok_s / self.roofline_tok_s if self.roofline_tok_s else 0.0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "percent_of_limit": round(self.percent_of_limit, 1)}
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from typing import Any
 
 _lock = threading.Lock()
-_state: dict[str, object] = {}  # "nvml": the module once initialised, "reason": why not
+_state: dict[str, Any] = {}  # "nvml": the module once initialised, "reason": why not
 
 
 def _no_nvidia_driver() -> bool:
@@ -17,8 +18,8 @@ def _no_nvidia_driver() -> bool:
             and not os.path.exists("/dev/nvidiactl") and not os.path.exists("/usr/lib/wsl/lib"))
 
 
-def open_nvml():
-    """Initialise NVML once; return the module, or None with the reason kept."""
+def open_nvml() -> Any:
+    """Initialise NVML once; return the module (pynvml: untyped), or None with the reason kept."""
     with _lock:
         if "nvml" in _state:
             return _state["nvml"]
@@ -39,7 +40,8 @@ def open_nvml():
 
 def unavailable_reason() -> str | None:
     open_nvml()
-    return _state.get("reason")  # type: ignore[return-value]
+    reason: str | None = _state.get("reason")
+    return reason
 
 
 def process_vram_bytes(pid: int) -> int | None:

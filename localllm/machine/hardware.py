@@ -8,6 +8,7 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 GiB = 1024**3
 
@@ -89,11 +90,11 @@ class HardwareInfo:
     def has_cuda(self) -> bool:
         return any(g.vendor == "nvidia" for g in self.gpus)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> HardwareInfo:
+    def from_dict(cls, data: dict[str, Any]) -> HardwareInfo:
         """The inverse of to_dict: recorded machine profiles are stored this way."""
         gpus = [GPUInfo(**{**g, "processes": [GPUProcess(**p) for p in g.get("processes", [])]})
                 for g in data.get("gpus", [])]
@@ -207,7 +208,7 @@ def probe_apple(mem: MemoryInfo) -> GPUInfo | None:
                    notes=["unified memory: the GPU budget is ~75% of RAM, shared with the CPU"])
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
@@ -225,10 +226,10 @@ def _why_no_nvml(reason: str) -> str:
 class _Guard:
     """Calls one NVML function; a failure becomes a note, so one unsupported call loses nothing else."""
 
-    def __init__(self, nvml, notes: list[str]) -> None:
+    def __init__(self, nvml: Any, notes: list[str]) -> None:
         self.nvml, self.notes = nvml, notes
 
-    def __call__(self, name: str, *args):
+    def __call__(self, name: str, *args: Any) -> Any:
         try:
             return getattr(self.nvml, name)(*args)
         except Exception as exc:
@@ -236,7 +237,7 @@ class _Guard:
             return None
 
 
-def _gpu_processes(call: _Guard, handle) -> list[GPUProcess]:
+def _gpu_processes(call: _Guard, handle: Any) -> list[GPUProcess]:
     import psutil
 
     seen: dict[int, GPUProcess] = {}
@@ -255,7 +256,7 @@ def _gpu_processes(call: _Guard, handle) -> list[GPUProcess]:
     return sorted(seen.values(), key=lambda p: -(p.used_bytes or 0))
 
 
-def _memory(gpu_info: GPUInfo, mem) -> None:
+def _memory(gpu_info: GPUInfo, mem: Any) -> None:
     total, free, used = int(mem.total), int(mem.free), int(mem.used)
     if free > total or used > total:  # seen with some drivers and vGPUs: never trust free > total
         gpu_info.notes.append(f"NVML reported free {free / GiB:.2f} GiB / used {used / GiB:.2f} GiB "
@@ -265,7 +266,7 @@ def _memory(gpu_info: GPUInfo, mem) -> None:
     gpu_info.total_bytes, gpu_info.free_bytes, gpu_info.used_bytes = total, free, used
 
 
-def probe_gpu(nvml, index: int) -> GPUInfo:
+def probe_gpu(nvml: Any, index: int) -> GPUInfo:
     gpu_info = GPUInfo(index=index, name=f"GPU {index}")
     call = _Guard(nvml, gpu_info.notes)
     handle = call("nvmlDeviceGetHandleByIndex", index)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from localllm.machine.buffers import KV_BYTES
 from localllm.machine.calibration import measured_here
-from localllm.machine.estimate import EstimateError, MemoryEstimate, estimate_memory, estimate_speed
+from localllm.machine.estimate import MemoryEstimate, estimate_memory, estimate_speed
 from localllm.machine.hardware import GiB, GPUInfo, HardwareInfo
+from localllm.machine.weights import EstimateError
 from localllm.models.catalog import ModelSpec
 
 USES = ("chat", "quality", "speed")
@@ -68,7 +71,7 @@ class Pick:
     def fits(self) -> bool:
         return self.verdict != "does not fit"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["estimate"] = self.estimate.to_dict() if self.estimate else None
         return data
@@ -93,7 +96,8 @@ class Recommendation:
 
     def top(self, n: int = 10, per_model: int | None = 2) -> list[Pick]:
         """The best n picks, at most per_model of any one model so the list shows choices."""
-        out, seen = [], {}
+        out: list[Pick] = []
+        seen: dict[str, int] = {}
         for pick in self.picks:
             if per_model is None or seen.get(pick.model, 0) < per_model:
                 out.append(pick)
@@ -109,7 +113,7 @@ class Recommendation:
             best.setdefault(pick.format, pick)
         return best
 
-    def to_dict(self, n: int | None = None, per_model: int | None = 2) -> dict:
+    def to_dict(self, n: int | None = None, per_model: int | None = 2) -> dict[str, Any]:
         picks = self.top(n, per_model) if n else self.picks
         return {"wishes": dataclasses.asdict(self.wishes), "ram_budget": self.ram_budget,
                 "vram_budget": self.vram_budget, "gpu": self.gpu, "notes": self.notes,
@@ -147,9 +151,11 @@ def _fits(est: MemoryEstimate, m: _Machine) -> bool:
     return est.ram_bytes <= m.ram and est.vram_bytes <= m.vram
 
 
-def _place(spec: ModelSpec, fmt: str, quant: str, ctx: int, kv: str, m: _Machine):
+def _place(spec: ModelSpec, fmt: str, quant: str, ctx: int, kv: str, m: _Machine) -> tuple[str, MemoryEstimate]:
     """(verdict, estimate) at the best placement: all on the GPU, most layers on it, CPU, or nothing."""
-    est = lambda g: estimate_memory(spec, fmt, quant, ctx, kv, g)  # noqa: E731
+    def est(g: int) -> MemoryEstimate:
+        return estimate_memory(spec, fmt, quant, ctx, kv, g)
+
     if m.gpu is not None and (m.cuda or fmt == "gguf"):
         full = est(-1)
         if _fits(full, m):
@@ -178,12 +184,13 @@ def _score(pick: Pick, use: str) -> float:
     if use == "speed":  # the fastest that is still useful: below ~2B parameters quality weighs in hard
         return pick.tok_s * min(1.0, pick.quality / 45) ** 3
     if use == "quality":  # the best that runs at all (2 tok/s is slow reading, but reading)
-        return pick.quality * min(1.0, pick.tok_s / 2) ** 0.5
+        slow: float = min(1.0, pick.tok_s / 2) ** 0.5  # (float ** float is typed Any: it may be complex)
+        return pick.quality * slow
     # chat: quality at reading speed (~10 tok/s), and a little credit for speed up to 40 tok/s
     return pick.quality * min(1.0, pick.tok_s / 10) + 2 * math.log2(max(1.0, min(pick.tok_s, 40) / 10))
 
 
-def _candidates(spec: ModelSpec, formats: tuple[str, ...]):
+def _candidates(spec: ModelSpec, formats: tuple[str, ...]) -> Iterator[tuple[str, str, str, int | None]]:
     """(format, quant, where to get it, download bytes or None to use the estimate's weights)."""
     if "gguf" in formats:
         if spec.embedded:
@@ -201,7 +208,8 @@ def _candidates(spec: ModelSpec, formats: tuple[str, ...]):
                 yield fmt, quant, spec.fp16_repo, fp16_download
 
 
-def _pick(spec, fmt, quant, source, download, wishes: Wishes, m: _Machine) -> Pick:
+def _pick(spec: ModelSpec, fmt: str, quant: str, source: str, download: int | None, wishes: Wishes,
+          m: _Machine) -> Pick:
     kv = wishes.kv_type if fmt == "gguf" else "f16"
     verdict, est = _place(spec, fmt, quant, wishes.context, kv, m)
     # the headline figure is a chat's first turns (what a timing run measures too); a full context's
@@ -253,7 +261,7 @@ def _why(p: Pick, spec: ModelSpec, m: _Machine) -> str:
     return "; ".join(parts)
 
 
-def _largest(ok, lo: int, hi: int) -> int:
+def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
     """The largest n in [lo, hi] with ok(n), for ok true up to some point and false after; lo if none."""
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -263,7 +271,7 @@ def _largest(ok, lo: int, hi: int) -> int:
 
 def max_context(spec: ModelSpec, pick: Pick, m: _Machine) -> dict[str, int]:
     """The largest context (multiple of 256) that keeps this pick's placement, per KV-cache type."""
-    out = {}
+    out: dict[str, int] = {}
     for kv in (KV_BYTES if pick.format == "gguf" else ("f16",)):
         def ok(blocks: int, kv: str = kv) -> bool:
             est = estimate_memory(spec, pick.format, pick.quant, blocks * 256, kv, pick.gpu_layers)
@@ -281,7 +289,9 @@ def recommend(hw: HardwareInfo, catalog: tuple[ModelSpec, ...] | list[ModelSpec]
     if wishes.use not in USES:
         raise EstimateError(f"unknown use {wishes.use!r}; choose one of {', '.join(USES)}")
     m = _machine(hw, wishes.margin)
-    picks, rejected, notes = [], [], []
+    picks: list[Pick] = []
+    rejected: list[Pick] = []
+    notes: list[str] = []
     for spec in catalog:
         if wishes.context > spec.max_context:
             continue  # the model cannot hold the wished context at all
@@ -304,7 +314,7 @@ def recommend(hw: HardwareInfo, catalog: tuple[ModelSpec, ...] | list[ModelSpec]
     return rec
 
 
-def suggest_fixes(catalog, wishes: Wishes, m: _Machine, hw: HardwareInfo) -> list[Fix]:
+def suggest_fixes(catalog: tuple[ModelSpec, ...] | list[ModelSpec], wishes: Wishes, m: _Machine, hw: HardwareInfo) -> list[Fix]:
     """Nothing fits: what would, each with its new estimate."""
     fixes: list[Fix] = []
     smallest = sorted(catalog, key=lambda s: s.params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 from localllm.errors import LocalLLMError
 from localllm.machine.hardware import probe_cpu
@@ -138,7 +139,7 @@ def _this_cpu_flags() -> tuple[str, ...]:
 BUILD_FEATURE = {"avx2": "AVX2", "avx512f": "AVX512"}
 
 
-def kernel_flags(cpu_flags, build_features: dict[str, bool] | None) -> tuple[str, ...]:
+def kernel_flags(cpu_flags: Iterable[str], build_features: dict[str, bool] | None) -> tuple[str, ...]:
     """The CPU flags whose repack kernels this build of llama.cpp has. Unknown build (a plan for another
     machine, a failed probe): the CPU's flags as they are."""
     if not build_features:
@@ -154,7 +155,7 @@ def kernel_flags(cpu_flags, build_features: dict[str, bool] | None) -> tuple[str
     return tuple(flag for flag in cpu_flags if built(flag))
 
 
-def repacked_types(cpu_flags=None) -> set[str]:
+def repacked_types(cpu_flags: Iterable[str] | None = None) -> set[str]:
     """Tensor types llama.cpp re-lays out for this CPU's SIMD (ggml-cpu/repack.cpp) when it loads them."""
     flags = set(_this_cpu_flags() if cpu_flags is None else cpu_flags)
     return set().union(*(types for flag, types in REPACKED.items() if flag in flags))

@@ -8,9 +8,13 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from localllm.config import PACKAGE_DATA
 from localllm.errors import LocalLLMError
+
+if TYPE_CHECKING:
+    from localllm.hub.repos import HubConfig
 
 CATALOG_PATH = PACKAGE_DATA / "catalog.toml"
 # llama.cpp's fixed sliding-window layouts (every Nth layer global), not stored in GGUF metadata.
@@ -90,14 +94,14 @@ class ModelSpec:
     def gguf_filename(self, quant: str) -> str:
         return self.gguf_file.format(quant=quant) if self.gguf_file else ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["gguf_quants"] = list(self.gguf_quants)
         return data
 
     # -- other sources ----------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: dict, repo_id: str = "") -> ModelSpec:
+    def from_config(cls, config: dict[str, Any], repo_id: str = "") -> ModelSpec:
         """A transformers config.json (as a dict). Raises CatalogError naming every missing field."""
         return _from_config(config, repo_id)
 
@@ -107,7 +111,7 @@ class ModelSpec:
         return _from_gguf(path)
 
 
-def _spec_from_toml(entry: dict) -> ModelSpec:
+def _spec_from_toml(entry: dict[str, Any]) -> ModelSpec:
     known = {f.name for f in dataclasses.fields(ModelSpec)}
     unknown = set(entry) - known
     if unknown:
@@ -149,16 +153,18 @@ CONFIG_FIELDS = {  # our name: (config.json keys tried in order, what it is)
 }
 
 
-def _from_config(config: dict, repo_id: str) -> ModelSpec:
+def _from_config(config: dict[str, Any], repo_id: str) -> ModelSpec:
     if not isinstance(config, dict):
         raise CatalogError(f"config.json of {repo_id or 'the model'} is not a JSON object")
     cfg = {**config, **config.get("text_config", {})}  # multimodal models nest the language model
-    values, missing = {}, []
+    values: dict[str, int] = {}
+    missing: list[str] = []
     for ours, (keys, what) in CONFIG_FIELDS.items():
-        found = next((cfg[k] for k in keys if isinstance(cfg.get(k), int) and cfg[k] > 0), None)
+        found: int | None = next((cfg[k] for k in keys if isinstance(cfg.get(k), int) and cfg[k] > 0), None)
         if found is None:
             missing.append(f"{keys[0]} ({what})")
-        values[ours] = found
+        else:
+            values[ours] = found
     if missing:
         raise CatalogError(f"config.json of {repo_id or 'the model'} lacks " + ", ".join(missing)
                            + "; localllm needs these to estimate memory.")
@@ -181,7 +187,7 @@ def _from_config(config: dict, repo_id: str) -> ModelSpec:
                      checkpoint_bits=32 if str(cfg.get("torch_dtype") or cfg.get("dtype")) == "float32" else 16)
 
 
-def _config_sliding(cfg: dict, layers: int) -> tuple[int, int]:
+def _config_sliding(cfg: dict[str, Any], layers: int) -> tuple[int, int]:
     window = cfg.get("sliding_window")
     if not isinstance(window, int) or window <= 0 or cfg.get("use_sliding_window") is False:
         return 0, 0
@@ -227,7 +233,7 @@ def _from_gguf(path: str | os.PathLike[str]) -> ModelSpec:
     )
 
 
-def spec_from_hub(repo_id: str, revision: str | None = None, cfg=None) -> ModelSpec:
+def spec_from_hub(repo_id: str, revision: str | None = None, cfg: HubConfig | None = None) -> ModelSpec:
     """A Hub repo's config.json, fetched into the shared HF cache; Hub failures are localllm.hub.repos's
     errors (not found, gated, offline ...). cfg: a localllm.hub.repos.HubConfig (default: the environment)."""
     import json

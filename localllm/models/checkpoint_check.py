@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localllm.errors import ModelFileError
 
@@ -21,7 +22,7 @@ class CheckpointInfo:
     max_context: int | None
 
 
-def quant_label(config: dict) -> str:
+def quant_label(config: dict[str, Any]) -> str:
     """How a config.json says its weights are quantized: none, gptq-4bit-g128, bnb-nf4 ..."""
     q = config.get("quantization_config") or {}
     method = q.get("quant_method")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    import openai
 
 # Where the usual servers listen by default.
 USUAL_PORTS = {11434: "Ollama", 1234: "LM Studio", 8080: "llama-server", 8000: "vLLM"}
@@ -64,7 +68,7 @@ class FoundServer:
 
 
 def openai_client(url: str, key_env: str | None = DEFAULT_KEY_ENV, read_timeout: float = 60.0,
-                  connect: float = 5.0):
+                  connect: float = 5.0) -> openai.OpenAI:
     """The openai SDK's client for a server; the API key is read here from the environment variable the
     user named, sent only to that server and never logged. key_env None: no key at all (for servers the
     user did not name: whatever listens on a usual port is not trusted with it). No retries: a failure

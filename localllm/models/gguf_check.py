@@ -8,6 +8,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localllm.errors import ModelFileError
 from localllm.models import quants
@@ -45,11 +46,11 @@ class _Cursor:
     """Sequential little-endian reads over a memory map; GGUFReader builds numpy views of every
     vocabulary string (seconds for a 49k vocab), this walks them in milliseconds."""
 
-    def __init__(self, buf) -> None:
+    def __init__(self, buf: mmap.mmap | bytes) -> None:
         self.buf = buf
         self.pos = 0
 
-    def take(self, fmt: str):
+    def take(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
         if self.pos + size > len(self.buf):
             raise _Truncated
@@ -71,7 +72,7 @@ class _Cursor:
     def _length(self) -> int:
         # Checked against what is left of the file before anything is copied: a length field of 2**60
         # is a truncated or hostile header, not a request for that much memory.
-        n = self.take("<Q")
+        n: int = self.take("<Q")
         if n > len(self.buf) - self.pos:
             raise _Truncated
         return n
@@ -79,7 +80,7 @@ class _Cursor:
     def count(self, item_size: int) -> int:
         """An array's element count, refused when the elements could not fit in the rest of the file
         (each takes at least item_size bytes), so a huge count never becomes a huge loop or list."""
-        n = self.take("<Q")
+        n: int = self.take("<Q")
         if n * item_size > len(self.buf) - self.pos:
             raise _Truncated
         return n
@@ -93,7 +94,7 @@ def _scalar_formats() -> dict[int, str]:
             T.FLOAT64: "<d"}
 
 
-def _value(cur: _Cursor, vtype: int, formats: dict[int, str], keep: bool, depth: int = 0):
+def _value(cur: _Cursor, vtype: int, formats: dict[int, str], keep: bool, depth: int = 0) -> Any:
     from gguf.constants import GGUFValueType as T
 
     if vtype == T.STRING:
@@ -119,7 +120,7 @@ def _value(cur: _Cursor, vtype: int, formats: dict[int, str], keep: bool, depth:
     return cur.take(formats[vtype])
 
 
-def _parse(buf) -> tuple[dict, list[tuple[str, int, int, int]], int]:
+def _parse(buf: mmap.mmap | bytes) -> tuple[dict[str, Any], list[tuple[str, int, int, int]], int]:
     """Return (metadata without arrays, tensors as (name, n_elements, ggml_type, offset), data_start)."""
     from gguf.constants import GGUF_DEFAULT_ALIGNMENT
 
@@ -134,7 +135,7 @@ def _parse(buf) -> tuple[dict, list[tuple[str, int, int, int]], int]:
     # offset): counts the file cannot hold are damage, refused before any loop runs them.
     if n_kv * 12 + n_tensors * 24 > len(buf) - cur.pos:
         raise _Truncated
-    meta: dict = {}
+    meta: dict[str, Any] = {}
     for _ in range(n_kv):
         key = cur.string()
         meta[key] = _value(cur, cur.take("<I"), formats, keep=False)
@@ -160,7 +161,7 @@ def inspect_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     return _inspect(path)[0]
 
 
-def _inspect(path: str | os.PathLike[str]) -> tuple[GGUFInfo, dict, list[tuple[str, int, int, int]]]:
+def _inspect(path: str | os.PathLike[str]) -> tuple[GGUFInfo, dict[str, Any], list[tuple[str, int, int, int]]]:
     p = Path(path).expanduser()
     shown = str(p)
     if not p.exists():
@@ -239,14 +240,14 @@ class GGUFLayout:
     """Everything a memory estimate needs from a GGUF header: scalar metadata and per-tensor bytes."""
 
     info: GGUFInfo
-    metadata: dict
+    metadata: dict[str, Any]
     tensors: tuple[TensorBytes, ...]
 
     @property
     def tensor_bytes(self) -> int:
         return sum(t.nbytes for t in self.tensors)
 
-    def arch_value(self, key: str, default=None):
+    def arch_value(self, key: str, default: Any = None) -> Any:
         """`{architecture}.{key}` from the metadata, e.g. arch_value("block_count")."""
         value = self.metadata.get(f"{self.info.architecture}.{key}")
         return default if value is None else value

@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from localllm import config
 from localllm.config import state
 from localllm.errors import LocalLLMError, ModelFileError
 from localllm.hub.repos import SPLIT_RE, default_cache_dir, quant_of, split_base
+
+if TYPE_CHECKING:
+    from huggingface_hub import CachedRevisionInfo
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,7 @@ class LibraryEntry:
         """Only complete, valid models are offered for chat."""
         return self.status == "ok"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "usable": self.usable}
 
 
@@ -53,11 +58,11 @@ class Removed:
     action: str  # "deleted" | "forgotten"
 
 
-def list_models(cache_dir: str | os.PathLike | None = None) -> list[LibraryEntry]:
+def list_models(cache_dir: str | os.PathLike[str] | None = None) -> list[LibraryEntry]:
     return [embedded_entry(), *cache_entries(cache_dir), *path_entries()]
 
 
-def find(entry_id: str, cache_dir: str | os.PathLike | None = None) -> LibraryEntry:
+def find(entry_id: str, cache_dir: str | os.PathLike[str] | None = None) -> LibraryEntry:
     """An entry by its id; a path also finds the entry added by that path."""
     entries = list_models(cache_dir)
     for entry in entries:
@@ -83,7 +88,7 @@ def embedded_entry() -> LibraryEntry:
     return _gguf_entry(embedded.EMBEDDED, embedded.DISPLAY_NAME, "embedded", [path])
 
 
-_inspected: dict[tuple, tuple[str | None, str]] = {}  # (path, size, mtime) -> (quant, damage)
+_inspected: dict[tuple[str, int, int], tuple[str | None, str]] = {}  # (path, size, mtime) -> (quant, damage)
 
 
 def _inspect(path: Path) -> tuple[str | None, str]:
@@ -105,7 +110,7 @@ def _inspect(path: Path) -> tuple[str | None, str]:
     return _inspected[key]
 
 
-def _gguf_entry(entry_id: str, name: str, source: str, parts: list[Path], **kw) -> LibraryEntry:
+def _gguf_entry(entry_id: str, name: str, source: str, parts: list[Path], **kw: Any) -> LibraryEntry:
     size = sum(_size(p) for p in parts)
     header_quant, damage = _inspect(parts[0])
     quant, status, detail = header_quant or quant_of(parts[0].name) or "?", "ok", ""
@@ -119,7 +124,7 @@ def _gguf_entry(entry_id: str, name: str, source: str, parts: list[Path], **kw) 
                         detail=detail, **kw)
 
 
-def _checkpoint_entry(entry_id: str, name: str, source: str, folder: Path, size: int, **kw) -> LibraryEntry:
+def _checkpoint_entry(entry_id: str, name: str, source: str, folder: Path, size: int, **kw: Any) -> LibraryEntry:
     from localllm.models.checkpoint_check import inspect_checkpoint
 
     fmt, quant, status, detail = "safetensors", "?", "ok", ""
@@ -153,7 +158,7 @@ def _missing_shards(folder: Path) -> list[str]:
     return sorted(s for s in shards if not (folder / s).exists())
 
 
-def cache_entries(cache_dir: str | os.PathLike | None = None) -> list[LibraryEntry]:
+def cache_entries(cache_dir: str | os.PathLike[str] | None = None) -> list[LibraryEntry]:
     """GGUF files and checkpoints in the HF cache; other repos (datasets, tokenizers) are left out."""
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
@@ -173,7 +178,7 @@ def cache_entries(cache_dir: str | os.PathLike | None = None) -> list[LibraryEnt
     return out
 
 
-def _revision_entries(repo_id: str, rev, several_revisions: bool) -> list[LibraryEntry]:
+def _revision_entries(repo_id: str, rev: CachedRevisionInfo, several_revisions: bool) -> list[LibraryEntry]:
     suffix = f"@{rev.commit_hash[:8]}" if several_revisions else ""
     names = sorted(f.file_path.relative_to(rev.snapshot_path).as_posix() for f in rev.files)
     groups: dict[str, list[str]] = {}
@@ -190,7 +195,7 @@ def _revision_entries(repo_id: str, rev, several_revisions: bool) -> list[Librar
     return entries
 
 
-def partial_downloads(cache_dir: str | os.PathLike | None = None) -> list[tuple[str, int]]:
+def partial_downloads(cache_dir: str | os.PathLike[str] | None = None) -> list[tuple[str, int]]:
     """(repo id, bytes) of what interrupted pulls left: partial blobs, and finished blobs no snapshot
     links to yet (a multi-file pull links them all at the end). A rerun of the pull reuses them."""
     out: dict[str, int] = {}
@@ -217,12 +222,12 @@ def _store() -> Path:
     return config.home() / "library.json"
 
 
-def _load_paths(data: dict | None = None) -> list[str]:
+def _load_paths(data: dict[str, Any] | None = None) -> list[str]:
     paths = (state.read_json(_store()) if data is None else data).get("paths")
     return [str(p) for p in paths] if isinstance(paths, list) else []
 
 
-def _change_paths(fn) -> None:
+def _change_paths(fn: Callable[[list[str]], list[str]]) -> None:
     """fn(paths) -> new paths, under the file's lock: two instances adding a model both keep theirs."""
     state.update(_store(), lambda data: {"version": 1, "paths": fn(_load_paths(data))}, indent=2)
 
@@ -239,7 +244,7 @@ def path_entries() -> list[LibraryEntry]:
     return out
 
 
-def add_path(path: str | os.PathLike) -> tuple[LibraryEntry, bool]:
+def add_path(path: str | os.PathLike[str]) -> tuple[LibraryEntry, bool]:
     """Remember a GGUF file (or checkpoint folder) after validating it; (entry, newly added)."""
     from localllm.models.checkpoint_check import inspect_checkpoint
     from localllm.models.gguf_check import inspect_gguf
@@ -258,7 +263,7 @@ def add_path(path: str | os.PathLike) -> tuple[LibraryEntry, bool]:
 
 # --- delete -------------------------------------------------------------------------------------
 
-def remove(entry_id: str, delete_file: bool = False, cache_dir: str | os.PathLike | None = None) -> Removed:
+def remove(entry_id: str, delete_file: bool = False, cache_dir: str | os.PathLike[str] | None = None) -> Removed:
     """Delete a cache entry (frees its space) or forget a path entry (its file stays unless asked);
     a repo id with only an interrupted pull deletes what that pull left."""
     try:

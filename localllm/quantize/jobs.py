@@ -173,7 +173,7 @@ def plan_job(src: str, target: str, out: str | os.PathLike[str] | None = None,
 
 
 def _size_job(plan: JobPlan, src_bytes: int) -> None:
-    from localllm.machine.estimate import GGUF_BPW
+    from localllm.models.quants import BITS_PER_WEIGHT as GGUF_BPW
 
     n = plan.n_params
     if plan.kind == "gguf":

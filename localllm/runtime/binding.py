@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from importlib import metadata, util
 from pathlib import Path
+from typing import Any
 
 from localllm.config import home, state
 
@@ -75,7 +76,7 @@ def cache_path() -> Path:
     return home() / "machine" / CACHE_FILE
 
 
-def _read_cache() -> dict:
+def _read_cache() -> dict[str, Any]:
     return state.read_json(cache_path())
 
 

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable
+from typing import IO, Any
 
 TAIL_LINES = 40  # what a failed job's message may quote
 
@@ -78,8 +79,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_lifeline)
 
 
-def spawn(command: list[str], *, env: dict[str, str] | None = None, stdin=subprocess.DEVNULL,
-          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize: int = -1) -> subprocess.Popen[bytes]:
+# what Popen takes for stdin/stdout/stderr: a file descriptor, PIPE/DEVNULL, a file object or None
+_File = int | IO[Any] | None
+
+
+def spawn(command: list[str], *, env: dict[str, str] | None = None, stdin: _File = subprocess.DEVNULL,
+          stdout: _File = subprocess.DEVNULL, stderr: _File = subprocess.PIPE, bufsize: int = -1) -> subprocess.Popen[bytes]:
     """Start `command` in a process group of its own, tied to this process's life (the lifeline above);
     `env` is added to this process's environment."""
     lifeline = _lifeline_read_end()
@@ -98,7 +103,7 @@ def spawn(command: list[str], *, env: dict[str, str] | None = None, stdin=subpro
     return proc
 
 
-def kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen[Any]) -> None:
     """SIGKILL the child and everything in its process group, then reap it."""
     if proc.returncode is None:  # not reaped: its pid is still its group's id, not reused
         try:

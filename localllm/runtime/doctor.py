@@ -9,13 +9,20 @@ import ast
 import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from importlib import metadata, util
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 GiB = 1024**3
 MiB = 1024**2
 TORCH_CUDA = "12.8"  # the CUDA build of torch the fix installs
+
+if TYPE_CHECKING:
+    from localllm.config.settings import Settings, SettingsError
+    from localllm.machine.hardware import GPUInfo, HardwareInfo
+    from localllm.runtime.binding import BindingCaps
 
 
 @dataclass
@@ -25,7 +32,7 @@ class Check:
     summary: str
     fix: str = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -34,11 +41,11 @@ def _python() -> str:
     return sys.executable
 
 
-def _gpu_list(gpus) -> str:
+def _gpu_list(gpus: Iterable[GPUInfo]) -> str:
     return "; ".join(f"{g.name}, {g.total_bytes / GiB:.1f} GiB" for g in gpus)
 
 
-def gpu_binding_mismatch(hw, caps) -> Check | None:
+def gpu_binding_mismatch(hw: HardwareInfo, caps: BindingCaps) -> Check | None:
     """A GPU is here but llama-cpp-python was built for the CPU only; None when they agree (also the TUI
     status bar's warning)."""
     if caps.gpu_offload or not caps.system_info:
@@ -60,7 +67,7 @@ def gpu_binding_mismatch(hw, caps) -> Check | None:
                  "llama-cpp-python")
 
 
-def check_binding(hw, caps) -> Check:
+def check_binding(hw: HardwareInfo, caps: BindingCaps) -> Check:
     name = "llama.cpp binding"
     if caps.error and not caps.system_info:  # the binding itself did not answer
         return Check(name, "fail", caps.error,
@@ -103,7 +110,7 @@ def _read_assignments(path: Path) -> dict[str, object]:
     return out
 
 
-def check_torch(hw) -> Check:
+def check_torch(hw: HardwareInfo) -> Check:
     name = "torch CUDA"
     path = torch_version_file()
     if path is None:
@@ -132,7 +139,7 @@ def check_torch(hw) -> Check:
 CPU_FEATURES = {"avx2": "AVX2", "avx512f": "AVX512"}
 
 
-def check_cpu_kernels(hw, caps, settings) -> Check:
+def check_cpu_kernels(hw: HardwareInfo, caps: BindingCaps, settings: Settings) -> Check:
     name = "CPU kernels"
     python = _python()
     built = caps.build_features
@@ -198,7 +205,7 @@ def check_gptq() -> Check:
     return Check(name, "warn", "not set up (only GPTQ checkpoints need it)", "localllm quantize --setup-gptq")
 
 
-def check_disk(hw) -> Check:
+def check_disk(hw: HardwareInfo) -> Check:
     from localllm.machine.hardware import probe_disk
 
     disk = hw.disk or probe_disk()
@@ -214,7 +221,7 @@ def check_disk(hw) -> Check:
     return Check("disk", "ok", summary)
 
 
-def check_settings(settings_result=None) -> Check:
+def check_settings(settings_result: tuple[Settings, list[SettingsError]] | None = None) -> Check:
     from localllm.config.settings import read_settings, settings_path
 
     path = settings_path()
@@ -226,7 +233,9 @@ def check_settings(settings_result=None) -> Check:
     return Check("settings", "ok", str(path) if path.exists() else f"defaults (no file yet at {path})")
 
 
-def run_checks(hw=None, caps=None, settings=None, refresh: bool = False) -> list[Check]:
+def run_checks(hw: HardwareInfo | None = None, caps: BindingCaps | None = None,
+               settings: Settings | tuple[Settings, list[SettingsError]] | None = None,
+               refresh: bool = False) -> list[Check]:
     """Every check, in order. hw, caps and settings (a read_settings() pair, or a Settings) may be given
     (tests); None reads this machine."""
     from localllm.config import settings as settings_mod

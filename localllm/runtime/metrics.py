@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from localllm.machine import gpu
 
@@ -52,7 +54,7 @@ class ReplyStats:
     rss_peak_mib: float | None = None
     vram_now_mib: float | None = None
     vram_peak_mib: float | None = None
-    server_timings: dict | None = None  # as reported by the server (e.g. llama-server's timings)
+    server_timings: dict[str, Any] | None = None  # as reported by the server (e.g. llama-server's timings)
     finish_reason: str | None = None
     live: bool = True
 
@@ -67,7 +69,7 @@ class ReplyStats:
         total = self.cpu_total_s
         return total / self.wall_s if total is not None and self.wall_s > 0 else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["cpu_total_s"] = self.cpu_total_s
         data["cpu_per_wall"] = self.cpu_per_wall
@@ -122,7 +124,7 @@ class Meter:
     sampler: ProcessSampler | None
     client: ProcessSampler | None = None  # the worker, when the model runs in another process
     interval: float = 0.25
-    clock: object = time.perf_counter
+    clock: Callable[[], float] = time.perf_counter
     _t0: float = 0.0
     _cpu0: tuple[float, float] | None = None
     _cpu_last: tuple[float, float] | None = None
@@ -134,7 +136,7 @@ class Meter:
     _finish: str | None = None
     _client0: tuple[float, float] | None = None
     _client_last: tuple[float, float] | None = None
-    _usage: tuple[int, int, dict | None] | None = None
+    _usage: tuple[int, int, dict[str, Any] | None] | None = None
     _rss: _Memory = field(default_factory=_Memory)
     _vram: _Memory = field(default_factory=_Memory)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -173,7 +175,7 @@ class Meter:
             self._token_times.extend([now] * n)
         self._completion_tokens += n
 
-    def usage(self, prompt_tokens: int, completion_tokens: int, timings: dict | None = None) -> None:
+    def usage(self, prompt_tokens: int, completion_tokens: int, timings: dict[str, Any] | None = None) -> None:
         """A server's own counts: they win over our estimate and our count of streamed chunks."""
         self._usage = (prompt_tokens, completion_tokens, timings)
 

@@ -7,17 +7,19 @@ numbers and the nearest plans that do."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from localllm.config import AUTO_LAYERS, LoadOptions
 from localllm.errors import LocalLLMError
-from localllm.machine.estimate import GGUF_BPW, MemoryEstimate, estimate_memory
+from localllm.machine.estimate import MemoryEstimate, estimate_memory
 from localllm.machine.hardware import HardwareInfo
 from localllm.machine.recommend import _largest  # the same search the recommendations use
 from localllm.machine.weights import kernel_flags
 from localllm.models.catalog import ModelSpec
+from localllm.models.quants import BITS_PER_WEIGHT as GGUF_BPW
 
 MARGIN = 0.10  # of free memory kept for everything else on the machine
 MiB = 2**20
@@ -77,7 +79,7 @@ class LoadPlan:
                            "runtime_overhead": e.overhead_gpu, "total": e.vram_bytes}
         return out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in ("estimate", "at_fill")}
         data["devices"] = self.devices()
@@ -128,7 +130,7 @@ def budget_of(hw: HardwareInfo, offload: bool) -> Budget:
 
 
 # -- GGUF -----------------------------------------------------------------------------------------------
-def _gguf_plan(path: str, spec: ModelSpec, options: LoadOptions, budget: Budget, cpu_flags,
+def _gguf_plan(path: str, spec: ModelSpec, options: LoadOptions, budget: Budget, cpu_flags: Iterable[str],
                extra_bufts: bool, kv_type: str) -> LoadPlan:
     ctx = options.n_ctx
     flags = tuple(cpu_flags) if extra_bufts else ()  # extra buffers off: nothing is repacked
@@ -161,7 +163,8 @@ def _gguf_plan(path: str, spec: ModelSpec, options: LoadOptions, budget: Budget,
     return plan
 
 
-def _gguf_alternatives(spec, options, budget: Budget, est, layers: int, kv_type: str) -> list[str]:
+def _gguf_alternatives(spec: ModelSpec, options: LoadOptions, budget: Budget, est: Callable[..., MemoryEstimate],
+                       layers: int, kv_type: str) -> list[str]:
     out = []
     ctx = _largest(lambda blocks: budget.fits(est(layers, blocks * 256)), 0, options.n_ctx // 256) * 256
     if ctx >= 256:

@@ -8,15 +8,16 @@ worker -> app: {"ev": "ready"|"progress"|"loaded"|"caps"|"count"|"prefill"|"tok"
 from __future__ import annotations
 
 import json
+from typing import Any
 
 OPS = ("load", "caps", "count", "chat", "perplexity", "batch", "cancel", "unload", "exit")
 
 
-def encode(obj: dict) -> bytes:
+def encode(obj: dict[str, Any]) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-def decode(line: bytes) -> dict:
+def decode(line: bytes) -> dict[str, Any]:
     """One line as a JSON object; anything else (invalid JSON, or valid JSON that is not an object, such
     as `[1]` or `3`) raises ValueError, which both readers skip as a garbage line."""
     obj = json.loads(line)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from localllm import config
 from localllm.backends.base import BatchTiming, Message, ModelInfo
@@ -21,7 +22,10 @@ from localllm.errors import LocalLLMError, ModelLoadError, WorkerDied
 from localllm.runtime import protocol
 from localllm.runtime.children import kill_group, spawn
 
-SIGNAL_REASONS = {
+if TYPE_CHECKING:
+    from localllm.runtime.metrics import Meter
+
+SIGNAL_REASONS: dict[int, str] = {
     signal.SIGKILL: "it was killed (SIGKILL), most likely by the system's out-of-memory killer. "
                     "Try a smaller model or quantization, or a shorter context (--ctx)",
     signal.SIGABRT: "native code aborted (SIGABRT), usually llama.cpp rejecting a malformed or "
@@ -41,7 +45,7 @@ def explain_exit(returncode: int | None) -> str:
             name = signal.Signals(sig).name
         except ValueError:
             name = f"signal {sig}"
-        return SIGNAL_REASONS.get(sig, f"it was stopped by {name}")  # type: ignore[call-overload]
+        return SIGNAL_REASONS.get(sig, f"it was stopped by {name}")
     return f"it exited with status {returncode}"
 
 
@@ -56,7 +60,7 @@ def tail(path: Path, lines: int = 12) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def meter_event(meter, event: dict) -> tuple[str, str | None]:
+def meter_event(meter: Meter, event: dict[str, Any]) -> tuple[str, str | None]:
     """Feed one reply event from the worker to a Meter: the same for chat and timing runs.
     Returns (new text, finish reason once done); an error event raises."""
     kind = event["ev"]
@@ -113,7 +117,7 @@ class WorkerClient:
         config.prune_worker_logs(log_dir)  # a log per worker start: keep the folder bounded
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.log_path = log_dir / f"worker-{stamp}-{os.getpid()}-{id(self) & 0xFFFF:04x}.log"
-        self._events: queue.Queue[dict] = queue.Queue()
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._proc: subprocess.Popen[bytes] | None = None
         self._write_lock = threading.Lock()
         self.pid: int = 0
@@ -141,7 +145,8 @@ class WorkerClient:
         put = self._events.put
         # stdout is unbuffered (bufsize=0, for stdin's sake): reading its lines straight off it costs one
         # syscall per byte, so lines are read through a buffer of our own.
-        for line in io.BufferedReader(proc.stdout, 1 << 16):  # type: ignore[arg-type]
+        # (a FileIO at run time, which Popen's annotation calls IO[bytes])
+        for line in io.BufferedReader(cast(io.RawIOBase, proc.stdout), 1 << 16):
             try:
                 event = protocol.decode(line)
             except ValueError:
@@ -159,7 +164,7 @@ class WorkerClient:
     def _died(self, rc: int | None) -> WorkerDied:
         return WorkerDied(rc, explain_exit(rc), tail(self.log_path), str(self.log_path))
 
-    def send(self, obj: dict) -> None:
+    def send(self, obj: dict[str, Any]) -> None:
         if self._proc is None or self._proc.stdin is None:
             raise self._died(None)
         try:
@@ -172,7 +177,7 @@ class WorkerClient:
                 rc = None
             raise self._died(rc) from None
 
-    def next_event(self, timeout: float | None = None) -> dict:
+    def next_event(self, timeout: float | None = None) -> dict[str, Any]:
         try:
             event = self._events.get(timeout=timeout)
         except queue.Empty:
@@ -182,13 +187,13 @@ class WorkerClient:
             raise self._died(event["rc"])
         return event
 
-    def _expect(self, kind: str, timeout: float | None = None) -> dict:
+    def _expect(self, kind: str, timeout: float | None = None) -> dict[str, Any]:
         event = self.next_event(timeout)
         while event["ev"] == "progress" and kind != "progress":  # a load's progress: only load() shows it
             event = self.next_event(timeout)
         return self._check(event, kind)
 
-    def _check(self, event: dict, kind: str) -> dict:
+    def _check(self, event: dict[str, Any], kind: str) -> dict[str, Any]:
         if event["ev"] == "error":
             said = native_errors(tail(self.log_path, 40))
             raise ModelLoadError(event["message"] + (f" llama.cpp said: {said}" if said else ""))
@@ -196,7 +201,7 @@ class WorkerClient:
             raise ModelLoadError(f"the worker sent {event['ev']!r} where {kind!r} was expected")
         return event
 
-    def request(self, obj: dict, kind: str, timeout: float | None = None) -> dict:
+    def request(self, obj: dict[str, Any], kind: str, timeout: float | None = None) -> dict[str, Any]:
         """Send one request and wait for its answer event."""
         self.send(obj)
         return self._expect(kind, timeout=timeout)
@@ -241,7 +246,7 @@ class WorkerClient:
             raise LocalLLMError(f"the worker sent {event['ev']!r} where 'batch' was expected")
         return BatchTiming(**event["timing"])
 
-    def chat(self, messages: list[Message], sampling: SamplingParams) -> Iterator[dict]:
+    def chat(self, messages: list[Message], sampling: SamplingParams) -> Iterator[dict[str, Any]]:
         """Yield prefill/tok events; the last one is done or error. After cancel(), a worker that has not
         ended the reply within stop_grace_s is killed and the reply ends as stopped ("forced")."""
         self.settle()
@@ -256,7 +261,7 @@ class WorkerClient:
             if event["ev"] in ("done", "error"):
                 return
 
-    def _next_reply_event(self) -> dict:
+    def _next_reply_event(self) -> dict[str, Any]:
         while True:
             try:
                 return self.next_event(timeout=POLL_S)

@@ -13,9 +13,11 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from typing import Any, cast
 
 from localllm.backends import registry
-from localllm.backends.base import BatchTiming, Chunk, Finish, Prefill, Usage
+from localllm.backends.base import Backend, BatchTiming, Chunk, Finish, Prefill, Usage
 from localllm.config import AUTO_LAYERS, LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError
 from localllm.runtime import protocol
@@ -47,11 +49,11 @@ class Worker:
     def __init__(self, out_fd: int) -> None:
         self._out = out_fd
         self._write_lock = threading.Lock()
-        self.requests: queue.Queue[dict] = queue.Queue()
+        self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
         self.cancel = threading.Event()
-        self.backend = None
+        self.backend: Backend | None = None
 
-    def send(self, obj: dict) -> None:
+    def send(self, obj: dict[str, Any]) -> None:
         data = protocol.encode(obj)
         with self._write_lock:
             os.write(self._out, data)
@@ -76,19 +78,20 @@ class Worker:
         self.cancel.set()
         self.requests.put({"op": "exit"})  # the app closed the pipe: leave
 
-    def handle(self, req: dict) -> bool:
+    def handle(self, req: dict[str, Any]) -> bool:
         op = req.get("op")
         if op == "exit":
             return False
         if op == "load":
             if self.backend is not None:
                 self.backend.unload()
-            self.backend = registry.create(req.get("backend", "llama_cpp"))
-            options = placed(req["path"], LoadOptions(**req.get("options", {})), self.backend.name)
-            if self.backend.name == "llama_cpp":  # llama.cpp reports its progress through the tensors
-                info = self.backend.load(req["path"], options, progress=self._load_progress())
+            backend = self.backend = registry.create(req.get("backend", "llama_cpp"))
+            options = placed(req["path"], LoadOptions(**req.get("options", {})), backend.name)
+            if backend.name == "llama_cpp":  # llama.cpp reports its progress through the tensors
+                # (a keyword of LlamaCppBackend.load only, not of the Backend protocol)
+                info = cast(Any, backend).load(req["path"], options, progress=self._load_progress())
             else:
-                info = self.backend.load(req["path"], options)
+                info = backend.load(req["path"], options)
             self.send({"ev": "loaded", "info": dataclasses.asdict(info)})
         elif op == "caps":  # what this environment's llama-cpp-python can do (see localllm.runtime.binding)
             from localllm.backends.llama_cpp import binding_capabilities
@@ -101,7 +104,8 @@ class Worker:
             self.stream(req)
         elif op == "perplexity":  # optional: backends without it answer with an error event
             self.cancel.clear()
-            self.send({"ev": "perplexity", **self._backend().perplexity(req["text"], self.cancel)})
+            # not in the Backend protocol: a backend without it raises AttributeError, sent as an error
+            self.send({"ev": "perplexity", **cast(Any, self._backend()).perplexity(req["text"], self.cancel)})
         elif op == "batch":  # batched timing run; a backend without it answers that it cannot
             self.send({"ev": "batch", "timing": dataclasses.asdict(self.batch(req))})
         elif op == "unload":
@@ -113,7 +117,7 @@ class Worker:
             self.send({"ev": "error", "kind": "protocol", "message": f"unknown op {op!r}"})
         return True
 
-    def _load_progress(self):
+    def _load_progress(self) -> Callable[[float], None]:
         """Progress events for the app, one per percent at most: llama.cpp calls back per tensor."""
         last = [-1]
 
@@ -125,7 +129,7 @@ class Worker:
 
         return report
 
-    def stream(self, req: dict) -> None:
+    def stream(self, req: dict[str, Any]) -> None:
         """Relay a reply. Each token is stamped here when the backend yields it (perf_counter is
         CLOCK_MONOTONIC, shared by all processes); tokens go out in batches of up to FLUSH_S so
         the app wakes ~20 times a second instead of once per token, which on a machine with as
@@ -163,17 +167,19 @@ class Worker:
                     flush()
                 send({"ev": "done", "reason": ev.reason})
 
-    def batch(self, req: dict) -> BatchTiming:
+    def batch(self, req: dict[str, Any]) -> BatchTiming:
         backend = self._backend()
-        sizes = {"prompt_tokens": int(req["prompt_tokens"]), "new_tokens": int(req["new_tokens"]),
-                 "batch": int(req["batch"])}
+        prompt_tokens, new_tokens, batch = int(req["prompt_tokens"]), int(req["new_tokens"]), int(req["batch"])
         if not hasattr(backend, "generate_batch"):
-            return BatchTiming(**sizes, prefill_s=0.0, decode_s=0.0, step_s=[], supported=False,
+            return BatchTiming(prompt_tokens=prompt_tokens, new_tokens=new_tokens, batch=batch, prefill_s=0.0,
+                               decode_s=0.0, step_s=[], supported=False,
                                reason=f"the {backend.name} backend cannot batch: use --concurrency "
                                       "against a server")
-        return backend.generate_batch(**sizes, seed=int(req.get("seed", 0)))
+        timing: BatchTiming = backend.generate_batch(prompt_tokens=prompt_tokens, new_tokens=new_tokens,
+                                                     batch=batch, seed=int(req.get("seed", 0)))
+        return timing
 
-    def _backend(self):
+    def _backend(self) -> Backend:
         if self.backend is None:
             from localllm.errors import NoModelLoaded
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.actions import SkipAction
@@ -50,6 +51,10 @@ from localllm.ui.widgets.metrics_panel import MetricsPanel
 from localllm.ui.widgets.status_bar import StatusBar
 from localllm.ui.widgets.wrapping_footer import WrappingFooter
 
+if TYPE_CHECKING:
+    from localllm.backends.base import ModelInfo
+    from localllm.models.catalog import ModelSpec
+
 PANEL_EVERY_S = 0.5
 IDLE_TICK_S = 1.0
 
@@ -95,7 +100,7 @@ class LocalLLMApp(App[int]):
         self.generating = False
         self.reply: AssistantMessage | None = None
         self._sampler: ProcessSampler | None = None
-        self._estimated = None  # (ModelSpec, ModelInfo) of the loaded GGUF, for the memory estimate
+        self._estimated: tuple[ModelSpec, ModelInfo] | None = None  # (ModelSpec, ModelInfo) of the loaded GGUF, for the memory estimate
         self._rate_mark: tuple[float, int] | None = None
         self._panel_at = 0.0
         self._binding_warned = False
@@ -235,7 +240,8 @@ class LocalLLMApp(App[int]):
         the uncalibrated prediction and the measured peak (and decode speed) are kept to calibrate later
         estimates."""
         from localllm.machine.bandwidth import cached_bandwidth
-        from localllm.machine.estimate import estimate_memory, record_decode, record_measurement
+        from localllm.machine.calibration import record_measurement
+        from localllm.machine.estimate import estimate_memory, record_decode
 
         if self._estimated is None:
             return

@@ -170,6 +170,28 @@ async def test_every_binding_is_shown_in_the_footer_at_80_and_at_200_columns() -
             assert not any(prompt.overlaps(r) for r in boxes)
 
 
+
+async def test_footer_rewraps_when_the_terminal_is_resized() -> None:
+    """A resize across the one-row width recomposes the footer, and awaits its recompose() (a coroutine:
+    called without await it never ran, and Python warned "coroutine ... was never awaited")."""
+    import gc
+    import warnings
+
+    from localllm.ui.widgets.wrapping_footer import WrappingFooter
+
+    app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with app.run_test(size=(200, 24)) as pilot:
+            footer = app.screen.query_one(WrappingFooter)
+            await wait_for(pilot, lambda: not footer.has_class("-two-rows"), 30)
+            await pilot.resize_terminal(80, 24)
+            await wait_for(pilot, lambda: app.screen.query_one(WrappingFooter).has_class("-two-rows"), 30)
+            await pilot.resize_terminal(200, 24)
+            await wait_for(pilot, lambda: not app.screen.query_one(WrappingFooter).has_class("-two-rows"), 30)
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+
 async def test_worker_log_screen_shows_llama_cpp_output() -> None:
     from textual.widgets import Log
 

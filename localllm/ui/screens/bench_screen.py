@@ -257,6 +257,7 @@ class BenchScreen(Screen[None]):
             self._say(f"The run failed: {error}")
             self.notify(error, severity="error")
             return
+        assert result is not None  # no error: a result
         failed = sum(r.status == "failed" for r in result.rows)
         head = "Cancelled, partial results" if result.cancelled else "Finished"
         self._say(f"{head}: {len(result.rows) - failed} of {len(result.rows)} ran"

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -15,6 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Checkbox, DataTable, Footer, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
@@ -92,7 +94,7 @@ def memory_cell(pick: Pick, rec: Recommendation) -> str:
 
 
 # Header -> sort key; numbers sort best first (fastest, smallest, longest context).
-SORT_KEYS = {
+SORT_KEYS: dict[str, Callable[[Pick], Any] | None] = {  # None: the table's own order
     "#": None, "Model": lambda p: p.name.lower(), "Format": lambda p: p.format, "Quant": lambda p: p.quant,
     "Placement": lambda p: p.verdict, "Need/usable GiB": lambda p: p.ram_bytes + p.vram_bytes,
     "tok/s": lambda p: -p.tok_s, "Max ctx": lambda p: -max(p.max_context.values(), default=0),
@@ -102,7 +104,8 @@ SORT_KEYS = {
 def table_rows(rec: Recommendation, all_quants: bool = False) -> list[Pick]:
     """Fitting picks best first, then the ones that do not fit, the closest to fitting first."""
     fitting = rec.top(len(rec.picks), None) if all_quants else rec.top(SHOWN, 2)
-    rejected, seen = [], {}
+    rejected: list[Pick] = []
+    seen: dict[str, int] = {}
     for pick in sorted(rec.rejected, key=lambda p: p.ram_bytes + p.vram_bytes):
         if all_quants or seen.get(pick.model, 0) < 1:
             rejected.append(pick)
@@ -152,7 +155,7 @@ class HardwareScreen(Screen[Pick | None]):
         self.rows: list[Pick] = []  # the table's picks, in its order
         self.all_quants = False
         self._generation = 0  # a ranking started before the latest change is thrown away
-        self._timer = None
+        self._timer: Timer | None = None
         self._sort: tuple[str, bool] | None = None  # (column, descending) picked by a header click
 
     def compose(self) -> ComposeResult:
@@ -294,11 +297,13 @@ class HardwareScreen(Screen[Pick | None]):
         if self._sort and rec:  # sorted within each group: what fits stays above what does not
             key, reverse = self._sort
             by = SORT_KEYS[key]
+            assert by is not None  # "#" clears the sort
             self.rows = (sorted([p for p in self.rows if p.fits], key=by, reverse=reverse)
                          + sorted([p for p in self.rows if not p.fits], key=by, reverse=reverse))
         for i, p in enumerate(self.rows):
+            assert rec is not None  # no recommendation: no rows
             dim = "" if p.fits else "dim"
-            cells = [str(i + 1) if p.fits else "-", p.name, p.format, p.quant,
+            cells: list[str | Text] = [str(i + 1) if p.fits else "-", p.name, p.format, p.quant,
                      Text(placement(p), style=PLACEMENT_STYLE[p.verdict]), memory_cell(p, rec),
                      f"{p.tok_s:.1f}", _k(p.max_context.get(rec.wishes.kv_type if p.format == "gguf" else "f16")),
                      p.why]

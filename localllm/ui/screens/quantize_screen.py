@@ -128,7 +128,8 @@ class QuantizeScreen(ModalScreen[str | None]):
         if request is None:
             return
         try:
-            plan = plan_job(*request[:3], gptq=request[3])
+            source, target, out, gptq = request
+            plan = plan_job(source, target, out, gptq=gptq)
         except LocalLLMError as exc:
             self.app.call_from_thread(self._show_plan, None, str(exc))
             return

@@ -5,6 +5,7 @@ Dismisses with the new Settings (not yet saved to disk: the caller saves and app
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from textual import on
 from textual.app import ComposeResult
@@ -14,6 +15,7 @@ from textual.events import DescendantFocus
 from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, Select, Static, Switch
+from textual.widgets._input import InputType
 
 from localllm.config.settings import FIELDS, TYPES, Settings, SettingsError, allowed, check_value, parse_field
 
@@ -85,7 +87,8 @@ class SettingsScreen(ModalScreen[Settings | None]):
             return Select([(n, n) for n in names], value=value, allow_blank=False, compact=True, id=wid)
         if TYPES[key] is bool:
             return Switch(value=value, id=wid)
-        kind = {int: "integer", float: "number"}.get(TYPES[key], "text")
+        kinds: dict[type, InputType] = {int: "integer", float: "number"}
+        kind = kinds.get(TYPES[key], "text")
         text = ", ".join(value) if TYPES[key] is list else str(value)
         return Input(text, type=kind, compact=True, id=wid, select_on_focus=False)
 
@@ -120,7 +123,7 @@ class SettingsScreen(ModalScreen[Settings | None]):
                 if isinstance(widget, Input):
                     values[key] = parse_field(key, widget.value)
                 else:
-                    values[key] = check_value(key, widget.value)  # Select or Switch
+                    values[key] = check_value(key, cast("Select[str] | Switch", widget).value)
             except SettingsError as exc:
                 errors.append((key, str(exc)))
         return (None if errors else Settings(**values)), errors

@@ -149,6 +149,7 @@ class SweepScreen(Screen[None]):
             self._say(f"The sweep failed: {error}")
             self.notify(error, severity="error")
             return
+        assert result is not None  # no error: a result
         self.result, self.saved_path = result, path
         self._draw()
         knee = f"knee at concurrency {result.knee}" if result.knee is not None else "no level met the SLO"
@@ -159,7 +160,7 @@ class SweepScreen(Screen[None]):
     def _draw(self) -> None:
         """tok/s and TTFT p90 against concurrency; the knee (once known) as a vertical line."""
         knee = self.result.knee if self.result is not None else None
-        xs = [lv.level for lv in self.levels]
+        xs: list[float] = [lv.level for lv in self.levels]  # ints: plotext's hints say floats
         charts = (("#sweep-tok", "output tok/s", [lv.output_tok_s for lv in self.levels]),
                   ("#sweep-ttft", "TTFT p90 ms", [(lv.ttft.p90 or 0) * 1000 for lv in self.levels]))
         for selector, title, ys in charts:

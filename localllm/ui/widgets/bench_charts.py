@@ -40,8 +40,8 @@ class BenchCharts(Vertical):
         """rows: (label, status, {column key: mean}) in table order. A row without a value (a failed
         or skipped one) has no bar, and the legend says why."""
         for key, title in CHARTS:
-            self.bars[key] = [(str(n), values[key]) for n, (_, _, values) in enumerate(rows, 1)
-                              if values.get(key) is not None]
+            self.bars[key] = [(str(n), value) for n, (_, _, values) in enumerate(rows, 1)
+                              if (value := values.get(key)) is not None]
             plot = self.query_one(f"#chart-{key}", PlotextPlot)
             plt = plot.plt
             plt.clear_data()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Markdown, Static
+from textual.widgets.markdown import MarkdownStream
 
 from localllm.chat.report import stats_line
 from localllm.runtime.metrics import ReplyStats
@@ -32,7 +33,7 @@ class AssistantMessage(Widget):
         self.border_title = title
         self.markdown = Markdown("")
         self.stats = Static("generating…", classes="reply-stats")
-        self._stream = None
+        self._stream: MarkdownStream | None = None
         self.text = ""
         self.deltas = 0  # how many pieces the text arrived in
 

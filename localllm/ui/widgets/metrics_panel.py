@@ -92,7 +92,7 @@ class MetricsPanel(Widget):
         """The estimate and how far it is from the measured peak (the estimator's own report card)."""
         text = mib(self.estimate_mib)
         peak = self.rss[1] if self.rss is not None else None
-        if peak:
+        if peak and self.estimate_mib is not None:
             text += f" {100 * (self.estimate_mib - peak) / peak:+.0f}%"
         return text
 

@@ -29,6 +29,6 @@ class WrappingFooter(Footer):
         if two_rows:  # Footer asked for one row of every key; ask for two rows instead
             self.styles.grid_size_columns = max(1, math.ceil(len(keys) / 2))
 
-    def on_resize(self) -> None:
+    async def on_resize(self) -> None:
         if self.has_class("-two-rows") != (self.app.size.width < ONE_ROW_MIN_WIDTH):
-            self.recompose()
+            await self.recompose()  # a coroutine: not awaited, it never ran
