@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from localllm.bench.errors import BenchError
 from localllm.bench.load_report import LevelResult, Stat, markdown, summarise
-from localllm.bench.runs import BenchError
 from localllm.models.endpoints import DEFAULT_KEY_ENV, api_base, openai_client, server_pid, split_model
 
 __all__ = ["Slo", "SweepPlan", "RequestSample", "Stat", "LevelResult", "SweepResult", "run_sweep",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from localllm import config
 from localllm.config import state
+from localllm.machine.cpu import CPUInfo, probe_cpu
 
 CACHE_NAME = "bandwidth.json"
 BLOCK_BYTES = 64 * 1024 * 1024  # per thread: far beyond any L3, so DRAM is what gets timed
@@ -21,11 +22,9 @@ def _load() -> dict:
     return state.read_json(cache_path())
 
 
-def cpu_key(cpu=None) -> str:
+def cpu_key(cpu: CPUInfo | None = None) -> str:
     """The cache key: CPU model and usable cores (a container with 2 of 16 cores measures less)."""
     if cpu is None:
-        from localllm.machine.hardware import probe_cpu
-
         cpu = probe_cpu()
     return f"{cpu.model} x{cpu.usable_cores}"
 
