@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode_ratio import Bare, sampling, summary  # noqa: E402
 from quiet import decode_args  # noqa: E402
 
-from localllm.bench.runs import BenchConfig, BenchPlan, run_plan  # noqa: E402
+from localllm.bench.plan import BenchConfig, BenchPlan  # noqa: E402
+from localllm.bench.runs import run_plan  # noqa: E402
 from localllm.models.embedded import embedded_model_path  # noqa: E402
 
 TARGET = 0.97

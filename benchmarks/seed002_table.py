@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 from localllm.bench import export as bench_export
-from localllm.bench.runs import BenchConfig, BenchPlan, run_plan
+from localllm.bench.plan import BenchConfig, BenchPlan
+from localllm.bench.runs import run_plan
 from localllm.errors import LocalLLMError
 from localllm.quantize.jobs import GPTQOptions, plan_job, run_job
 

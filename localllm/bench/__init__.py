@@ -1,2 +1,2 @@
-"""Side-by-side timing runs: the plan and its runner (runs.py), one configuration in a worker
-(worker.py), result rows and the machine they ran on (results.py), CSV/Markdown export (export.py)."""
+"""Side-by-side timing runs: the plan (plan.py; BenchError in errors.py) and its runner (runs.py), one
+configuration in a worker (worker.py), result rows and the machine they ran on (results.py), CSV/Markdown export (export.py)."""

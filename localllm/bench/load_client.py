@@ -8,8 +8,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from localllm.bench.errors import BenchError
 from localllm.bench.load_plan import RequestSample, SweepPlan
-from localllm.bench.runs import BenchError
 from localllm.models.endpoints import api_base, openai_client, split_model
 
 CANCEL_GRACE_S = 5.0  # after a cancel, how long in-flight streams get to notice before they are dropped

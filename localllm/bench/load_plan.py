@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from localllm.bench.runs import BenchError
+from localllm.bench.errors import BenchError
 from localllm.models.endpoints import DEFAULT_KEY_ENV, split_model
 
 FILLER = "the quick brown fox jumps over a lazy dog by the river bank".split()

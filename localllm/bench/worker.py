@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localllm.backends.base import Message, ModelInfo
+from localllm.bench.errors import BenchError
+from localllm.bench.plan import DATA, BenchConfig, BenchPlan, Progress, PromptSet
 from localllm.bench.results import RowResult, prompt_hash
-from localllm.bench.runs import DATA, BenchConfig, BenchError, BenchPlan, Progress, PromptSet
-from localllm.chat.session import meter_for, worker_runtime
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError
 from localllm.runtime.metrics import ReplyStats
+from localllm.runtime.model_process import meter_for, worker_runtime
 from localllm.runtime.worker import WorkerClient, meter_event
 
 
@@ -62,7 +63,7 @@ def fit_prompt(count: Callable[[list[Message]], int], system: str, prompt: str, 
 
 def measure_reply(client: WorkerClient, model: ModelInfo, messages: list[Message],
                   sampling: SamplingParams) -> ReplyStats:
-    """One reply through the worker, metered exactly as a chat reply is (session.meter_for)."""
+    """One reply through the worker, metered exactly as a chat reply is (model_process.meter_for)."""
     meter = meter_for(model, client.pid)
     meter.start()
     reason = "error"

@@ -1,26 +1,10 @@
-"""Plain-text views of the meter's numbers, shared by the CLI and the TUI."""
+"""Plain-text views of the meter's numbers, shared by the CLI and the TUI (the figures themselves,
+seconds, rates and MiB, are runtime.figures', re-exported here)."""
 
 from __future__ import annotations
 
+from localllm.runtime.figures import mib, rate, seconds
 from localllm.runtime.metrics import ReplyStats
-
-
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    return f"{value:.2f} s"
-
-
-def rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} tok/s"
-
-
-def mib(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 1024:.2f} GiB" if value >= 1024 else f"{value:.0f} MiB"
 
 
 def percent_or_dash(value: float | None) -> str:

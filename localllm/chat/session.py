@@ -24,7 +24,8 @@ from localllm.errors import (
 )
 from localllm.models.ref import ModelRef
 from localllm.runtime import binding
-from localllm.runtime.metrics import Meter, ProcessSampler, ReplyStats
+from localllm.runtime.metrics import Meter, ReplyStats
+from localllm.runtime.model_process import meter_for, worker_runtime
 from localllm.runtime.worker import DEFAULT_STOP_GRACE_S, STOP_GRACE_S, WorkerClient, meter_event
 
 if TYPE_CHECKING:
@@ -76,33 +77,6 @@ class ReplyDone:
 ReplyEvent = TrimNotice | KernelNotice | TextDelta | ReplyDone
 
 FINISH_STATUS = {"stop": "ok", "cancelled": "stopped", "length": "length"}
-
-
-def meter_for(model: ModelInfo | None, worker_pid: int) -> Meter:
-    """Measure the process that runs the model: the worker, or a server on this machine (found by
-    its port); a server elsewhere leaves CPU and memory absent. The worker is then the client."""
-    if model is None or model.backend != "remote":
-        return Meter(ProcessSampler(worker_pid))
-    pid = model.extra.get("server_pid")
-    try:
-        server = ProcessSampler(pid) if pid else None
-    except Exception:  # the server went away since it was found
-        server = None
-    return Meter(server, client=ProcessSampler(worker_pid))
-
-
-def worker_runtime(path: str, backend: str) -> tuple[str | None, dict[str, str] | None]:
-    """(python, env) for the model's worker: None for this environment; GPTQ checkpoints run in
-    GPTQModel's own (see gptq_env). Checkpoint folders are validated here, before any process starts."""
-    if backend != "transformers":
-        return None, None
-    from localllm.models.checkpoint_check import inspect_checkpoint
-
-    if not inspect_checkpoint(path).quant.startswith("gptq"):
-        return None, None
-    from localllm.runtime.gptq_env import worker_python
-
-    return worker_python()
 
 
 @dataclass

@@ -5,13 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from localllm import config
 from localllm.config import state
-
-if TYPE_CHECKING:
-    from localllm.machine.hardware import CPUInfo
+from localllm.machine.cpu import CPUInfo, probe_cpu
 
 CACHE_NAME = "bandwidth.json"
 BLOCK_BYTES = 64 * 1024 * 1024  # per thread: far beyond any L3, so DRAM is what gets timed
@@ -28,8 +26,6 @@ def _load() -> dict[str, Any]:
 def cpu_key(cpu: CPUInfo | None = None) -> str:
     """The cache key: CPU model and usable cores (a container with 2 of 16 cores measures less)."""
     if cpu is None:
-        from localllm.machine.hardware import probe_cpu
-
         cpu = probe_cpu()
     return f"{cpu.model} x{cpu.usable_cores}"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import sys
@@ -10,27 +9,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localllm.machine import bandwidth
+from localllm.machine.cpu import CPUInfo, probe_cpu, sysctl
+
 GiB = 1024**3
 
-# The ISA features llama.cpp and the bnb/GPTQ kernels care about (/proc/cpuinfo names).
-X86_FLAGS = ("avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-             "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
-ARM_FLAGS = {"asimd": "neon", "asimddp": "dotprod", "i8mm": "i8mm", "sve": "sve", "sve2": "sve2",
-             "bf16": "bf16", "fphp": "fp16"}
 # Apple Silicon memory bandwidth (GB/s, Apple's figures): the chip name is all the OS tells us.
 APPLE_BANDWIDTH = {"M1": 68, "M1 Pro": 200, "M1 Max": 400, "M1 Ultra": 800, "M2": 100, "M2 Pro": 200,
                    "M2 Max": 400, "M2 Ultra": 800, "M3": 100, "M3 Pro": 150, "M3 Max": 400, "M3 Ultra": 819,
                    "M4": 120, "M4 Pro": 273, "M4 Max": 546}
-
-
-@dataclass
-class CPUInfo:
-    model: str
-    arch: str
-    physical_cores: int
-    logical_cores: int
-    usable_cores: int  # what this process may run on (affinity / container)
-    flags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -104,55 +91,6 @@ class HardwareInfo:
                    gpus=gpus, **rest)
 
 
-def _cpuinfo() -> dict[str, str]:
-    """The first processor block of /proc/cpuinfo (Linux); empty elsewhere."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return {}
-    info: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() not in info:
-            info[key.strip()] = value.strip()
-    return info
-
-
-def _sysctl(name: str) -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=2)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip()
-
-
-def probe_cpu() -> CPUInfo:
-    import psutil
-
-    info = _cpuinfo()
-    machine = platform.machine()
-    model = info.get("model name") or info.get("Hardware") or info.get("Model") or ""
-    if sys.platform == "darwin":
-        model = _sysctl("machdep.cpu.brand_string") or model
-    raw = set((info.get("flags") or info.get("Features") or "").split())
-    if raw & set(X86_FLAGS):
-        flags = [f for f in X86_FLAGS if f in raw]
-    else:
-        flags = sorted({name for key, name in ARM_FLAGS.items() if key in raw})
-    if sys.platform == "darwin" and machine == "arm64":
-        flags = sorted(set(flags) | {"neon", "dotprod", "fp16"})  # every Apple Silicon core has these
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        usable = os.cpu_count() or 1
-    return CPUInfo(model=model or platform.processor() or machine or "unknown", arch=machine,
-                   physical_cores=psutil.cpu_count(logical=False) or usable,
-                   logical_cores=psutil.cpu_count(logical=True) or usable,
-                   usable_cores=usable, flags=flags)
-
-
 def _cgroup_limit() -> tuple[int, int] | None:
     """(limit, usage) of a cgroup v2 memory limit, when one is set."""
     try:
@@ -199,7 +137,7 @@ def probe_apple(mem: MemoryInfo) -> GPUInfo | None:
     """Apple Silicon: the GPU shares RAM; Metal lets a process use about 3/4 of it by default."""
     if not (sys.platform == "darwin" and platform.machine() == "arm64"):
         return None
-    brand = _sysctl("machdep.cpu.brand_string") or "Apple Silicon"
+    brand = sysctl("machdep.cpu.brand_string") or "Apple Silicon"
     chip = brand.replace("Apple", "").strip()
     usable = int(mem.total_bytes * 0.75)
     return GPUInfo(index=0, name=f"{brand} GPU (Metal)", vendor="apple", total_bytes=usable,
@@ -315,8 +253,6 @@ def probe_nvidia(info: HardwareInfo) -> None:
 
 def probe(measure_bandwidth: bool = False) -> HardwareInfo:
     """Look at the machine. Never raises for a missing GPU, driver or library: that is a reason string."""
-    from localllm.machine import bandwidth
-
     mem = probe_memory()
     info = HardwareInfo(cpu=probe_cpu(), memory=mem, disk=probe_disk())
     probe_nvidia(info)

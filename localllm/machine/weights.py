@@ -6,7 +6,7 @@ import functools
 from collections.abc import Iterable
 
 from localllm.errors import LocalLLMError
-from localllm.machine.hardware import probe_cpu
+from localllm.machine.cpu import probe_cpu
 from localllm.models.catalog import ModelSpec
 from localllm.models.gguf_check import read_layout
 from localllm.models.quants import BITS_PER_WEIGHT as GGUF_BPW  # the one quant table

@@ -64,9 +64,9 @@ def _library_stamp() -> str:
 
 def machine_key() -> str:
     """This CPU (model and every flag) and this build of the binding."""
-    from localllm.machine.hardware import _cpuinfo
+    from localllm.machine.cpu import read_cpuinfo
 
-    info = _cpuinfo()
+    info = read_cpuinfo()
     raw = "|".join([info.get("model name", ""), info.get("flags", info.get("Features", "")),
                     installed_version() or "", _library_stamp()])
     return hashlib.sha256(raw.encode()).hexdigest()[:16]

@@ -85,7 +85,8 @@ def test_too_little_calibration_text_is_refused(checkpoint, tmp_path, monkeypatc
 
 
 def test_a_timing_run_of_the_gptq_model_runs_in_its_environment(gptq_model) -> None:
-    from localllm.bench.runs import BenchConfig, BenchPlan, run_plan
+    from localllm.bench.plan import BenchConfig, BenchPlan
+    from localllm.bench.runs import run_plan
 
     plan = BenchPlan([BenchConfig(str(gptq_model.path), backend="transformers", n_threads=2)],
                      prompt_tokens=30, gen_tokens=8, reps=1, warmup=0)

@@ -148,7 +148,8 @@ def test_faults_mid_reply_keep_the_partial_reply(mode, message) -> None:
 
 def test_a_timing_run_compares_the_local_model_with_the_same_model_behind_the_server(llama_server) -> None:
     from localllm.bench import export as bench_export
-    from localllm.bench.runs import BenchConfig, BenchPlan, run_plan
+    from localllm.bench.plan import BenchConfig, BenchPlan
+    from localllm.bench.runs import run_plan
     from localllm.models.endpoints import with_model
 
     url, proc = llama_server

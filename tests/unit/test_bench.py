@@ -15,8 +15,10 @@ import pytest
 
 from localllm.bench import export as bench_export
 from localllm.bench import results as bench_results
+from localllm.bench.errors import BenchError
+from localllm.bench.plan import BenchConfig, BenchPlan, load_prompts
 from localllm.bench.results import COLUMN_KEYS, BenchResult, Summary
-from localllm.bench.runs import BenchConfig, BenchError, BenchPlan, load_prompts, run_plan
+from localllm.bench.runs import run_plan
 from localllm.bench.worker import fit_prompt
 from localllm.cli import main as cli
 from localllm.machine import gpu as nvml

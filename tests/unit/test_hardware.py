@@ -12,6 +12,7 @@ import types
 import pytest
 
 from localllm.machine import bandwidth, gpu, hardware
+from localllm.machine import cpu as cpu_probe
 
 MiB = 1024**2
 
@@ -166,14 +167,14 @@ def test_this_machine_is_described(monkeypatch) -> None:
 
 def test_arm_features_map_to_neon() -> None:
     cpu = hardware.probe_cpu()
-    assert cpu.flags == [f for f in hardware.X86_FLAGS if f in cpu.flags] or "neon" in cpu.flags
+    assert cpu.flags == [f for f in cpu_probe.X86_FLAGS if f in cpu.flags] or "neon" in cpu.flags
     fake = {"Features": "fp asimd evtstrm aes asimddp sve i8mm", "CPU implementer": "0x41"}
-    original = hardware._cpuinfo
+    original = cpu_probe.read_cpuinfo
     try:
-        hardware._cpuinfo = lambda: fake
+        cpu_probe.read_cpuinfo = lambda: fake
         arm = hardware.probe_cpu()
     finally:
-        hardware._cpuinfo = original
+        cpu_probe.read_cpuinfo = original
     assert {"neon", "dotprod", "i8mm", "sve"} <= set(arm.flags)
 
 

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from localllm.bench.errors import BenchError
 from localllm.bench.load import (
     LevelResult,
     RequestSample,
@@ -19,7 +20,6 @@ from localllm.bench.load import (
     markdown,
     run_sweep,
 )
-from localllm.bench.runs import BenchError
 from localllm.errors import LocalLLMError
 from tests.hubserver import free_port
 from tests.sse_server import MODEL, SseServer

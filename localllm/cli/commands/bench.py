@@ -90,7 +90,7 @@ def _threads(text: str) -> list[int]:
 
 
 def build_plan(args: argparse.Namespace):
-    from localllm.bench.runs import BenchConfig, BenchPlan
+    from localllm.bench.plan import BenchConfig, BenchPlan
     from localllm.models.ref import ModelRef
 
     configs = []

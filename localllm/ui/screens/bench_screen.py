@@ -30,8 +30,8 @@ from textual.widgets.selection_list import Selection
 
 from localllm.bench import export as bench_export
 from localllm.bench import results as bench_results
+from localllm.bench.plan import BenchConfig, BenchPlan, Progress
 from localllm.bench.results import BenchResult, Summary
-from localllm.bench.runs import BenchConfig, BenchPlan, Progress
 from localllm.models.embedded import EMBEDDED
 from localllm.ui.widgets.bench_charts import CHARTS, BenchCharts
 

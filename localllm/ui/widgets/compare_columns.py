@@ -10,7 +10,7 @@ from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.widgets import Static
 
 from localllm.chat.compare import CompareResult
-from localllm.chat.report import mib, rate, seconds
+from localllm.runtime.figures import mib, rate, seconds
 from localllm.runtime.metrics import ReplyStats
 
 MIN_COLUMN = 32  # the figures and a readable reply; narrower screens scroll sideways instead

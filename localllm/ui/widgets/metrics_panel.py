@@ -11,7 +11,7 @@ from collections import deque
 from rich.text import Text
 from textual.widget import Widget
 
-from localllm.chat.report import mib, rate, seconds
+from localllm.runtime.figures import mib, rate, seconds
 from localllm.runtime.metrics import ReplyStats
 
 HISTORY = 60
