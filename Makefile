@@ -12,7 +12,8 @@ run:
 test:
 	$(PY) -m pytest -q
 
-# The quick tier (under 2 minutes): no model worker, no venv build, no wheel build; mypy first.
+# The quick tier (under 2 minutes): no model worker (but the scripted backend's, which loads none), no venv
+# build, no wheel build; mypy first.
 test-fast: typecheck
 	$(PY) -m pytest -q -m "not slow and not wheel" -p no:cacheprovider
 

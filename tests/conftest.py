@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -26,17 +27,52 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(autouse=True)
 def _quick_tier_starts_no_worker(request, monkeypatch):
     """`-m "not slow"` (make test-fast) is the quick tier: a test there that starts a model worker fails
-    and says to mark it slow, so the tier stays quick as tests are added."""
+    and says to mark it slow, so the tier stays quick as tests are added. The one exception: a worker that
+    loads the scripted backend (no model: it starts in a fraction of a second), in a test that turned it
+    on with the `scripted_model` fixture; it may load nothing else, nor probe llama.cpp."""
     markexpr = request.config.getoption("markexpr", "") or ""
     if "not slow" not in markexpr or request.node.get_closest_marker("slow"):
         return
+    from localllm.config.options import SCRIPTED_BACKEND, scripted_enabled
     from localllm.runtime.worker import WorkerClient
 
-    def refuse(self, *args, **kwargs):
+    def refuse():
         raise RuntimeError("this test starts a model worker: mark it @pytest.mark.slow (the quick tier "
-                           "starts none)")
+                           "starts none but the scripted backend's)")
 
-    monkeypatch.setattr(WorkerClient, "start", refuse)
+    start, send = WorkerClient.start, WorkerClient.send
+
+    def start_scripted_only(self, *args, **kwargs):
+        if not scripted_enabled():
+            refuse()
+        return start(self, *args, **kwargs)
+
+    def send_scripted_only(self, obj: dict) -> None:
+        op = obj.get("op")
+        if op == "caps" or (op == "load" and obj.get("backend") != SCRIPTED_BACKEND):
+            refuse()
+        return send(self, obj)
+
+    monkeypatch.setattr(WorkerClient, "start", start_scripted_only)
+    monkeypatch.setattr(WorkerClient, "send", send_scripted_only)
+
+
+@pytest.fixture
+def scripted_model(tmp_path, monkeypatch):
+    """`scripted_model(tokens, delay_s=0.05, first_s=0.0, **more)`: the path of a script for the scripted
+    backend (localllm.backends.scripted: fixed tokens at set delays, no model), which this test may then
+    load like any model; the worker it starts inherits the variable that turns the backend on."""
+    from localllm.config.options import SCRIPTED_ENV, SCRIPTED_SUFFIX
+
+    monkeypatch.setenv(SCRIPTED_ENV, "1")
+
+    def make(tokens: list[str], delay_s: float = 0.05, first_s: float = 0.0, name: str = "script",
+             **more) -> str:
+        path = tmp_path / f"{name}{SCRIPTED_SUFFIX}"
+        path.write_text(json.dumps({"tokens": tokens, "delay_s": delay_s, "first_s": first_s, **more}))
+        return str(path)
+
+    return make
 
 
 @pytest.fixture(autouse=True)

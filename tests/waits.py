@@ -26,3 +26,11 @@ async def wait_for(pilot, predicate, timeout: float = 180.0, progress: Callable[
             f"timed out waiting for the app ({timeout:.0f} s" + (f" with no progress; last: {seen!r})"
                                                                    if progress else ")"))
         await pilot.pause(0.05)
+
+
+def palette_first(app) -> str:
+    """The command palette's first match for what was typed, once it lists one ("" until then)."""
+    lists = app.screen.query("CommandList")
+    if not lists or not lists.first().option_count:
+        return ""
+    return str(lists.first().get_option_at_index(0).prompt)

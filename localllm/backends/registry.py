@@ -7,6 +7,7 @@ import importlib.util  # not loaded by `import importlib` alone
 
 from localllm.backends.base import Backend
 from localllm.config import BACKEND_NAMES
+from localllm.config.options import SCRIPTED_BACKEND, scripted_enabled
 from localllm.errors import BackendNotInstalled
 
 # name: (module, class, the import that must succeed, install command)
@@ -26,6 +27,10 @@ def is_installed(name: str) -> bool:
 
 
 def create(name: str) -> Backend:
+    if name == SCRIPTED_BACKEND and scripted_enabled():  # tests only: not in BACKENDS, offered nowhere
+        from localllm.backends.scripted import ScriptedBackend
+
+        return ScriptedBackend()
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
     module, cls, needs, install = BACKENDS[name]

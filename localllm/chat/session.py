@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from localllm.backends.base import Message, ModelInfo
 from localllm.chat.reuse import reuse_note
 from localllm.config import LoadOptions, SamplingParams
+from localllm.config.options import SCRIPTED_BACKEND
 from localllm.errors import (
     LoadCancelled,
     LocalLLMError,
@@ -191,7 +192,7 @@ class ChatSession:
     def _planned(self, path: str, options: LoadOptions, backend: str) -> LoadOptions:
         """Apply the load plan: GPU layers when left on auto; refuse what cannot fit unless forced."""
         self.plan = None
-        if backend == "remote":
+        if backend in ("remote", SCRIPTED_BACKEND):  # a server's own business; a script has no weights
             return options
         from localllm.errors import ModelFileError
         from localllm.runtime.plan import PlanRefused, plan_for

@@ -20,6 +20,17 @@ EXTRA_BUFFERS = ("auto", "on", "off")  # choices of LoadOptions.extra_bufts and 
 # the backends by name, in the order settings offer them (backends.registry has their implementations)
 BACKEND_NAMES = ("llama_cpp", "remote", "transformers")
 AUTO_LAYERS = -2  # n_gpu_layers: placed by the load plan (localllm.runtime.plan)
+# Tests only: the scripted backend (localllm.backends.scripted) streams a JSON script's fixed tokens at set
+# delays, with no model. Not in BACKEND_NAMES (settings never offer it): a model named *.scripted.json
+# selects it, and only while SCRIPTED_ENV is "1" (the test sets it; the worker inherits it). Without it,
+# such a file is a GGUF path like any other, refused as one.
+SCRIPTED_BACKEND = "scripted"
+SCRIPTED_SUFFIX = ".scripted.json"
+SCRIPTED_ENV = "LOCALLLM_TEST_SCRIPTED_BACKEND"
+
+
+def scripted_enabled() -> bool:
+    return os.environ.get(SCRIPTED_ENV) == "1"
 
 
 @dataclass

@@ -6,6 +6,8 @@ a model (`-m`, the settings' model, a timing-run row, a quantization source) rea
     FOLDER                   a transformers checkpoint folder                       -> transformers
     FOLDER@int8|nf4|fp4      the same, quantized by bitsandbytes as it loads         -> transformers
     http(s)://HOST[:PORT][/v1][#model-id]   an OpenAI-compatible server             -> remote
+
+(Tests only: PATH.scripted.json -> scripted, while LOCALLLM_TEST_SCRIPTED_BACKEND=1; see config.options.)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from localllm.config.options import SCRIPTED_BACKEND, SCRIPTED_SUFFIX, scripted_enabled
 from localllm.config.redact import redact_text
 from localllm.models.embedded import EMBEDDED, FILENAME, embedded_model_path
 from localllm.models.endpoints import split_model
@@ -32,6 +35,8 @@ class ModelRef:
         text = str(text).strip()
         if text.startswith(("http://", "https://")):
             return cls(text, "remote", remote_model=split_model(text)[1])
+        if text.endswith(SCRIPTED_SUFFIX) and scripted_enabled():
+            return cls(text, SCRIPTED_BACKEND)
         model, sep, how = text.rpartition("@")
         load_in = "none"
         if sep and how in LOAD_IN:

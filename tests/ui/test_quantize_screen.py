@@ -41,7 +41,9 @@ async def test_plan_refusal_run_and_load(tmp_path) -> None:
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: screen.result is not None, timeout=120)
         assert out.exists() and str(out) in {e.id for e in library.list_models()}
-        assert "exists already" in plan_text(screen) or screen.plan is None  # a second run would clash
+        # the finished job plans again: the output it wrote is there now, so a second run is refused
+        await wait_for(pilot, lambda: "exists already" in plan_text(screen), timeout=60)
+        assert screen.plan is None and str(out) in plan_text(screen)
         load = screen.query_one("#q-load", Button)
         assert load.display and load.has_focus
         await pilot.press("enter")

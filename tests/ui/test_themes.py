@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from textual.app import App, ComposeResult
 from textual.color import Color
+from textual.command import CommandPalette
 from textual.widgets import DataTable, Input, Select, Static, Switch
 
 from localllm.backends.base import ModelInfo
@@ -29,6 +30,7 @@ from localllm.ui.themes import (
     register_themes,
     shipped_themes_dir,
 )
+from tests.waits import palette_first, wait_for
 
 SHIPPED = {DARK, LIGHT, HIGH_CONTRAST}
 SMALL = (80, 24)
@@ -121,16 +123,17 @@ async def test_switching_theme_from_the_command_palette(user_dir) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         app.theme = DARK
         await pilot.press("ctrl+p")
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), timeout=30)
         await pilot.press(*"theme")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: palette_first(app).startswith("Theme"), timeout=30)
         await pilot.press("enter")  # "Theme: change the current theme"
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette) and palette_first(app)
+                       and not palette_first(app).startswith("Theme"), timeout=30)  # the themes listed
         await pilot.press(*"high-contrast")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: palette_first(app) == HIGH_CONTRAST, timeout=30)
         await pilot.press("enter")
-        await pilot.pause(0.3)
-        assert app.theme == HIGH_CONTRAST
+        await wait_for(pilot, lambda: app.theme == HIGH_CONTRAST, timeout=30)
+        assert not isinstance(app.screen, CommandPalette)
 
 
 BROKEN = {
