@@ -5,6 +5,8 @@ a model (`-m`, the settings' model, a timing-run row, a quantization source) rea
     PATH.gguf                a GGUF file                                            -> llama_cpp
     FOLDER                   a transformers checkpoint folder                       -> transformers
     FOLDER@int8|nf4|fp4      the same, quantized by bitsandbytes as it loads         -> transformers
+    ollama:NAME[:TAG]        a model in Ollama's store (read in place)             -> llama_cpp
+    lmstudio:PUB/MODEL[/FILE]  a GGUF in LM Studio's models folder (read in place)   -> llama_cpp
     http(s)://HOST[:PORT][/v1][#model-id]   an OpenAI-compatible server             -> remote
 """
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from localllm.config.redact import redact_text
 from localllm.models.embedded import EMBEDDED, FILENAME, embedded_model_path
 from localllm.models.endpoints import split_model
+from localllm.models.stores import is_store_ref, resolve
 
 LOAD_IN = ("int8", "nf4", "fp4", "none")  # bitsandbytes at load time: the FOLDER@how suffixes
 
@@ -32,6 +35,8 @@ class ModelRef:
         text = str(text).strip()
         if text.startswith(("http://", "https://")):
             return cls(text, "remote", remote_model=split_model(text)[1])
+        if is_store_ref(text):
+            return cls(text, "llama_cpp")
         model, sep, how = text.rpartition("@")
         load_in = "none"
         if sep and how in LOAD_IN:
@@ -45,6 +50,11 @@ class ModelRef:
         return self.text == EMBEDDED
 
     @property
+    def is_store(self) -> bool:
+        """ollama:NAME or lmstudio:PUB/MODEL: a model in another tool's store."""
+        return is_store_ref(self.text)
+
+    @property
     def path(self) -> str:
         """What the backend opens: the embedded model's file (ModelFileError when its package is
         missing), a path with ~ expanded, or the server URL."""
@@ -52,6 +62,8 @@ class ModelRef:
             return str(embedded_model_path())
         if self.backend == "remote":
             return self.text
+        if self.is_store:
+            return str(resolve(self.text))  # StoreError names what the store has
         return str(Path(self.text).expanduser())
 
     @property
@@ -60,4 +72,6 @@ class ModelRef:
         user:pass@: names are shown and saved)."""
         if self.backend != "llama_cpp":
             return redact_text(self.text)
+        if self.is_store:  # smollm2:135m, Llama-3.2-1B-Q4_K_M
+            return Path(self.text.partition(":")[2]).name.removesuffix(".gguf")
         return Path(FILENAME if self.is_embedded else self.text).stem
