@@ -300,10 +300,22 @@ def test_models_cli_lists_reports_dupes_and_changes_no_store(env) -> None:
 
 
 @pytest.mark.slow
-def test_chat_with_an_ollama_model_answers_in_place(env) -> None:
+def test_chat_and_bench_with_an_ollama_model_run_in_place(env) -> None:
     before = checksums(env["ollama"], env["lmstudio"], env["folder"])
     out = _cli("chat", "-m", "ollama:smollm2:135m", "-p", "What is the capital of France?", "--temp", "0",
                "--quiet", env_vars=_no_service_store(env), timeout=300)
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
+    bench = _cli("bench", "-m", "ollama:smollm2:135m", "--reps", "1", "--warmup", "0", "--tokens", "4",
+                 "--threads", "2", env_vars=_no_service_store(env), timeout=300)
+    assert bench.returncode == 0, bench.stderr
+    assert "smollm2:135m" in bench.stdout
     assert checksums(env["ollama"], env["lmstudio"], env["folder"]) == before
+
+
+def test_a_quantize_plan_reads_the_store_and_writes_outside_it(env) -> None:
+    from localllm.quantize.jobs import plan_job
+
+    plan = plan_job("ollama:smollm2:135m", "q8_0")
+    assert Path(plan.src).parent == env["ollama"] / "blobs"
+    assert plan.out.name == "smollm2-135m.Q8_0.gguf" and env["home"] not in plan.out.parents
