@@ -9,7 +9,9 @@ them; localllm's own record of what it read (`file_facts.json`) lives in localll
               the downloadsFolder its settings.json names
     folder    every *.gguf under a folder the user added
 
-A source that cannot be read becomes a note; the other sources are still listed.
+A source that cannot be read becomes a note; the other sources are still listed. LOCALLLM_STORES
+names the tools to read (comma-separated, e.g. "ollama"; "none": none; unset: all): the test suite
+sets it so a developer's own stores stay out of the library the tests see.
 """
 
 from __future__ import annotations
@@ -291,14 +293,31 @@ def scan_folder(root: Path, scan: Scan, depth: int = 0) -> None:
                 scan_folder(Path(entry.path), scan, depth + 1)
 
 
-def scan(tools: tuple[str, ...] = TOOLS) -> Scan:
-    """Every model the stores hold (broken ones included), and a note per folder that was skipped."""
+STORES_ENV = "LOCALLLM_STORES"
+
+
+def enabled_tools() -> tuple[str, ...]:
+    """The tools LOCALLLM_STORES names (all when it is unset)."""
+    value = os.environ.get(STORES_ENV)
+    if value is None:
+        return TOOLS
+    wanted = {t.strip().lower() for t in value.split(",")}
+    return tuple(t for t in TOOLS if t in wanted)
+
+
+def scan(tools: tuple[str, ...] | None = None) -> Scan:
+    """Every model the stores hold (broken ones included), and a note per folder that was skipped.
+    tools: which to read (default: LOCALLLM_STORES's, all when unset)."""
+    tools = enabled_tools() if tools is None else tools
     out = Scan()
     scanners = {"ollama": (ollama_roots, scan_ollama), "lmstudio": (lmstudio_roots, scan_lmstudio),
                 "folder": (folder_roots, scan_folder)}
     for tool in tools:
         roots, scan_one = scanners[tool]
         for root in roots():
+            if tool == "folder" and not os.path.lexists(root):
+                out.notes.append(f"folder: {root} (in the settings' model_folders) does not exist")
+                continue
             try:
                 scan_one(root, out)
             except OSError as exc:  # a store that vanished mid-scan: the others are still listed

@@ -109,6 +109,7 @@ def env(store_tree, tmp_path, monkeypatch):
     """HOME at the built stores, localllm's own home private to the test, the user folder in its settings."""
     monkeypatch.setenv("HOME", str(store_tree["home"]))
     monkeypatch.delenv("OLLAMA_MODELS", raising=False)
+    monkeypatch.delenv("LOCALLLM_STORES", raising=False)  # conftest turns the stores off
     monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path / "localllm"))
     monkeypatch.setattr(stores, "ollama_roots", lambda: [store_tree["home"] / ".ollama" / "models"])
     (tmp_path / "localllm").mkdir()
@@ -319,3 +320,15 @@ def test_a_quantize_plan_reads_the_store_and_writes_outside_it(env) -> None:
     plan = plan_job("ollama:smollm2:135m", "q8_0")
     assert Path(plan.src).parent == env["ollama"] / "blobs"
     assert plan.out.name == "smollm2-135m.Q8_0.gguf" and env["home"] not in plan.out.parents
+
+
+def test_stores_can_be_turned_off_and_a_missing_folder_is_a_note(env, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("LOCALLLM_STORES", "lmstudio")
+    assert {e.source for e in library.list_models()} >= {"lmstudio"}
+    assert not {"ollama", "folder"} & {s.tool for e in library.list_models() for s in e.sources}
+    monkeypatch.setenv("LOCALLLM_STORES", "none")
+    assert stores.scan().found == []
+    assert stores.resolve("ollama:smollm2:135m")  # a ref names its store: it is read anyway
+    monkeypatch.setenv("LOCALLLM_STORES", "folder")
+    (tmp_path / "localllm" / "settings.toml").write_text(f"model_folders = [{json.dumps(str(tmp_path / 'gone'))}]\n")
+    assert stores.scan().notes == [f"folder: {tmp_path / 'gone'} (in the settings' model_folders) does not exist"]
