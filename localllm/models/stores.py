@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ OLLAMA_HOST, OLLAMA_NAMESPACE, OLLAMA_TAG = "registry.ollama.ai", "library", "la
 _MEDIA = "application/vnd.ollama.image."
 MODEL_LAYER, PROJECTOR_LAYER, PARAMS_LAYER = _MEDIA + "model", _MEDIA + "projector", _MEDIA + "params"
 TENSOR_LAYER = _MEDIA + "tensor"  # safetensors/MLX tensors (Ollama's newer engines): not runnable here
+ADAPTER_LAYER = _MEDIA + "adapter"  # a LoRA Ollama applies on top: without it, another model
 _DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
 _MAX_SMALL = 1 << 20  # manifests, params and settings files larger than this are not what they claim
 _FOLDER_DEPTH = 6
@@ -223,6 +225,8 @@ def _ollama_model(root: Path, name: tuple[str, str, str, str], manifest: Path) -
         if any(la.get("mediaType") == TENSOR_LAYER for la in layers):
             return broken("a multi-file (safetensors/MLX) model: it runs in Ollama only", "unsupported")
         return broken("the manifest has no model layer")
+    if any(la.get("mediaType") == ADAPTER_LAYER for la in layers):
+        return broken("a model with a LoRA adapter layer, which localllm does not apply", "unsupported")
     if len(models) > 1:
         return broken(f"{len(models)} model layers: a multi-file model that runs in Ollama only", "unsupported")
     blob, digest = _blob(root, models[0].get("digest"))
@@ -392,6 +396,7 @@ class Facts:
 _memo: dict[str, list] = {}
 _dirty: dict[str, list] = {}
 _loaded = False
+_lock = threading.Lock()  # the TUI lists from worker threads
 
 
 def facts_path() -> Path:
@@ -405,11 +410,16 @@ def _key(st: os.stat_result) -> str:
 def facts(path: str | os.PathLike) -> Facts | None:
     """The file's facts (None when it is gone), computed once per file version and kept in
     localllm's home: the header walk of a large vocabulary takes a second."""
-    global _loaded
     try:
         st = os.stat(path)
     except OSError:
         return None
+    with _lock:
+        return _facts(Path(path), st)
+
+
+def _facts(path: Path, st: os.stat_result) -> Facts:
+    global _loaded
     if not _loaded:
         stored = state.read_json(facts_path()).get("files")
         if isinstance(stored, dict):
@@ -417,7 +427,7 @@ def facts(path: str | os.PathLike) -> Facts | None:
         _loaded = True
     key, row = _key(st), _memo.get(_key(st))
     if not (row and row[0] == st.st_size and row[1] == st.st_mtime_ns):
-        row = [st.st_size, st.st_mtime_ns, *_compute(Path(path), st.st_size)]
+        row = [st.st_size, st.st_mtime_ns, *_compute(path, st.st_size)]
         _memo[key] = _dirty[key] = row
     return Facts(str(row[2]), row[3] or None, str(row[4]), str(row[5]), int(row[6] or 0))
 
@@ -446,10 +456,11 @@ def _compute(path: Path, size: int) -> list:
 
 def save_facts() -> None:
     """Write the facts computed since the last save (one locked update per listing)."""
-    if not _dirty:
-        return
-    new = dict(_dirty)
-    _dirty.clear()
+    with _lock:
+        if not _dirty:
+            return
+        new = dict(_dirty)
+        _dirty.clear()
 
     def merge(data: dict) -> dict:
         files = data.get("files") if isinstance(data.get("files"), dict) else {}

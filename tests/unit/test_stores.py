@@ -75,6 +75,8 @@ def build_stores(root: Path, model: Path, model_sha: str) -> dict[str, Path]:
     (ollama / "manifests/registry.ollama.ai/library/broken/latest").write_text('{"layers": [')
     _manifest(ollama, "registry.ollama.ai/library/gone/latest",
               [{"mediaType": stores.MODEL_LAYER, "digest": "sha256:" + "ab" * 32, "size": 10}])
+    adapter = {"mediaType": "application/vnd.ollama.image.adapter", **_blob(ollama, b"lora")}
+    _manifest(ollama, "registry.ollama.ai/library/smol-lora/latest", [model_layer, adapter])
     _manifest(ollama, "registry.ollama.ai/library/mlx-model/latest",
               [{"mediaType": stores.TENSOR_LAYER, **_blob(ollama, b"tensor"), "name": "w"}])
 
@@ -157,6 +159,7 @@ def test_every_store_is_listed_deduplicated_and_broken_ones_named(env) -> None:
     assert "not valid JSON" in by_id["ollama:broken:latest"].detail
     assert "dangling blob" in by_id["ollama:gone:latest"].detail
     assert by_id["ollama:mlx-model:latest"].status == "unsupported"
+    assert "LoRA adapter" in by_id["ollama:smol-lora:latest"].detail
     split = by_id["lmstudio:acme/Split-GGUF/split-Q4_K_M.gguf"]
     assert (split.status, split.quant, split.path.endswith("-00001-of-00002.gguf")) == ("ok", "Q4_K_M", True)
     assert split.size_bytes == sum(p.stat().st_size for p in Path(split.path).parent.glob("split-*"))
