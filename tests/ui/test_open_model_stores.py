@@ -23,14 +23,17 @@ async def test_the_picker_lists_store_models_with_their_source_and_their_ref(env
     async with app.run_test(size=(160, 40)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen))
         options = app.screen.query_one(OptionList)
-        await wait_for(pilot, lambda: any("lmstudio acme/Split-GGUF" in str(o.prompt) for o in options.options),
-                       timeout=60)
+        last = "lmstudio:acme/Split-GGUF/split-Q4_K_M.gguf"
+        folder = str(env["folder"] / "sub" / "own-Q8_0.gguf")  # the last one listed
+        await wait_for(pilot, lambda: any(o.id == folder for o in options.options), timeout=60)
         prompts = {o.id: str(o.prompt) for o in options.options}
-        assert "ollama:smollm2:135m" not in prompts  # one option per file: the first of its sources picks it
-        smol = prompts["ollama:hf.co/bartowski/SmolLM2-GGUF:Q4_1"]
-        assert "Q4_1" in smol and "ollama smollm2:135m" in smol and "lmstudio lmstudio-community/" in smol
+        # one option per file: Ollama's and LM Studio's copies of the embedded model are that option
+        assert not any("SmolLM2" in i or "smollm2" in i for i in prompts if i != "embedded")
+        split = prompts["lmstudio:acme/Split-GGUF/split-Q4_K_M.gguf"]
+        assert split.startswith("acme/Split-GGUF/split-Q4_K_M.gguf · gguf Q4_K_M · ") and split.endswith(" · lmstudio")
+        assert prompts[folder].endswith(" · folder")
         assert not any("broken" in p or "gone" in p for p in prompts.values())  # unusable: not offered
-        index = list(prompts).index("lmstudio:acme/Split-GGUF/split-Q4_K_M.gguf")
+        index = list(prompts).index(last)
         options.focus()
         options.highlighted = index
         await pilot.press("enter")

@@ -86,19 +86,20 @@ class OpenModelScreen(ModalScreen[str | None]):
         self.list_stores(entries)
 
     def list_stores(self, cached: list) -> None:
-        """Other tools' models, each picked by its ref (ollama:NAME, lmstudio:PUB/MODEL/FILE): one already
-        listed from the HF cache is not listed twice."""
+        """Other tools' models, each picked by its ref (ollama:NAME, lmstudio:PUB/MODEL/FILE): a copy of
+        the embedded model or of one listed from the HF cache is not listed twice."""
         from localllm.hub.repos import human_size
-        from localllm.models.library import merge_duplicates, store_entries
+        from localllm.models.library import embedded_entry, merge_duplicates, store_entries
 
         try:
-            entries = merge_duplicates([*cached, *store_entries()])[len(cached):]
+            listed = [embedded_entry(), *cached]
+            entries = merge_duplicates([*listed, *store_entries()])[len(listed):]
         except Exception as exc:  # a store that cannot be read must not break the screen
             self.app.call_from_thread(self.notify, f"Cannot read the model stores: {exc}", severity="warning")
             return
         for e in entries:
             if e.usable:
-                where = " + ".join(f"{s.tool} {s.name}" for s in e.sources)
+                where = " + ".join(s.tool if i == 0 else f"{s.tool} {s.name}" for i, s in enumerate(e.sources))
                 label = f"{e.name} · {e.format} {e.quant} · {human_size(e.size_bytes)} · {where}"
                 self.app.call_from_thread(self._add_choice, label, e.sources[0].ref)
 
