@@ -65,20 +65,20 @@ def build_stores(root: Path, model: Path, model_sha: str) -> dict[str, Path]:
     ollama = home / ".ollama" / "models"
     _link(model, ollama / "blobs" / f"sha256-{model_sha}")
     size = model.stat().st_size
-    model_layer = {"mediaType": stores.MODEL_LAYER, "digest": f"sha256:{model_sha}", "size": size}
-    params = {"mediaType": stores.PARAMS_LAYER, **_blob(ollama, b'{"stop":["<|im_end|>"],"temperature":0.2}')}
+    model_layer = {"mediaType": stores.ollama.MODEL_LAYER, "digest": f"sha256:{model_sha}", "size": size}
+    params = {"mediaType": stores.ollama.PARAMS_LAYER, **_blob(ollama, b'{"stop":["<|im_end|>"],"temperature":0.2}')}
     template = {"mediaType": "application/vnd.ollama.image.template", **_blob(ollama, b"{{ .Prompt }}")}
     _manifest(ollama, "registry.ollama.ai/library/smollm2/135m", [model_layer, template, params])
-    projector = {"mediaType": stores.PROJECTOR_LAYER, **_blob(ollama, b"GGUF projector stand-in")}
+    projector = {"mediaType": stores.ollama.PROJECTOR_LAYER, **_blob(ollama, b"GGUF projector stand-in")}
     _manifest(ollama, "hf.co/bartowski/SmolLM2-GGUF/Q4_1", [model_layer, projector])  # the same blob
     (ollama / "manifests/registry.ollama.ai/library/broken").mkdir(parents=True)
     (ollama / "manifests/registry.ollama.ai/library/broken/latest").write_text('{"layers": [')
     _manifest(ollama, "registry.ollama.ai/library/gone/latest",
-              [{"mediaType": stores.MODEL_LAYER, "digest": "sha256:" + "ab" * 32, "size": 10}])
+              [{"mediaType": stores.ollama.MODEL_LAYER, "digest": "sha256:" + "ab" * 32, "size": 10}])
     adapter = {"mediaType": "application/vnd.ollama.image.adapter", **_blob(ollama, b"lora")}
     _manifest(ollama, "registry.ollama.ai/library/smol-lora/latest", [model_layer, adapter])
     _manifest(ollama, "registry.ollama.ai/library/mlx-model/latest",
-              [{"mediaType": stores.TENSOR_LAYER, **_blob(ollama, b"tensor"), "name": "w"}])
+              [{"mediaType": stores.ollama.TENSOR_LAYER, **_blob(ollama, b"tensor"), "name": "w"}])
 
     lms = home / ".lmstudio" / "models"
     copy = lms / "lmstudio-community" / "SmolLM2-135M-Instruct-GGUF" / "SmolLM2-135M-Instruct-Q4_1.gguf"
@@ -113,7 +113,7 @@ def env(store_tree, tmp_path, monkeypatch):
     monkeypatch.delenv("OLLAMA_MODELS", raising=False)
     monkeypatch.delenv("LOCALLLM_STORES", raising=False)  # conftest turns the stores off
     monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path / "localllm"))
-    monkeypatch.setattr(stores, "ollama_roots", lambda: [store_tree["home"] / ".ollama" / "models"])
+    monkeypatch.setattr(stores.ollama, "ollama_roots", lambda: [store_tree["home"] / ".ollama" / "models"])
     (tmp_path / "localllm").mkdir()
     (tmp_path / "localllm" / "settings.toml").write_text(f"model_folders = [{json.dumps(str(store_tree['folder']))}]\n")
     return store_tree
@@ -178,7 +178,7 @@ def test_an_unreadable_folder_is_a_note_and_hides_nothing_else(env, monkeypatch)
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(stores.os, "scandir", scandir)
+    monkeypatch.setattr(os, "scandir", scandir)
     notes: list[str] = []
     refs = _by_ref(library.list_models(notes=notes))
     assert notes == [f"lmstudio: skipped {locked}: Permission denied"]
@@ -222,26 +222,26 @@ def test_refs_resolve_in_place_and_a_wrong_name_says_what_exists(env, model_path
 
 
 def test_ollama_names_parse_as_ollama_does() -> None:
-    assert stores.parse_ollama_name("smollm2") == ("registry.ollama.ai", "library", "smollm2", "latest")
-    assert stores.parse_ollama_name("smollm2:135m") == ("registry.ollama.ai", "library", "smollm2", "135m")
-    assert stores.parse_ollama_name("me/m:q4") == ("registry.ollama.ai", "me", "m", "q4")
-    assert stores.parse_ollama_name("localhost:5000/me/m") == ("localhost:5000", "me", "m", "latest")
-    assert stores.ollama_display("registry.ollama.ai", "library", "m", "t") == "m:t"
-    assert stores.ollama_display("registry.ollama.ai", "me", "m", "t") == "me/m:t"
+    assert stores.ollama.parse_ollama_name("smollm2") == ("registry.ollama.ai", "library", "smollm2", "latest")
+    assert stores.ollama.parse_ollama_name("smollm2:135m") == ("registry.ollama.ai", "library", "smollm2", "135m")
+    assert stores.ollama.parse_ollama_name("me/m:q4") == ("registry.ollama.ai", "me", "m", "q4")
+    assert stores.ollama.parse_ollama_name("localhost:5000/me/m") == ("localhost:5000", "me", "m", "latest")
+    assert stores.ollama.ollama_display("registry.ollama.ai", "library", "m", "t") == "m:t"
+    assert stores.ollama.ollama_display("registry.ollama.ai", "me", "m", "t") == "me/m:t"
 
 
 def test_ollama_models_env_and_the_linux_service_path(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path / "elsewhere"))
-    roots = stores.ollama_roots()
+    roots = stores.ollama.ollama_roots()
     assert roots[0] == tmp_path / "elsewhere"
     if sys.platform.startswith("linux"):
         assert roots[1] == Path("/usr/share/ollama/.ollama/models")
     monkeypatch.delenv("OLLAMA_MODELS")
-    assert stores.ollama_roots()[0] == tmp_path / ".ollama" / "models"
+    assert stores.ollama.ollama_roots()[0] == tmp_path / ".ollama" / "models"
     (tmp_path / ".lmstudio").mkdir()
     (tmp_path / ".lmstudio" / "settings.json").write_text(json.dumps({"downloadsFolder": str(tmp_path / "dl")}))
-    assert stores.lmstudio_roots() == [tmp_path / ".lmstudio" / "models", tmp_path / ".cache" / "lm-studio" / "models",
+    assert stores.folders.lmstudio_roots() == [tmp_path / ".lmstudio" / "models", tmp_path / ".cache" / "lm-studio" / "models",
                                        tmp_path / "dl"]
 
 
@@ -253,14 +253,14 @@ def test_store_entries_are_read_only(env) -> None:
 
 
 def test_identity_facts_are_cached_in_localllms_home(env, monkeypatch) -> None:
-    monkeypatch.setattr(stores, "_memo", {})  # as in a new process
-    monkeypatch.setattr(stores, "_loaded", False)
+    monkeypatch.setattr(stores.identity, "_memo", {})  # as in a new process
+    monkeypatch.setattr(stores.identity, "_loaded", False)
     library.list_models()
     saved = json.loads((Path(os.environ["LOCALLLM_HOME"]) / stores.FACTS_FILE).read_text())["files"]
     assert len(saved) >= 5
-    monkeypatch.setattr(stores, "_memo", {})
-    monkeypatch.setattr(stores, "_loaded", False)
-    monkeypatch.setattr(stores, "_compute", lambda *a: pytest.fail("a warm listing reads no header"))
+    monkeypatch.setattr(stores.identity, "_memo", {})
+    monkeypatch.setattr(stores.identity, "_loaded", False)
+    monkeypatch.setattr(stores.identity, "_compute", lambda *a: pytest.fail("a warm listing reads no header"))
     assert library.list_models()
 
 
