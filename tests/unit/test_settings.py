@@ -108,6 +108,8 @@ INVALID = [
     ("seed", "-2", "an integer from -1 to 4294967295"),
     ("theme", '"  "', "a non-empty string"),
     ("save_conversations", '"yes"', "true or false"),
+    ("model_folders", '"/models"', "a list of folder paths"),
+    ("model_folders", '[""]', "a list of folder paths"),
     ("endpoints", '["localhost:8080"]', "a list of server URLs"),
     ("endpoints", '"http://127.0.0.1:8080"', "a list of server URLs"),
     ("api_key_env", '"MY KEY"', "an environment variable name"),
@@ -233,3 +235,11 @@ def test_no_textual_import() -> None:
     code = "import sys, localllm.config.settings, localllm.chat.conversations; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_model_folders_round_trip_and_an_old_file_without_them_loads(home) -> None:
+    write(home, 'theme = "localllm-light"\n')  # written before model_folders existed
+    assert load_settings().model_folders == []
+    assert parse_field("model_folders", " /srv/models , ~/My Models,/srv/models") == ["/srv/models", "~/My Models"]
+    save_settings(Settings(model_folders=["/srv/models", "~/My Models"]))
+    assert load_settings().model_folders == ["/srv/models", "~/My Models"]

@@ -19,7 +19,8 @@ def register(sub) -> None:
                                    "<home>/bench/ so runs can be compared.")
     p.add_argument("-m", "--model", action="append", dest="models", metavar="PATH", default=[],
                    help="a GGUF file, a checkpoint folder (FOLDER@int8, @nf4 or @fp4: bitsandbytes at "
-                        "load), a server URL (URL#model-id), or 'embedded' (repeat for each "
+                        "load), a server URL (URL#model-id), ollama:NAME[:TAG], "
+                        "lmstudio:PUBLISHER/MODEL[/FILE], or 'embedded' (repeat for each "
                         "configuration; default: embedded)")
     p.add_argument("--preset", choices=["seed002", "llama-bench"], default="seed002",
                    help="seed002: prompt 30 / 30 new tokens (default); llama-bench: pp512 / tg128")

@@ -1,4 +1,5 @@
-"""`localllm models`: list the library (embedded, HF cache, added by path), add a file, remove one."""
+"""`localllm models`: list the library (embedded, HF cache, added by path, Ollama's and LM Studio's
+stores, the settings' model folders), add a file, remove one, report duplicates."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ import sys
 def register(sub) -> None:
     p = sub.add_parser("models", help="list local models; `models add PATH`, `models rm ID`",
                        description="The library: the embedded model, models in the shared HF cache "
-                                   "(GGUF files and transformers checkpoints) and files added by path.")
+                                   "(GGUF files and transformers checkpoints), files added by path, and the "
+                                   "GGUFs in Ollama's and LM Studio's stores and the settings' model_folders "
+                                   "(read in place, never changed). One entry per file, with every place it "
+                                   "is found.")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.add_argument("--dupes", action="store_true",
+                   help="report models kept more than once (in several stores) and the space the copies take")
     action = p.add_subparsers(dest="models_action", metavar="ACTION")
     add = action.add_parser("add", help="add a GGUF file (or checkpoint folder) by path; it stays where it is")
     add.add_argument("path", metavar="PATH")
@@ -27,7 +33,7 @@ def render_table(entries) -> str:
 
     rows = [("ID", "FORMAT", "QUANT", "SIZE", "SOURCE")]
     for e in entries:
-        rows.append((e.id, e.format, e.quant, human_size(e.size_bytes) if e.size_bytes else "-", e.source))
+        rows.append((e.id, e.format, e.quant, human_size(e.size_bytes) if e.size_bytes else "-", _sources(e)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []
     for row, entry in zip(rows, [None, *entries], strict=True):
@@ -35,6 +41,28 @@ def render_table(entries) -> str:
         if entry is not None and not entry.usable:
             line += f"  [{entry.status}: {entry.detail}]"
         lines.append(line.rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _sources(entry) -> str:
+    """hf-cache, or `ollama smollm2:135m + lmstudio` when the file is found in several places."""
+    if len(entry.sources) < 2:
+        return entry.source
+    return " + ".join(s.tool if s.ref == entry.id else f"{s.tool} {s.name}" for s in entry.sources)
+
+
+def render_dupes(dupes) -> str:
+    from localllm.hub.repos import human_size
+
+    if not dupes:
+        return "No model is kept more than once.\n"
+    lines = []
+    for d in dupes:
+        lines.append(f"{d.entry.id} ({human_size(d.entry.size_bytes)}): {d.copies} "
+                     f"cop{'y' if d.copies == 1 else 'ies'} on disk, {human_size(d.wasted_bytes)} in extra copies")
+        lines += [f"  {s.tool:9} {s.name}  {s.path}" for s in d.entry.sources]
+    total = sum(d.wasted_bytes for d in dupes)
+    lines.append(f"Space in extra copies: {human_size(total)} (hard links and symlinks to one file count once).")
     return "\n".join(lines) + "\n"
 
 
@@ -54,7 +82,18 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"Deleted {removed.entry.id}, freed {human_size(removed.freed_bytes)}.")
         return 0
-    entries = library.list_models()
+    notes: list[str] = []
+    entries = library.list_models(notes=notes)
+    for note in notes:  # a store that cannot be read: the rest are still listed
+        print(f"[notice] {note}", file=sys.stderr)
+    if args.dupes:
+        dupes = library.duplicates(entries)
+        if args.json:
+            print(json.dumps([{**d.entry.to_dict(), "copies": d.copies, "wasted_bytes": d.wasted_bytes}
+                              for d in dupes], indent=2))
+        else:
+            sys.stdout.write(render_dupes(dupes))
+        return 0
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
         return 0

@@ -14,7 +14,8 @@ def register(sub) -> None:
     from localllm.config import KV_TYPES
 
     p = sub.add_parser("plan", help="show where a model would load and what memory it needs (--json)")
-    p.add_argument("model", metavar="MODEL", help="'embedded', a GGUF file or a checkpoint folder")
+    p.add_argument("model", metavar="MODEL", help="'embedded', a GGUF file, a checkpoint folder, "
+                   "ollama:NAME[:TAG] or lmstudio:PUBLISHER/MODEL[/FILE]")
     p.add_argument("--context", "--ctx", type=int, default=None, dest="context",
                    help="context size in tokens (default: the settings', 2048)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",

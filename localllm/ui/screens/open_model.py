@@ -1,4 +1,5 @@
-"""The models screen: the library (embedded model, HF cache, files added by path), servers found
+"""The models screen: the library (embedded model, HF cache, files added by path, Ollama's and LM
+Studio's stores, the settings' model folders, with their source), servers found
 running on this machine (only loopback is asked), a path or URL, and downloads from the Hub with
 progress and cancel. Picking one loads it; the conversation is kept across the switch."""
 
@@ -82,6 +83,25 @@ class OpenModelScreen(ModalScreen[str | None]):
             if e.usable:
                 label = f"{e.name} · {e.format} {e.quant} · {human_size(e.size_bytes)} · {e.source}"
                 self.app.call_from_thread(self._add_choice, label, e.path)
+        self.list_stores(entries)
+
+    def list_stores(self, cached: list) -> None:
+        """Other tools' models, each picked by its ref (ollama:NAME, lmstudio:PUB/MODEL/FILE): a copy of
+        the embedded model or of one listed from the HF cache is not listed twice."""
+        from localllm.hub.repos import human_size
+        from localllm.models.library import embedded_entry, merge_duplicates, store_entries
+
+        try:
+            listed = [embedded_entry(), *cached]
+            entries = merge_duplicates([*listed, *store_entries()])[len(listed):]
+        except Exception as exc:  # a store that cannot be read must not break the screen
+            self.app.call_from_thread(self.notify, f"Cannot read the model stores: {exc}", severity="warning")
+            return
+        for e in entries:
+            if e.usable:
+                where = " + ".join(s.tool if i == 0 else f"{s.tool} {s.name}" for i, s in enumerate(e.sources))
+                label = f"{e.name} · {e.format} {e.quant} · {human_size(e.size_bytes)} · {where}"
+                self.app.call_from_thread(self._add_choice, label, e.sources[0].ref)
 
     @work(thread=True, exit_on_error=False, group="servers")
     def find_servers(self) -> None:

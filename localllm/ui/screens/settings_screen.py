@@ -25,7 +25,8 @@ LABELS = {
     "system_prompt": "System prompt", "temperature": "Temperature",
     "top_p": "Top-p", "top_k": "Top-k", "min_p": "Min-p", "repeat_penalty": "Repeat penalty",
     "max_tokens": "Max tokens", "seed": "Seed", "theme": "Theme", "save_conversations": "Save chats",
-    "endpoints": "Servers", "api_key_env": "API key var",
+    "endpoints": "Servers", "model_folders": "Model folders",
+    "api_key_env": "API key var",
 }
 assert set(LABELS) == set(FIELDS)  # a new setting needs a label here
 
