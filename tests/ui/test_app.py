@@ -50,6 +50,7 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
         assert float(table["decode"].split()[0]) > 0
         assert "MiB" in table["RSS now"]
         assert app.query_one(MetricsPanel).rss_history
+        assert app.query_one(MetricsPanel).rate_history  # the meter's snapshots reached it while streaming
         from localllm.machine import gpu
 
         # no NVIDIA driver: nothing shown rather than zeros; with one, the worker's own VRAM
