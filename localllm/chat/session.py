@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from localllm.backends.base import Message, ModelInfo
+from localllm.chat.calibration import Calibration
 from localllm.chat.reuse import reuse_note
 from localllm.config import LoadOptions, SamplingParams
 from localllm.config.options import SCRIPTED_BACKEND
@@ -73,6 +74,7 @@ class TextDelta:
 class ReplyDone:
     turn: Turn
     stats: ReplyStats
+    estimate_mib: float | None = None  # the memory estimate for this reply's fill (ChatSession.calibrate)
 
 
 ReplyEvent = TrimNotice | KernelNotice | TextDelta | ReplyDone
@@ -99,6 +101,10 @@ class ChatSession:
     # what the worker's KV cache holds: the last request with its reply, their tokens, and where the
     # context started (None: nothing, after a load or a new conversation)
     _cached: tuple[list[Message], int, int] | None = None
+    # after each reply, keep its measured memory and speed beside the estimator's (the TUI does; see
+    # chat.calibration), and say the estimate in ReplyDone
+    calibrate: bool = False
+    _calibration: tuple[ModelInfo | None, Calibration | None] | None = None  # for the model it was read for
 
     # -- model -------------------------------------------------------------------------------
     def load(self, path: str | Path, options: LoadOptions | None = None,
@@ -340,7 +346,8 @@ class ChatSession:
             if turn.status != "error":
                 turn.status = FINISH_STATUS.get(reason, reason)
             self._note_reuse(sent, turn)
-        yield ReplyDone(turn, turn.stats)
+        calibration = self._calibration_now() if self.calibrate else None
+        yield ReplyDone(turn, turn.stats, calibration.record(turn.stats) if calibration is not None else None)
 
     def _note_reuse(self, sent: list[Message], turn: Turn) -> None:
         """Say why the cache was not fully reused (llama.cpp only: the others report none), and keep
@@ -353,6 +360,17 @@ class ChatSession:
             stats.cache_note = reuse_note(before, tokens, sent, stats.cached_tokens, self.context_start != start)
         reply = [{"role": "assistant", "content": turn.content}] if turn.content else []
         self._cached = (sent + reply, stats.prompt_tokens + stats.completion_tokens, self.context_start)
+
+    def _calibration_now(self) -> Calibration | None:
+        """The loaded model's Calibration: its GGUF header is read once per load."""
+        if self._calibration is None or self._calibration[0] is not self.model:
+            self._calibration = (self.model, Calibration.for_model(self.model))
+        return self._calibration[1]
+
+    def memory_estimate_mib(self, fill: int = 1) -> float | None:
+        """The estimator's RSS for the loaded model at this context fill (llama.cpp GGUFs), else None."""
+        calibration = self._calibration_now()
+        return calibration.estimate_mib(fill) if calibration is not None else None
 
     def stop(self) -> None:
         """Stop the reply being generated (Esc). Harmless when nothing is generating."""

@@ -1,4 +1,6 @@
-"""Messages the generation and load threads post to the app (post_message is thread-safe)."""
+"""Messages the generation and load threads post to the chat screen (post_message is thread-safe). What a
+thread measured travels in them as copies the thread no longer touches: the UI thread never reads the live
+meter."""
 
 from __future__ import annotations
 
@@ -28,6 +30,16 @@ class ReplyDelta(Message):
         self.text = text
 
 
+class MeterSnapshot(Message):
+    """The reply's figures so far (Meter.snapshot(), taken in the generation thread that feeds the meter,
+    about twice a second) and when they were taken (perf_counter)."""
+
+    def __init__(self, stats: ReplyStats, at: float) -> None:
+        super().__init__()
+        self.stats = stats
+        self.at = at
+
+
 class ReplyNotice(Message):
     def __init__(self, text: str) -> None:
         super().__init__()
@@ -35,10 +47,11 @@ class ReplyNotice(Message):
 
 
 class ReplyFinished(Message):
-    def __init__(self, stats: ReplyStats, status: str) -> None:
+    def __init__(self, stats: ReplyStats, status: str, estimate_mib: float | None = None) -> None:
         super().__init__()
         self.stats = stats
         self.status = status
+        self.estimate_mib = estimate_mib  # the memory estimate for the reply's fill, when the session made one
 
 
 class ReplyFailed(Message):

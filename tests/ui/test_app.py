@@ -50,6 +50,7 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
         assert float(table["decode"].split()[0]) > 0
         assert "MiB" in table["RSS now"]
         assert app.query_one(MetricsPanel).rss_history
+        assert app.query_one(MetricsPanel).rate_history  # the meter's snapshots reached it while streaming
         from localllm.machine import gpu
 
         # no NVIDIA driver: nothing shown rather than zeros; with one, the worker's own VRAM
@@ -86,7 +87,7 @@ async def test_escape_stops_a_long_reply_and_history_stays_consistent() -> None:
         await pilot.press("escape")  # nothing generating: harmless
         assert not app.generating and app.session.history == []
         await send(pilot, app, "Write an endless story.")
-        await wait_for(pilot, lambda: app.reply is not None and app.reply.text, timeout=180)
+        await wait_for(pilot, lambda: app.chat.reply is not None and app.chat.reply.text, timeout=180)
         await pilot.press("escape")
         await wait_for(pilot, lambda: not app.generating, timeout=180)
         history = app.session.history
@@ -388,14 +389,14 @@ async def test_a_load_shows_its_progress_and_then_its_time() -> None:
     states: list[str] = []
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None and not app.session.loading)
-        seen = app._set_state
+        seen = app.chat._set_state
 
         def record(state: str) -> None:
             states.append(state)
             seen(state)
 
-        app._set_state = record
-        app.load_model(None)  # a second load of the embedded model, recorded from its start
+        app.chat._set_state = record
+        app.chat.load_model(None)  # a second load of the embedded model, recorded from its start
         await wait_for(pilot, lambda: any("100%" in s for s in states))
         await wait_for(pilot, lambda: app.session.model is not None and not app.session.loading
                        and "load" in panel_rows(app))

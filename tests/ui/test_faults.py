@@ -96,7 +96,7 @@ async def test_ctrl_o_during_a_load_starts_no_second_load_and_esc_cancels_one() 
         assert len(workers(others)) == 1
 
         # Esc during a load stops it: its worker is killed, the app says so and takes a new pick
-        app.load_model(None)
+        app.chat.load_model(None)
         await wait_for(pilot, lambda: app.session._loading is not None and app.session._loading.pid)
         await pilot.press("escape")
         await wait_for(pilot, lambda: "cancelled" in errors(app))

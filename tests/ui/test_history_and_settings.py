@@ -82,7 +82,7 @@ APP_SCRIPT = textwrap.dedent("""
             app.session.sampling = SamplingParams(max_tokens=3000, ignore_eos=True)
             app.query_one("#prompt", Input).value = "three"
             await pilot.press("enter")
-            while not (app.reply is not None and app.reply.text):
+            while not (app.chat.reply is not None and app.chat.reply.text):
                 await asyncio.sleep(0.05)
             print("STREAMING", flush=True)
             await asyncio.sleep(600)

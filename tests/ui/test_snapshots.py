@@ -42,7 +42,7 @@ async def loaded(pilot) -> None:
     app = pilot.app
     while app.query_one(StatusBar).model is None:  # on_model_loaded has run
         await asyncio.sleep(0.05)
-    app._sampler = None  # no live memory samples: the picture must not move
+    app.chat._sampler = None  # no live memory samples: the picture must not move
     panel = app.query_one(MetricsPanel)
     panel.rss, panel.estimate_mib = None, None  # nor one an idle tick took before the line above
     panel.load_s = None  # how long the load took differs from run to run
@@ -68,7 +68,7 @@ async def chat_and_freeze(pilot) -> None:
     await pilot.press("enter")
     while len(app.session.history) < 2 or app.generating:
         await asyncio.sleep(0.05)
-    app._sampler = None  # the end of a reply starts memory sampling again
+    app.chat._sampler = None  # the end of a reply starts memory sampling again
     await app.query(AssistantMessage).last().finish(FIXED, "ok")
     panel = app.query_one(MetricsPanel)
     panel.rate_history.clear()

@@ -95,6 +95,33 @@ def test_stop_mid_reply_keeps_history_consistent(session) -> None:
     assert done.turn.status in ("ok", "length") and len(session.history) == 4
 
 
+def test_a_calibrating_session_keeps_each_reply_beside_the_estimate(session) -> None:
+    """The TUI's session (calibrate on) keeps each reply's measured peak, and its decode speed when this
+    machine's bandwidth is known, beside the estimator's uncalibrated prediction, and says the estimate for
+    the reply's fill in ReplyDone; a session that does not calibrate (the CLI's) keeps nothing."""
+    from localllm.machine.bandwidth import cached_bandwidth
+    from localllm.machine.calibration import load_measurements
+
+    session.clear()
+    session.sampling = SamplingParams(max_tokens=12, ignore_eos=True, seed=3)
+    _, done, _ = reply(session.send("Hi."))
+    assert done.estimate_mib is None and load_measurements() == []
+    assert session.memory_estimate_mib(fill=1) > 0  # the figure shown after a load
+    session.calibrate = True
+    try:
+        _, done, _ = reply(session.send("And again."))
+    finally:
+        session.calibrate = False
+    assert done.estimate_mib > 0
+    runs = load_measurements()
+    [run] = [r for r in runs if r.get("measured_ram_bytes")]
+    assert run["format"] == "gguf" and run["context"] == 1024 and run["predicted_ram_bytes"] > 0
+    assert run["measured_ram_bytes"] == int(done.stats.rss_peak_mib * 2**20)
+    if cached_bandwidth():  # the speed model needs this machine's bandwidth: then the decode is kept too
+        [speed] = [r for r in runs if r.get("measured_tok_s")]
+        assert speed["measured_tok_s"] == done.stats.decode_tok_s and speed["predicted_tok_s"] > 0
+
+
 def test_old_turns_trimmed_with_a_notice(model_path) -> None:
     s = ChatSession(sampling=SamplingParams(max_tokens=64, ignore_eos=True, seed=1))
     s.load(model_path, LoadOptions(n_ctx=256, n_threads=2))

@@ -20,8 +20,8 @@ from textual.timer import Timer
 from textual.widgets import Checkbox, DataTable, Footer, Input, Label, Select, Static
 from textual.worker import get_current_worker
 
-from localllm.machine.hardware import GiB, HardwareInfo, card_rows
-from localllm.machine.recommend import USES, Pick, Recommendation, Wishes
+from localllm.chat import machine_facts as facts
+from localllm.chat.machine_facts import USES, GiB, HardwareInfo, Pick, Recommendation, Wishes, card_rows
 from localllm.models.catalog import ModelSpec
 
 FORMATS = {"gguf": ("gguf",), "gptq": ("gptq",), "bnb": ("bnb-nf4", "bnb-int8"), "fp16": ("fp16",)}
@@ -208,11 +208,10 @@ class HardwareScreen(Screen[Pick | None]):
 
     @work(thread=True, exclusive=True, group="hw-inspect")
     def _inspect(self) -> None:
-        from localllm.machine import hardware
         from localllm.models.catalog import load_catalog
 
         try:
-            hw = self._given_hardware or hardware.probe()
+            hw = self._given_hardware or facts.probe()
             specs = tuple(self._given_catalog) if self._given_catalog is not None else load_catalog()
         except Exception as exc:  # the screen says what failed instead of taking the app down
             self._deliver(self.say, f"Could not inspect this machine: {exc}", True)
@@ -221,10 +220,8 @@ class HardwareScreen(Screen[Pick | None]):
 
     @work(thread=True, exclusive=True, group="hw-measure")
     def _measure(self, hw: HardwareInfo) -> None:
-        from localllm.machine import bandwidth
-
         try:
-            gb_s = round(bandwidth.measured_bandwidth(refresh=True, cpu=hw.cpu), 2)
+            gb_s = round(facts.measured_bandwidth(refresh=True, cpu=hw.cpu), 2)
         except Exception as exc:
             self._deliver(self.say, f"Could not measure the memory bandwidth: {exc}", True)
             return
@@ -232,10 +229,8 @@ class HardwareScreen(Screen[Pick | None]):
 
     @work(thread=True, exclusive=True, group="hw-rank")
     def _rank(self, hw: HardwareInfo, specs: tuple[ModelSpec, ...], wishes: Wishes, generation: int) -> None:
-        from localllm.machine.recommend import recommend
-
         try:
-            rec = recommend(hw, specs, wishes)
+            rec = facts.recommend(hw, specs, wishes)
         except Exception as exc:
             self._deliver(self.say, f"Could not rank the models: {exc}", True)
             return
