@@ -78,13 +78,19 @@ async def chat_and_freeze(pilot) -> None:
     panel.rss = (207.0, 208.0)
     panel.show_stats(FIXED)
     app.query_one(StatusBar).refresh()
-    # the prompt takes focus back after a reply on its own schedule; the cursor it then draws decided
-    # whether a picture matched (1 run in ~9 failed): give it focus now and wait until it has it
+    # The prompt takes focus back after a reply on its own schedule, and Textual draws its cursor when the
+    # Focus message is handled: whether a picture had a cursor was a race (CI failed on it). The pictures
+    # are taken with nothing focused (no cursor), once the prompt's blur has been handled.
     prompt = app.query_one("#prompt")
-    prompt.focus()
-    deadline = asyncio.get_running_loop().time() + 30
-    while app.focused is not prompt and asyncio.get_running_loop().time() < deadline:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while loop.time() < deadline:
+        app.screen.set_focus(None)
+        await pilot.pause()
+        if app.focused is None and not prompt.has_focus:
+            break
         await asyncio.sleep(0.05)
+    assert app.focused is None and not prompt.has_focus, "the prompt kept taking the focus back"
     await pilot.pause()
 
 
