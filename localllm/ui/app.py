@@ -511,6 +511,10 @@ class LocalLLMApp(App[int]):
                 self.query_one("#prompt", Input).disabled = True
                 self.load_model(None, placed)
                 return
+            if pick.on_disk and pick.ref:  # already here (Ollama's store, LM Studio's ...): run it in place
+                self.query_one("#prompt", Input).disabled = True
+                self.load_model(pick.ref, placed)
+                return
             target = download_target(pick)
             if target is not None:  # the download runs there, with progress and cancel
                 self._open_models(pull=target, options=placed)

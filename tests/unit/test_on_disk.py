@@ -143,6 +143,10 @@ def test_a_pick_on_the_disk_says_where_and_needs_no_download(env) -> None:
     data = rec.to_dict(50)
     q8_json = next(p for p in data["picks"] if p["model"] == "smollm2-135m" and p["quant"] == "Q8_0")
     assert q8_json["on_disk"] is True and q8_json["sources"][0]["tool"] == "ollama"
+    from localllm.ui.screens.hardware_screen import download_target
+
+    assert download_target(q8) is None and download_target(smol["Q6_K"]) == (
+        "bartowski/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct-Q6_K.gguf")  # the Machine screen: no pull
     plain = recommend(_hw(), catalog.load_catalog())
     assert not any(p.on_disk for p in plain.picks)
 
