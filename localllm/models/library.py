@@ -1,6 +1,6 @@
 """The model library: the embedded model, models in the shared HF cache (GGUF files and
 transformers checkpoints), files added by path, and the GGUFs other tools keep (Ollama, LM Studio,
-folders named in the settings: models.stores, read-only). One entry per file: the same GGUF found in
+llama.cpp's old cache, GPT4All, Jan, folders named in the settings: models.stores, read-only). One entry per file: the same GGUF found in
 several places is one entry with several sources. Delete frees the space (never in another tool's store)."""
 
 from __future__ import annotations
@@ -357,7 +357,8 @@ def remove(entry_id: str, delete_file: bool = False, cache_dir: str | os.PathLik
     if via is not None and via.tool in stores.TOOLS:  # rm ollama:x must not delete the HF cache's copy
         entry = replace(entry, id=via.ref, source=via.tool)
     if entry.read_only:
-        tool = {"ollama": "`ollama rm`", "lmstudio": "LM Studio"}.get(entry.source, "your file manager")
+        tool = {"ollama": "`ollama rm`", "lmstudio": "LM Studio", "gpt4all": "GPT4All", "jan": "Jan"}.get(
+            entry.source, "your file manager")
         raise LibraryError(f"{entry.id} belongs to {entry.source}'s store, which localllm only reads; "
                            f"remove it with {tool}.")
     if entry.source == "embedded":

@@ -1,5 +1,6 @@
 """`localllm models`: list the library (embedded, HF cache, added by path, Ollama's and LM Studio's
-stores, the settings' model folders), add a file, remove one, report duplicates."""
+stores, llama.cpp's, GPT4All's and Jan's folders, the settings' model folders), add a file, remove one,
+report duplicates."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ def register(sub) -> None:
     p = sub.add_parser("models", help="list local models; `models add PATH`, `models rm ID`",
                        description="The library: the embedded model, models in the shared HF cache "
                                    "(GGUF files and transformers checkpoints), files added by path, and the "
-                                   "GGUFs in Ollama's and LM Studio's stores and the settings' model_folders "
+                                   "GGUFs in Ollama's and LM Studio's stores, llama.cpp's old cache, GPT4All's and Jan's "
+                                   "model folders and the settings' model_folders "
                                    "(read in place, never changed). One entry per file, with every place it "
                                    "is found.")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
