@@ -47,10 +47,11 @@ def render_table(entries) -> str:
 
 
 def _sources(entry) -> str:
-    """hf-cache, or `ollama smollm2:135m + lmstudio` when the file is found in several places."""
-    if len(entry.sources) < 2:
-        return entry.source
-    return " + ".join(s.tool if s.ref == entry.id else f"{s.tool} {s.name}" for s in entry.sources)
+    """hf-cache, or `ollama smollm2:135m + lmstudio` when the file is found in several places; "(serving)"
+    when Ollama or LM Studio has it loaded now."""
+    text = entry.source if len(entry.sources) < 2 else \
+        " + ".join(s.tool if s.ref == entry.id else f"{s.tool} {s.name}" for s in entry.sources)
+    return text + (" (serving)" if entry.serving else "")
 
 
 def render_dupes(dupes) -> str:
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"Deleted {removed.entry.id}, freed {human_size(removed.freed_bytes)}.")
         return 0
     notes: list[str] = []
-    entries = library.list_models(notes=notes)
+    entries = library.list_models(notes=notes, serving=not args.dupes)
     for note in notes:  # a store that cannot be read: the rest are still listed
         print(f"[notice] {note}", file=sys.stderr)
     if args.dupes:
