@@ -112,6 +112,13 @@ class Recommendation:
                 break
         return out
 
+    def on_disk_below(self, n: int = 10, per_model: int | None = 2) -> list[Pick]:
+        """The fitting picks another tool already keeps on the disk that top(n) leaves out, best first:
+        shown after it (the embedded model alone is not one: it is always there)."""
+        shown = {id(p) for p in self.top(n, per_model)}
+        return [p for p in self.picks if p.on_disk and id(p) not in shown
+                and any(s.get("tool") != "embedded" for s in p.sources)]
+
     def best_per_format(self) -> dict[str, Pick]:
         """The best pick of each format: the cross-format comparison at a glance."""
         best: dict[str, Pick] = {}
@@ -120,7 +127,7 @@ class Recommendation:
         return best
 
     def to_dict(self, n: int | None = None, per_model: int | None = 2) -> dict[str, Any]:
-        picks = self.top(n, per_model) if n else self.picks
+        picks = self.top(n, per_model) + self.on_disk_below(n, per_model) if n else self.picks
         return {"wishes": dataclasses.asdict(self.wishes), "ram_budget": self.ram_budget,
                 "vram_budget": self.vram_budget, "gpu": self.gpu, "notes": self.notes,
                 "picks": [p.to_dict() for p in picks],
@@ -331,7 +338,8 @@ def recommend(hw: HardwareInfo, catalog: tuple[ModelSpec, ...] | list[ModelSpec]
                               -p.bits if wishes.use == "speed" else p.bits), reverse=True)
     by_id = {s.id: s for s in catalog}
     rec = Recommendation(wishes, picks, rejected, [], m.ram, m.vram, m.gpu.name if m.gpu else "", notes)
-    for pick in {id(p): p for p in rec.top(detail) + rec.top(detail, None)}.values():  # the ones shown
+    shown = rec.top(detail) + rec.top(detail, None) + [p for p in picks if p.on_disk]
+    for pick in {id(p): p for p in shown}.values():  # the ones shown
         pick.max_context = max_context(by_id[pick.model], pick, m)
     if not m.cuda:
         notes.append("no CUDA GPU: bnb and GPTQ run on the CPU only slowly; GGUF (llama.cpp) comes first")

@@ -140,6 +140,10 @@ def test_a_pick_on_the_disk_says_where_and_needs_no_download(env) -> None:
     assert smol["Q4_1"].on_disk and "on disk (ollama: smollm2:135m)" in smol["Q4_1"].why
     shown = rec.top(50)
     assert q8 in shown and smol["Q4_0"] in shown  # shown beyond the two quants per model
+    below = rec.on_disk_below(3)  # the best three, then what is on the disk further down
+    assert below and all(p.on_disk and p not in rec.top(3) for p in below) and q8 in below
+    assert [p["quant"] for p in rec.to_dict(3)["picks"][3:]] == [p.quant for p in below]
+    assert all(p.max_context for p in below)
     data = rec.to_dict(50)
     q8_json = next(p for p in data["picks"] if p["model"] == "smollm2-135m" and p["quant"] == "Q8_0")
     assert q8_json["on_disk"] is True and q8_json["sources"][0]["tool"] == "ollama"
@@ -165,6 +169,9 @@ def test_recommend_cli_marks_on_disk_and_changes_no_store(env) -> None:
     text = _cli("recommend", "-n", "60", "--format", "gguf", env_vars=vars_)
     assert "on disk (ollama: smollm2:135m-instruct-q8_0), no download" in text.stdout
     assert "have: ollama:smollm2:135m-instruct-q8_0 (`localllm chat -m ollama:smollm2:135m-instruct-q8_0`)" in text.stdout
+    short = _cli("recommend", "-n", "2", "--format", "gguf", env_vars=vars_).stdout
+    assert "-- already on this disk, further down the ranking --" in short
+    assert "on disk (ollama: smollm2:135m-instruct-q8_0), no download" in short
     off = json.loads(_cli("recommend", "--json", "-n", "60", "--no-disk", env_vars=vars_).stdout)
     assert not any(p["on_disk"] for p in off["picks"])
     assert checksums(env["ollama"], env["lmstudio"]) == before

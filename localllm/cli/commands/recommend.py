@@ -85,7 +85,10 @@ def _specs(model: str | None):
 def table(rec, top: int, per_model: int | None) -> str:
     lines = [f"{'#':>2} {'model':28} {'format':8} {'quant':9} {'where':5} {'RAM':>6} {'VRAM':>6} "
              f"{'tok/s':>6} {'bits':>5} {'max ctx f16/q8/q4':>19}"]
-    for i, p in enumerate(rec.top(top, per_model), 1):
+    below = rec.on_disk_below(top, per_model)
+    for i, p in enumerate(rec.top(top, per_model) + below, 1):
+        if below and p is below[0]:
+            lines.append("   -- already on this disk, further down the ranking --")
         ctx = "/".join(_k(p.max_context.get(kv)) for kv in ("f16", "q8_0", "q4_0")) if p.max_context else ""
         lines.append(f"{i:2d} {p.name[:28]:28} {p.format:8} {p.quant[:9]:9} {VERDICT[p.verdict]:5} "
                      f"{p.ram_bytes / GiB:5.1f}G {p.vram_bytes / GiB:5.1f}G {p.tok_s:6.1f} {p.bits:5.2f} "
