@@ -1,10 +1,11 @@
-"""Rank (model, format, quant) picks for this machine and the user's wishes; pure: no I/O."""
+"""Rank (model, format, quant) picks for this machine and the user's wishes; pure: no I/O (what is
+already on the disk comes in as `on_disk`, models.on_disk's match)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from localllm.machine.estimate import MemoryEstimate, estimate_memory, estimate_
 from localllm.machine.hardware import GiB, GPUInfo, HardwareInfo
 from localllm.machine.weights import EstimateError
 from localllm.models.catalog import ModelSpec
+from localllm.models.on_disk import OnDisk
 
 USES = ("chat", "quality", "speed")
 CHAT_FILL = 512  # tokens in the context for the speed figure: a chat's first turns
@@ -66,6 +68,9 @@ class Pick:
     tok_s_band_pct: float = 30.0  # ... +- this many percent
     tok_s_full: float = 0.0  # decode with the whole context filled: the slowest a chat gets
     measured_tok_s: float | None = None  # decode measured on this machine for this very model and quant
+    on_disk: bool = False  # the user has this very file already (in Ollama, LM Studio, the HF cache ...)
+    sources: list[dict[str, Any]] = field(default_factory=list)  # where, when on_disk (each tool's name)
+    ref: str = ""  # when on_disk: what `localllm chat -m` takes for that file
 
     @property
     def fits(self) -> bool:
@@ -95,16 +100,24 @@ class Recommendation:
     notes: list[str] = field(default_factory=list)
 
     def top(self, n: int = 10, per_model: int | None = 2) -> list[Pick]:
-        """The best n picks, at most per_model of any one model so the list shows choices."""
+        """The best n picks, at most per_model of any one model so the list shows choices (a pick
+        already on the disk is shown whatever its model's count)."""
         out: list[Pick] = []
         seen: dict[str, int] = {}
         for pick in self.picks:
-            if per_model is None or seen.get(pick.model, 0) < per_model:
+            if per_model is None or seen.get(pick.model, 0) < per_model or pick.on_disk:
                 out.append(pick)
                 seen[pick.model] = seen.get(pick.model, 0) + 1
             if len(out) >= n:
                 break
         return out
+
+    def on_disk_below(self, n: int = 10, per_model: int | None = 2) -> list[Pick]:
+        """The fitting picks another tool already keeps on the disk that top(n) leaves out, best first:
+        shown after it (the embedded model alone is not one: it is always there)."""
+        shown = {id(p) for p in self.top(n, per_model)}
+        return [p for p in self.picks if p.on_disk and id(p) not in shown
+                and any(s.get("tool") != "embedded" for s in p.sources)]
 
     def best_per_format(self) -> dict[str, Pick]:
         """The best pick of each format: the cross-format comparison at a glance."""
@@ -114,7 +127,7 @@ class Recommendation:
         return best
 
     def to_dict(self, n: int | None = None, per_model: int | None = 2) -> dict[str, Any]:
-        picks = self.top(n, per_model) if n else self.picks
+        picks = self.top(n, per_model) + self.on_disk_below(n, per_model) if n else self.picks
         return {"wishes": dataclasses.asdict(self.wishes), "ram_budget": self.ram_budget,
                 "vram_budget": self.vram_budget, "gpu": self.gpu, "notes": self.notes,
                 "picks": [p.to_dict() for p in picks],
@@ -190,13 +203,19 @@ def _score(pick: Pick, use: str) -> float:
     return pick.quality * min(1.0, pick.tok_s / 10) + 2 * math.log2(max(1.0, min(pick.tok_s, 40) / 10))
 
 
-def _candidates(spec: ModelSpec, formats: tuple[str, ...]) -> Iterator[tuple[str, str, str, int | None]]:
-    """(format, quant, where to get it, download bytes or None to use the estimate's weights)."""
+def _candidates(spec: ModelSpec, formats: tuple[str, ...],
+                on_disk: Mapping[tuple[str, str], OnDisk]) -> Iterator[tuple[str, str, str, int | None]]:
+    """(format, quant, where to get it, download bytes or None to use the estimate's weights); a quant
+    the user has on the disk is a candidate even when the catalog lists other quants only."""
     if "gguf" in formats:
         if spec.embedded:
             yield "gguf", spec.embedded, "embedded (ships with localllm)", 0
         for quant in spec.gguf_quants:
             yield "gguf", quant, f"{spec.gguf_repo}/{spec.gguf_filename(quant)}", None
+        listed = {q.upper() for q in (*spec.gguf_quants, spec.embedded) if q}
+        for (model, quant), found in sorted(on_disk.items()):
+            if model == spec.id and quant not in listed:
+                yield "gguf", quant, found.ref, 0
         if spec.gguf_path:
             yield "gguf", spec.gguf_quant, spec.gguf_path, 0
     if spec.gptq_repo and "gptq" in formats:
@@ -209,7 +228,7 @@ def _candidates(spec: ModelSpec, formats: tuple[str, ...]) -> Iterator[tuple[str
 
 
 def _pick(spec: ModelSpec, fmt: str, quant: str, source: str, download: int | None, wishes: Wishes,
-          m: _Machine) -> Pick:
+          m: _Machine, found: OnDisk | None = None) -> Pick:
     kv = wishes.kv_type if fmt == "gguf" else "f16"
     verdict, est = _place(spec, fmt, quant, wishes.context, kv, m)
     # the headline figure is a chat's first turns (what a timing run measures too); a full context's
@@ -225,7 +244,11 @@ def _pick(spec: ModelSpec, fmt: str, quant: str, source: str, download: int | No
     pick.tok_s_full = round(full.tok_s, 1)
     pick.measured_tok_s = measured_here(spec.name, fmt, quant, speed.device)
     pick.score = _score(pick, wishes.use) if pick.fits else 0.0
-    pick.why = _why(pick, spec, m)
+    if found is not None:
+        pick.on_disk, pick.download_bytes = True, 0
+        pick.sources = [s.to_dict() for s in found.sources]
+        pick.ref = found.ref
+    pick.why = _why(pick, spec, m, found)
     return pick
 
 
@@ -240,7 +263,7 @@ def speed_text(p: Pick) -> str:
     return text + (f", {rate(p.measured_tok_s)} measured here" if p.measured_tok_s else "")
 
 
-def _why(p: Pick, spec: ModelSpec, m: _Machine) -> str:
+def _why(p: Pick, spec: ModelSpec, m: _Machine, found: OnDisk | None = None) -> str:
     gpu = m.gpu.name if m.gpu else "GPU"
     where = {"full GPU": f"fits on the {gpu} ({p.vram_bytes / GiB:.1f} of {m.vram / GiB:.1f} GiB usable)",
              "partial offload": (f"{p.gpu_layers} of {spec.layers} layers on the {gpu}" if p.gpu_layers < spec.layers
@@ -258,6 +281,8 @@ def _why(p: Pick, spec: ModelSpec, m: _Machine) -> str:
                      f"{m.disk_free / 1e9:.1f} GB free on disk")
     if p.source.startswith("embedded"):
         parts.append("ships with localllm: chat now")
+    if found is not None and any(s.tool != "embedded" for s in found.sources):
+        parts.append(f"on disk ({found.label}), no download")
     return "; ".join(parts)
 
 
@@ -282,9 +307,12 @@ def max_context(spec: ModelSpec, pick: Pick, m: _Machine) -> dict[str, int]:
 
 
 def recommend(hw: HardwareInfo, catalog: tuple[ModelSpec, ...] | list[ModelSpec],
-              wishes: Wishes | None = None, detail: int = 20) -> Recommendation:
+              wishes: Wishes | None = None, detail: int = 20,
+              on_disk: Mapping[tuple[str, str], OnDisk] | None = None) -> Recommendation:
     """Every (model, format, quant) of the catalog graded on this machine; the best `detail` picks also
-    get their largest context per KV-cache type."""
+    get their largest context per KV-cache type. on_disk: (catalog id, quant) -> the file the user
+    has (models.on_disk.match): those picks need no download and say where they are."""
+    on_disk = on_disk or {}
     wishes = wishes or Wishes()
     if wishes.use not in USES:
         raise EstimateError(f"unknown use {wishes.use!r}; choose one of {', '.join(USES)}")
@@ -295,15 +323,23 @@ def recommend(hw: HardwareInfo, catalog: tuple[ModelSpec, ...] | list[ModelSpec]
     for spec in catalog:
         if wishes.context > spec.max_context:
             continue  # the model cannot hold the wished context at all
-        for fmt, quant, source, download in _candidates(spec, wishes.formats):
-            pick = _pick(spec, fmt, quant, source, download, wishes, m)
+        for fmt, quant, source, download in _candidates(spec, wishes.formats, on_disk):
+            found = on_disk.get((spec.id, quant.upper())) if fmt == "gguf" else None
+            try:
+                pick = _pick(spec, fmt, quant, source, download, wishes, m, found)
+            except EstimateError:  # a quant on the disk that the estimate does not know
+                if source == (found.ref if found else None):
+                    continue
+                raise
             (picks if pick.fits else rejected).append(pick)
-    # bnb and GPTQ without CUDA go last whatever their score; on ties GGUF first: it runs everywhere
-    picks.sort(key=lambda p: (not (p.needs_cuda and not m.cuda), p.score, p.format == "gguf",
+    # bnb and GPTQ without CUDA go last whatever their score; on ties what is on the disk, then GGUF
+    # first: it runs everywhere
+    picks.sort(key=lambda p: (not (p.needs_cuda and not m.cuda), p.score, p.on_disk, p.format == "gguf",
                               -p.bits if wishes.use == "speed" else p.bits), reverse=True)
     by_id = {s.id: s for s in catalog}
     rec = Recommendation(wishes, picks, rejected, [], m.ram, m.vram, m.gpu.name if m.gpu else "", notes)
-    for pick in {id(p): p for p in rec.top(detail) + rec.top(detail, None)}.values():  # the ones shown
+    shown = rec.top(detail) + rec.top(detail, None) + [p for p in picks if p.on_disk]
+    for pick in {id(p): p for p in shown}.values():  # the ones shown
         pick.max_context = max_context(by_id[pick.model], pick, m)
     if not m.cuda:
         notes.append("no CUDA GPU: bnb and GPTQ run on the CPU only slowly; GGUF (llama.cpp) comes first")

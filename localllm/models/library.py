@@ -1,6 +1,6 @@
 """The model library: the embedded model, models in the shared HF cache (GGUF files and
 transformers checkpoints), files added by path, and the GGUFs other tools keep (Ollama, LM Studio,
-folders named in the settings: models.stores, read-only). One entry per file: the same GGUF found in
+llama.cpp's old cache, GPT4All, Jan, folders named in the settings: models.stores, read-only). One entry per file: the same GGUF found in
 several places is one entry with several sources. Delete frees the space (never in another tool's store)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from localllm.config import state
 from localllm.errors import LocalLLMError, ModelFileError
 from localllm.hub.repos import SPLIT_RE, default_cache_dir, quant_of, split_base
 from localllm.models import stores
-from localllm.models.stores import Source
+from localllm.models.stores import Source, serving
 
 if TYPE_CHECKING:
     from huggingface_hub import CachedRevisionInfo
@@ -49,6 +49,7 @@ class LibraryEntry:
     arch: str = ""  # from the GGUF header ("" when not read)
     context: int = 0  # the trained context length from the header (0: not known)
     sources: tuple[Source, ...] = ()  # every place this file is known, first the one `source` names
+    serving: bool = False  # Ollama or LM Studio has it loaded right now (list_models(serving=True))
 
     @property
     def usable(self) -> bool:
@@ -74,13 +75,31 @@ class Removed:
     action: str  # "deleted" | "forgotten"
 
 
-def list_models(cache_dir: str | os.PathLike[str] | None = None, notes: list[str] | None = None) -> list[LibraryEntry]:
-    """Every entry, one per file; `notes` (when given) gets a line per store folder that was skipped."""
+def list_models(cache_dir: str | os.PathLike[str] | None = None, notes: list[str] | None = None,
+                serving: bool = False) -> list[LibraryEntry]:
+    """Every entry, one per file; `notes` (when given) gets a line per store folder that was skipped.
+    serving: also ask Ollama's and LM Studio's servers on this machine what they have loaded now
+    (stores.serving: at most 0.3 s, nothing sent but the GET)."""
     try:
-        entries = [embedded_entry(), *cache_entries(cache_dir), *path_entries(), *store_entries(notes)]
-        return merge_duplicates(entries)
+        entries = merge_duplicates([embedded_entry(), *cache_entries(cache_dir), *path_entries(),
+                                    *store_entries(notes)])
     finally:
         stores.save_facts()
+    return mark_serving(entries) if serving else entries
+
+
+def mark_serving(entries: list[LibraryEntry]) -> list[LibraryEntry]:
+    """Entries a store's server has loaded now get serving=True; a loaded model that fits more than
+    one entry (an LM Studio id for a folder of several quants, the server naming no quant) marks none."""
+    tools = {s.tool for e in entries if e.usable for s in e.sources} & {"ollama", "lmstudio"}
+    served = serving.loaded(tools) if tools else []
+    hits: dict[int, list[int]] = {}  # served index -> entry indexes
+    for i, entry in enumerate(entries):
+        for j, one in enumerate(served):
+            if entry.usable and any(serving.matches(src, entry.quant, one) for src in entry.sources):
+                hits.setdefault(j, []).append(i)
+    marked = {found[0] for found in hits.values() if len(found) == 1}
+    return [replace(e, serving=True) if i in marked else e for i, e in enumerate(entries)]
 
 
 def find(entry_id: str, cache_dir: str | os.PathLike[str] | None = None) -> LibraryEntry:
@@ -357,7 +376,8 @@ def remove(entry_id: str, delete_file: bool = False, cache_dir: str | os.PathLik
     if via is not None and via.tool in stores.TOOLS:  # rm ollama:x must not delete the HF cache's copy
         entry = replace(entry, id=via.ref, source=via.tool)
     if entry.read_only:
-        tool = {"ollama": "`ollama rm`", "lmstudio": "LM Studio"}.get(entry.source, "your file manager")
+        tool = {"ollama": "`ollama rm`", "lmstudio": "LM Studio", "gpt4all": "GPT4All", "jan": "Jan"}.get(
+            entry.source, "your file manager")
         raise LibraryError(f"{entry.id} belongs to {entry.source}'s store, which localllm only reads; "
                            f"remove it with {tool}.")
     if entry.source == "embedded":

@@ -185,6 +185,9 @@ class LocalLLMApp(App[int]):
             if pick.source.startswith("embedded"):  # nothing to download: chat with it now
                 self.chat.reload(None, placed)
                 return
+            if pick.on_disk and pick.ref:  # already here (Ollama's store, LM Studio's ...): run it in place
+                self.chat.reload(pick.ref, placed)
+                return
             target = download_target(pick)
             if target is not None:  # the download runs there, with progress and cancel
                 self._open_models(pull=target, options=placed)

@@ -39,3 +39,32 @@ async def test_the_picker_lists_store_models_with_their_source_and_their_ref(env
         await pilot.press("enter")
         await wait_for(pilot, lambda: picked, timeout=30)
     assert picked == ["lmstudio:acme/Split-GGUF/split-Q4_K_M.gguf"]
+
+
+async def test_a_model_lm_studio_has_loaded_says_serving_now(env, monkeypatch) -> None:  # noqa: F811
+    from localllm.models.stores import serving
+    from tests.unit.test_store_serving import _closed_port, _Server
+
+    monkeypatch.setattr(endpoints, "USUAL_PORTS", {})
+    loaded = {"id": "acme/split", "object": "model", "type": "llm", "publisher": "acme", "arch": "llama",
+              "compatibility_type": "gguf", "quantization": "Q4_K_M", "state": "loaded", "max_context_length": 256}
+    server = _Server({"/api/v0/models": {"object": "list", "data": [loaded]}})
+    monkeypatch.setattr(serving, "LMSTUDIO_ADDRESS", ("127.0.0.1", server.port))
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{_closed_port()}")
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(OpenModelScreen(), lambda _: None)
+
+    app = Host()
+    try:
+        async with app.run_test(size=(160, 40)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen))
+            options = app.screen.query_one(OptionList)
+            folder = str(env["folder"] / "sub" / "own-Q8_0.gguf")
+            await wait_for(pilot, lambda: any(o.id == folder for o in options.options), timeout=60)
+            prompts = {o.id: str(o.prompt) for o in options.options}
+    finally:
+        server.close()
+    assert prompts["lmstudio:acme/Split-GGUF/split-Q4_K_M.gguf"].endswith(" · lmstudio · serving now")
+    assert [i for i, p in prompts.items() if "serving" in p] == ["lmstudio:acme/Split-GGUF/split-Q4_K_M.gguf"]

@@ -111,6 +111,8 @@ def env(store_tree, tmp_path, monkeypatch):
     """HOME at the built stores, localllm's own home private to the test, the user folder in its settings."""
     monkeypatch.setenv("HOME", str(store_tree["home"]))
     monkeypatch.delenv("OLLAMA_MODELS", raising=False)
+    for var in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "LLAMA_CACHE"):  # none of the developer's
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("LOCALLLM_STORES", raising=False)  # conftest turns the stores off
     monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path / "localllm"))
     monkeypatch.setattr(stores.ollama, "ollama_roots", lambda: [store_tree["home"] / ".ollama" / "models"])

@@ -1,5 +1,6 @@
 """`localllm models`: list the library (embedded, HF cache, added by path, Ollama's and LM Studio's
-stores, the settings' model folders), add a file, remove one, report duplicates."""
+stores, llama.cpp's, GPT4All's and Jan's folders, the settings' model folders), add a file, remove one,
+report duplicates."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ def register(sub) -> None:
     p = sub.add_parser("models", help="list local models; `models add PATH`, `models rm ID`",
                        description="The library: the embedded model, models in the shared HF cache "
                                    "(GGUF files and transformers checkpoints), files added by path, and the "
-                                   "GGUFs in Ollama's and LM Studio's stores and the settings' model_folders "
+                                   "GGUFs in Ollama's and LM Studio's stores, llama.cpp's old cache, GPT4All's and Jan's "
+                                   "model folders and the settings' model_folders "
                                    "(read in place, never changed). One entry per file, with every place it "
                                    "is found.")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -45,10 +47,11 @@ def render_table(entries) -> str:
 
 
 def _sources(entry) -> str:
-    """hf-cache, or `ollama smollm2:135m + lmstudio` when the file is found in several places."""
-    if len(entry.sources) < 2:
-        return entry.source
-    return " + ".join(s.tool if s.ref == entry.id else f"{s.tool} {s.name}" for s in entry.sources)
+    """hf-cache, or `ollama smollm2:135m + lmstudio` when the file is found in several places; "(serving)"
+    when Ollama or LM Studio has it loaded now."""
+    text = entry.source if len(entry.sources) < 2 else \
+        " + ".join(s.tool if s.ref == entry.id else f"{s.tool} {s.name}" for s in entry.sources)
+    return text + (" (serving)" if entry.serving else "")
 
 
 def render_dupes(dupes) -> str:
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"Deleted {removed.entry.id}, freed {human_size(removed.freed_bytes)}.")
         return 0
     notes: list[str] = []
-    entries = library.list_models(notes=notes)
+    entries = library.list_models(notes=notes, serving=not args.dupes)
     for note in notes:  # a store that cannot be read: the rest are still listed
         print(f"[notice] {note}", file=sys.stderr)
     if args.dupes:

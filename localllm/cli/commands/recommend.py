@@ -23,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("-n", "--top", type=int, default=10, help="how many picks to show (default 10)")
     p.add_argument("--all-quants", action="store_true", help="show every quant of a model, not two")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-disk", action="store_true",
+                   help="do not look for the picks among the models already on this disk (Ollama, LM Studio, "
+                        "the HF cache ...)")
     p.add_argument("--hw", metavar="FILE_OR_PROFILE",
                    help="plan for another machine: a `localllm hw --json` file, or a recorded profile "
                         f"({', '.join(PROFILES)})")
@@ -82,13 +85,18 @@ def _specs(model: str | None):
 def table(rec, top: int, per_model: int | None) -> str:
     lines = [f"{'#':>2} {'model':28} {'format':8} {'quant':9} {'where':5} {'RAM':>6} {'VRAM':>6} "
              f"{'tok/s':>6} {'bits':>5} {'max ctx f16/q8/q4':>19}"]
-    for i, p in enumerate(rec.top(top, per_model), 1):
+    below = rec.on_disk_below(top, per_model)
+    for i, p in enumerate(rec.top(top, per_model) + below, 1):
+        if below and p is below[0]:
+            lines.append("   -- already on this disk, further down the ranking --")
         ctx = "/".join(_k(p.max_context.get(kv)) for kv in ("f16", "q8_0", "q4_0")) if p.max_context else ""
         lines.append(f"{i:2d} {p.name[:28]:28} {p.format:8} {p.quant[:9]:9} {VERDICT[p.verdict]:5} "
                      f"{p.ram_bytes / GiB:5.1f}G {p.vram_bytes / GiB:5.1f}G {p.tok_s:6.1f} {p.bits:5.2f} "
                      f"{ctx:>19}")
         lines.append(f"   {p.why}")
-        if p.source:
+        if p.on_disk and p.ref:
+            lines.append(f"   have: {p.ref} (`localllm chat -m {p.ref}`)")
+        elif p.source:
             lines.append(f"   get: {p.source}" + (f" ({p.download_bytes / 1e9:.1f} GB)" if p.download_bytes else ""))
     return "\n".join(lines)
 
@@ -134,7 +142,15 @@ def run(args) -> int:
         print(f"error: {too_short[0].name} holds at most {too_short[0].max_context} tokens of context; "
               f"ask for --context {too_short[0].max_context} or less", file=sys.stderr)
         return 2
-    rec = recommend(info, specs, wishes)
+    on_disk = {}
+    if not (args.hw or args.no_disk):  # another machine's plan: this disk says nothing about it
+        from localllm.models.on_disk import find_on_disk
+
+        notes: list[str] = []
+        on_disk = find_on_disk(specs, notes)
+        for note in notes:
+            print(f"[notice] {note}", file=sys.stderr)
+    rec = recommend(info, specs, wishes, on_disk=on_disk)
     per_model = None if args.all_quants or args.model else 2
     if args.json:
         print(json.dumps(rec.to_dict(args.top, per_model), indent=2))

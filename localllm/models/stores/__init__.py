@@ -1,5 +1,5 @@
-"""Models other tools keep on this disk, found read-only: Ollama's store, LM Studio's folders and the
-folders named in the settings (`model_folders`). Nothing here writes, links or moves anything inside
+"""Models other tools keep on this disk, found read-only: Ollama's store, LM Studio's folders, llama.cpp's
+old cache, GPT4All's and Jan's model folders and the folders named in the settings (`model_folders`). Nothing here writes, links or moves anything inside
 them; localllm's own record of what it read (`file_facts.json`) lives in localllm's home.
 
     ollama    $OLLAMA_MODELS or ~/.ollama/models (and /usr/share/ollama/.ollama/models, the Linux
@@ -7,6 +7,7 @@ them; localllm's own record of what it read (`file_facts.json`) lives in localll
               the application/vnd.ollama.image.model layer is the GGUF at blobs/sha256-<hex>
     lmstudio  ~/.lmstudio/models/<publisher>/<model>/*.gguf, the older ~/.cache/lm-studio/models and
               the downloadsFolder its settings.json names
+    llamacpp, gpt4all, jan   their download folders (`apps`: where each looks)
     folder    every *.gguf under a folder the user added
 
 A source that cannot be read becomes a note; the other sources are still listed. LOCALLLM_STORES
@@ -14,7 +15,8 @@ names the tools to read (comma-separated, e.g. "ollama"; "none": none; unset: al
 sets it so a developer's own stores stay out of the library the tests see.
 
 Modules: `base` (Found, Source, reading folders), `ollama`, `folders` (LM Studio and user folders),
-`identity` (what a file is, cached); this one scans them all and resolves `ollama:` / `lmstudio:` refs.
+`apps` (llama.cpp's cache, GPT4All, Jan), `identity` (what a file is, cached), `serving` (what Ollama and
+LM Studio have loaded now); this one scans them all and resolves `ollama:` / `lmstudio:` refs.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from localllm.models.stores import folders, ollama
-from localllm.models.stores.base import TOOLS, Found, Scan, Source, StoreError
+from localllm.models.stores import apps, folders, ollama
+from localllm.models.stores.base import TOOL_NAMES, TOOLS, Found, Scan, Source, StoreError
 from localllm.models.stores.identity import FACTS_FILE, Facts, facts, save_facts
 
-__all__ = ["FACTS_FILE", "PREFIXES", "STORES_ENV", "TOOLS", "Facts", "Found", "Scan", "Source", "StoreError",
+__all__ = ["FACTS_FILE", "PREFIXES", "STORES_ENV", "TOOLS", "TOOL_NAMES", "Facts", "Found", "Scan", "Source", "StoreError",
            "enabled_tools", "facts", "is_store_ref", "resolve", "save_facts", "scan"]
 
 PREFIXES = ("ollama:", "lmstudio:")  # the model refs (`chat -m ollama:smollm2:135m`)
@@ -47,7 +49,10 @@ def scan(tools: tuple[str, ...] | None = None) -> Scan:
     tools: which to read (default: LOCALLLM_STORES's, all when unset)."""
     tools = enabled_tools() if tools is None else tools
     out = Scan()
-    scanners = {"ollama": (ollama.ollama_roots, ollama.scan_ollama), "lmstudio": (folders.lmstudio_roots, folders.scan_lmstudio),
+    scanners = {"ollama": (ollama.ollama_roots, ollama.scan_ollama),
+                "lmstudio": (folders.lmstudio_roots, folders.scan_lmstudio),
+                "llamacpp": (apps.llamacpp_roots, apps.scan_llamacpp),
+                "gpt4all": (apps.gpt4all_roots, apps.scan_gpt4all), "jan": (apps.jan_roots, apps.scan_jan),
                 "folder": (folders.folder_roots, folders.scan_folder)}
     for tool in tools:
         roots, scan_one = scanners[tool]

@@ -11,7 +11,9 @@ from typing import Any
 
 from localllm.errors import LocalLLMError
 
-TOOLS = ("ollama", "lmstudio", "folder")
+TOOLS = ("ollama", "lmstudio", "llamacpp", "gpt4all", "jan", "folder")
+TOOL_NAMES = {"ollama": "Ollama", "lmstudio": "LM Studio", "llamacpp": "llama.cpp", "gpt4all": "GPT4All",
+              "jan": "Jan", "folder": "a model folder"}
 _MAX_SMALL = 1 << 20  # manifests, params and settings files larger than this are not what they claim
 
 
@@ -23,7 +25,7 @@ class StoreError(LocalLLMError):
 class Source:
     """One place a model file is known: the tool, that tool's name for it, and the file."""
 
-    tool: str  # "ollama" | "lmstudio" | "folder" (and "embedded" | "hf-cache" | "path" from the library)
+    tool: str  # one of TOOLS (and "embedded" | "hf-cache" | "path" from the library)
     name: str  # "smollm2:135m", "bartowski/Llama-3.2-1B-GGUF/Llama-3.2-1B-Q4_K_M.gguf", a path
     path: str
     projector: str = ""  # a vision projector beside it (Ollama's projector layer, LM Studio's mmproj file)
@@ -35,7 +37,7 @@ class Source:
         """What `-m` (and `localllm models rm`) takes for it."""
         if self.tool in ("ollama", "lmstudio"):
             return f"{self.tool}:{self.name}"
-        return self.path if self.tool == "folder" else self.name  # library sources: their entry id
+        return self.path if self.tool in TOOLS else self.name  # library sources: their entry id
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"tool": self.tool, "name": self.name, "path": self.path}
@@ -64,6 +66,12 @@ class Scan:
 
 def _home() -> Path:
     return Path(os.environ.get("HOME") or Path.home())
+
+
+def _xdg(var: str, default: str) -> Path:
+    """$XDG_DATA_HOME, $XDG_CONFIG_HOME, $XDG_CACHE_HOME, or their defaults under HOME."""
+    value = os.environ.get(var)
+    return Path(value) if value and os.path.isabs(value) else _home() / default
 
 
 def _unique(paths: list[Path]) -> list[Path]:

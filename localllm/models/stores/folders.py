@@ -21,6 +21,7 @@ from localllm.models.stores.base import (
 )
 
 _FOLDER_DEPTH = 6
+PARTIAL_PREFIXES = ("incomplete-", ".")  # GPT4All's unfinished downloads; hidden temporary files
 
 
 def lmstudio_roots() -> list[Path]:
@@ -47,16 +48,18 @@ def _gguf_groups(files: list[os.DirEntry[str]]) -> dict[str, list[Path]]:
     """Model GGUFs in one folder grouped by split base (model-00001-of-00003.gguf -> model.gguf)."""
     groups: dict[str, list[Path]] = {}
     for f in files:
-        if f.name.lower().endswith(".gguf") and not _is_projector(f.name) and _is_file(f):
+        if (f.name.lower().endswith(".gguf") and not _is_projector(f.name) and _is_file(f)
+                and not f.name.startswith(PARTIAL_PREFIXES)):
             groups.setdefault(split_base(f.name), []).append(Path(f.path))
     return {k: sorted(v) for k, v in sorted(groups.items())}
 
 
-def _folder_models(folder: Path, files: list[os.DirEntry[str]], tool: str, prefix: str) -> list[Found]:
+def _folder_models(folder: Path, files: list[os.DirEntry[str]], tool: str, prefix: str | None) -> list[Found]:
+    """prefix: the tool's name for the folder ("" at its root); None: models are named by their path."""
     projectors = [f.path for f in files if _is_projector(f.name) and f.name.lower().endswith(".gguf")]
     out = []
     for base, parts in _gguf_groups(files).items():
-        name = f"{prefix}/{base}" if prefix else str(parts[0])
+        name = str(parts[0]) if prefix is None else f"{prefix}/{base}" if prefix else base
         status, detail = "ok", ""
         if (m := SPLIT_RE.search(parts[0].name)) and len(parts) < int(m.group(2)):
             status, detail = "incomplete", f"{len(parts)} of {int(m.group(2))} parts present"
@@ -73,13 +76,20 @@ def scan_lmstudio(root: Path, scan: Scan) -> None:
                 scan.found += _folder_models(Path(model.path), files, "lmstudio", f"{publisher.name}/{model.name}")
 
 
-def scan_folder(root: Path, scan: Scan, depth: int = 0) -> None:
-    entries = _entries(root, scan, "folder")
-    scan.found += _folder_models(root, entries, "folder", "")
+def scan_folder(root: Path, scan: Scan) -> None:
+    scan_tree(root, scan, "folder", None)
+
+
+def scan_tree(root: Path, scan: Scan, tool: str, prefix: str | None = "", depth: int = 0) -> None:
+    """Every GGUF under root (hidden folders skipped, _FOLDER_DEPTH deep), named by its path under root
+    (prefix "") or by its full path (prefix None)."""
+    entries = _entries(root, scan, tool)
+    scan.found += _folder_models(root, entries, tool, prefix)
     if depth < _FOLDER_DEPTH:
         for entry in entries:
             if _is_dir(entry) and not entry.name.startswith("."):
-                scan_folder(Path(entry.path), scan, depth + 1)
+                sub = None if prefix is None else f"{prefix}/{entry.name}" if prefix else entry.name
+                scan_tree(Path(entry.path), scan, tool, sub, depth + 1)
 
 
 def lmstudio_hits(found: list[Found], key: str) -> list[Found]:

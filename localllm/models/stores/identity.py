@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 HEAD_BYTES = 1 << 20  # the header and, for most vocabularies, the tensor table; plus the last MiB
 FACTS_FILE = "file_facts.json"
 _MAX_FACTS = 20_000
+_ROW = 10  # size, mtime, identity, quant, damage, arch, context, layers, hidden, params
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class Facts:
     damage: str  # why the header is unusable; "" when it is fine
     arch: str
     context: int
+    layers: int = 0  # {arch}.block_count (0: not read)
+    hidden: int = 0  # {arch}.embedding_length
+    params: int = 0  # weights in the tensor table
 
 
 _memo: dict[str, list[Any]] = {}
@@ -61,18 +65,19 @@ def _facts(path: Path, st: os.stat_result) -> Facts:
     if not _loaded:
         stored = state.read_json(facts_path()).get("files")
         if isinstance(stored, dict):
-            _memo.update({k: v for k, v in stored.items() if isinstance(v, list) and len(v) == 7})
+            _memo.update({k: v for k, v in stored.items() if isinstance(v, list) and len(v) == _ROW})
         _loaded = True
     key, row = _key(st), _memo.get(_key(st))
     if not (row and row[0] == st.st_size and row[1] == st.st_mtime_ns):
         row = [st.st_size, st.st_mtime_ns, *_compute(path, st.st_size)]
         _memo[key] = _dirty[key] = row
-    return Facts(str(row[2]), row[3] or None, str(row[4]), str(row[5]), int(row[6] or 0))
+    return Facts(str(row[2]), row[3] or None, str(row[4]), str(row[5]), int(row[6] or 0), int(row[7] or 0),
+                 int(row[8] or 0), int(row[9] or 0))
 
 
 def _compute(path: Path, size: int) -> list[Any]:
     from localllm.errors import ModelFileError
-    from localllm.models.gguf_check import inspect_gguf
+    from localllm.models.gguf_check import read_layout
 
     digest = hashlib.sha256()
     try:
@@ -82,14 +87,20 @@ def _compute(path: Path, size: int) -> list[Any]:
                 fh.seek(size - HEAD_BYTES)
             digest.update(fh.read(HEAD_BYTES))
     except OSError as exc:
-        return [f"{size}-unreadable", None, f"cannot read it ({exc.strerror or exc})", "", 0]
+        return [f"{size}-unreadable", None, f"cannot read it ({exc.strerror or exc})", "", 0, 0, 0, 0]
     identity = f"{size}-{digest.hexdigest()}"
     try:
-        info = inspect_gguf(path)
+        layout = read_layout(path)
     except ModelFileError as exc:
-        return [identity, None, exc.reason, "", 0]
+        return [identity, None, exc.reason, "", 0, 0, 0, 0]
+    info = layout.info
     return [identity, info.quant if info.quant != "unknown" else None, "", info.architecture,
-            int(info.context_length or 0)]
+            int(info.context_length or 0), _int(layout.arch_value("block_count")),
+            _int(layout.arch_value("embedding_length")), int(info.n_params)]
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def save_facts() -> None:

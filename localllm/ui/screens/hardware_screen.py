@@ -5,6 +5,7 @@ Dismisses with the chosen recommend.Pick (download it with `pull_command` / `dow
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,11 +24,14 @@ from textual.worker import get_current_worker
 from localllm.chat import machine_facts as facts
 from localllm.chat.machine_facts import USES, GiB, HardwareInfo, Pick, Recommendation, Wishes, card_rows
 from localllm.models.catalog import ModelSpec
+from localllm.models.on_disk import OnDisk
 
 FORMATS = {"gguf": ("gguf",), "gptq": ("gptq",), "bnb": ("bnb-nf4", "bnb-int8"), "fp16": ("fp16",)}
 PLACEMENT_STYLE = {"full GPU": "green", "partial offload": "yellow", "CPU only": "", "does not fit": "red"}
 SHOWN = 40  # fitting rows, at most two quants of a model, unless "all quants" is on
 MAX_CONTEXT = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 def parse_context(text: str, longest: int = MAX_CONTEXT) -> int:
@@ -45,7 +49,7 @@ def parse_context(text: str, longest: int = MAX_CONTEXT) -> int:
 def download_target(pick: Pick) -> tuple[str, str | None] | None:
     """(Hub repo, file or None for the whole repo); None when there is nothing to download."""
     src = pick.source
-    if not src or src.startswith("embedded") or os.path.isabs(src) or src.startswith(("~", ".")):
+    if pick.on_disk or not src or src.startswith("embedded") or os.path.isabs(src) or src.startswith(("~", ".")):
         return None
     owner, name, *rest = src.split("/")
     return f"{owner}/{name}", "/".join(rest) or None
@@ -152,6 +156,7 @@ class HardwareScreen(Screen[Pick | None]):
         self.hardware: HardwareInfo | None = None
         self.specs: tuple[ModelSpec, ...] = ()
         self.recommendation: Recommendation | None = None
+        self._on_disk: dict[tuple[str, str], OnDisk] | None = None  # read once, in the first ranking's thread
         self.rows: list[Pick] = []  # the table's picks, in its order
         self.all_quants = False
         self._generation = 0  # a ranking started before the latest change is thrown away
@@ -229,8 +234,16 @@ class HardwareScreen(Screen[Pick | None]):
 
     @work(thread=True, exclusive=True, group="hw-rank")
     def _rank(self, hw: HardwareInfo, specs: tuple[ModelSpec, ...], wishes: Wishes, generation: int) -> None:
+        from localllm.models.on_disk import find_on_disk
+
+        if self._on_disk is None:
+            try:
+                self._on_disk = find_on_disk(specs)
+            except Exception:  # the library unreadable: rank without it
+                log.exception("cannot list the models on the disk")
+                self._on_disk = {}
         try:
-            rec = facts.recommend(hw, specs, wishes)
+            rec = facts.recommend(hw, specs, wishes, on_disk=self._on_disk)
         except Exception as exc:
             self._deliver(self.say, f"Could not rank the models: {exc}", True)
             return

@@ -87,13 +87,14 @@ class OpenModelScreen(ModalScreen[str | None]):
 
     def list_stores(self, cached: list) -> None:
         """Other tools' models, each picked by its ref (ollama:NAME, lmstudio:PUB/MODEL/FILE): a copy of
-        the embedded model or of one listed from the HF cache is not listed twice."""
+        the embedded model or of one listed from the HF cache is not listed twice; what Ollama or LM
+        Studio has loaded now says so."""
         from localllm.hub.repos import human_size
-        from localllm.models.library import embedded_entry, merge_duplicates, store_entries
+        from localllm.models.library import embedded_entry, mark_serving, merge_duplicates, store_entries
 
         try:
             listed = [embedded_entry(), *cached]
-            entries = merge_duplicates([*listed, *store_entries()])[len(listed):]
+            entries = mark_serving(merge_duplicates([*listed, *store_entries()])[len(listed):])
         except Exception as exc:  # a store that cannot be read must not break the screen
             self.app.call_from_thread(self.notify, f"Cannot read the model stores: {exc}", severity="warning")
             return
@@ -101,6 +102,7 @@ class OpenModelScreen(ModalScreen[str | None]):
             if e.usable:
                 where = " + ".join(s.tool if i == 0 else f"{s.tool} {s.name}" for i, s in enumerate(e.sources))
                 label = f"{e.name} · {e.format} {e.quant} · {human_size(e.size_bytes)} · {where}"
+                label += " · serving now" if e.serving else ""
                 self.app.call_from_thread(self._add_choice, label, e.sources[0].ref)
 
     @work(thread=True, exit_on_error=False, group="servers")
