@@ -35,15 +35,17 @@ class SseServer:
     start, so jitter does not accumulate); serial: one stream at a time, the others queue; fail_every:
     answer every n-th request 503; die_after: after this many requests, drop connections and close the
     listening socket (later connections are refused); eos_after: the reply ends ("stop") after this many
-    tokens, as a model that meets its end-of-sequence token, unless the request's min_tokens asks for more;
+    tokens, as a model that meets its end-of-sequence token, unless the request's min_tokens asks for more
+    (min_tokens False: a server that ignores it);
     metrics: a callable whose text GET /metrics answers (Prometheus text), called once per request."""
 
     def __init__(self, ttft_s: float = 0.2, interval_s: float = 0.02, serial: bool = False,
                  fail_every: int = 0, die_after: int | None = None, usage: bool = True,
-                 timings: dict | None = None, eos_after: int | None = None, metrics=None) -> None:
+                 timings: dict | None = None, eos_after: int | None = None, metrics=None,
+                 min_tokens: bool = True) -> None:
         self.ttft_s, self.interval_s, self.serial = ttft_s, interval_s, serial
         self.fail_every, self.die_after, self.usage, self.timings = fail_every, die_after, usage, timings
-        self.eos_after, self.metrics = eos_after, metrics
+        self.eos_after, self.metrics, self.min_tokens = eos_after, metrics, min_tokens
         self.cond = threading.Condition()
         self.serial_lock = threading.Lock()
         self.bodies: list[dict] = []  # every POST's JSON body
@@ -142,7 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
         with srv.serial_lock if srv.serial else contextlib.nullcontext():
             gen, finish = int(body.get("max_tokens") or 16), "length"
             if srv.eos_after is not None and srv.eos_after < gen:
-                gen, finish = max(srv.eos_after, min(int(body.get("min_tokens") or 0), gen)), "stop"
+                asked = int(body.get("min_tokens") or 0) if srv.min_tokens else 0
+                gen, finish = max(srv.eos_after, min(asked, gen)), "stop"
                 finish = "length" if gen == int(body.get("max_tokens") or 16) else finish
             self._stream(srv, gen, finish)
 

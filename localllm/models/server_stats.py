@@ -165,7 +165,9 @@ class ServerStats:
 
 
 @dataclass
-class _Raw:
+class Snapshot:
+    """What the server answered at one moment: its raw samples, before any delta."""
+
     kind: str
     at: float
     samples: Samples
@@ -207,7 +209,7 @@ class ServerStatsReader:
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.kind: str | None = None
         self._router = False
-        self._prev: _Raw | None = None
+        self._prev: Snapshot | None = None
 
     # --- HTTP -------------------------------------------------------------------------------------
     def _get(self, path: str) -> tuple[int, str] | None:
@@ -267,9 +269,9 @@ class ServerStatsReader:
         return self.kind
 
     # --- one sample ------------------------------------------------------------------------------
-    def _raw(self) -> _Raw:
+    def snapshot(self) -> Snapshot:
         kind = self.probe()
-        raw = _Raw(kind, time.time(), {}, [], [])
+        raw = Snapshot(kind, time.time(), {}, [], [])
         if kind in (LLAMA_SERVER, VLLM, SGLANG):
             got = self._get(self._metrics_path())
             if got is not None and got[0] == 200:
@@ -314,16 +316,18 @@ class ServerStatsReader:
     def sample(self) -> ServerStats:
         """The server's figures now; the token counts and rates are over the window since the previous
         sample (none on the first)."""
-        raw = self._raw()
+        raw = self.snapshot()
         prev, self._prev = self._prev, raw
         return stats_between(prev, raw, self.url)
 
-    def counters(self) -> Samples:
-        """The raw samples now, without touching the window (for a sweep's before/after)."""
-        return self._raw().samples
+    @property
+    def has_metrics(self) -> bool:
+        """Whether this kind of server has a /metrics to read (whether it answers is another matter)."""
+        return self.probe() in (LLAMA_SERVER, VLLM, SGLANG)
 
 
-def stats_between(prev: _Raw | None, raw: _Raw, url: str) -> ServerStats:
+def stats_between(prev: Snapshot | None, raw: Snapshot, url: str) -> ServerStats:
+    """The figures of `raw`, with token counts, rates and histogram means over the window since `prev`."""
     s, p = raw.samples, (prev.samples if prev is not None else None)
     out = ServerStats(kind=raw.kind, url=url, at=raw.at, sources=raw.sources, missing=raw.missing,
                       slots=raw.slots, loaded=raw.loaded)
