@@ -149,8 +149,8 @@ class ServerStats:
         add("running", self.requests_running, "{:.0f}")
         add("waiting", self.requests_waiting, "{:.0f}")
         add("KV use", self.kv_use_pct, "{:.0f}%")
-        if self.prompt_tokens_cached is not None:
-            total = (self.prompt_tokens or 0) + (self.prompt_tokens_cached or 0)
+        total = (self.prompt_tokens or 0) + (self.prompt_tokens_cached or 0)
+        if self.prompt_tokens_cached is not None and total > 0:  # a window with a prompt in it
             rows.append(("cached", f"{self.prompt_tokens_cached:.0f}/{total:.0f} tok"))
         add("prefill", self.prefill_tok_s, "{:.1f} tok/s")
         add("decode", self.decode_tok_s, "{:.1f} tok/s")
