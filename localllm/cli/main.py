@@ -222,7 +222,7 @@ def cmd_chat(args) -> int:
                 if args.json:  # JSON Lines: one object per turn, printed as soon as the turn ends
                     record = _turn_record(session, turn, prompt, done)
                     if server is not None:  # what the server itself says, over this turn
-                        record["server"] = server.sample().to_dict()
+                        record["server"] = _server_record(server, done.stats)
                     print(json.dumps(record), flush=True)
                 else:
                     print()
@@ -242,6 +242,18 @@ def _server_reader(session):
     from localllm.models.server_stats import ServerStatsReader
 
     return ServerStatsReader(model.path, key_env=(model.extra or {}).get("api_key_env"), model=model.name)
+
+
+def _server_record(server, stats) -> dict:
+    """The server's figures over the turn, and the client's TTFT beside the server's own prompt time."""
+    from localllm.models.server_stats import client_vs_server
+
+    sample = server.sample()
+    record = sample.to_dict()
+    ttft = client_vs_server(stats.ttft_s, stats.server_timings, sample)
+    if ttft is not None:
+        record["ttft"] = ttft
+    return record
 
 
 def _turn_record(session, turn: int, prompt: str, done) -> dict:

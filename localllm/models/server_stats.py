@@ -393,3 +393,30 @@ def stats_between(prev: Snapshot | None, raw: Snapshot, url: str) -> ServerStats
         out.prompt_tokens = None if prompt is None else max(prompt - (out.prompt_tokens_cached or 0), 0.0)
         out.queue_time_mean_s = hist_mean(G + "queue_time_seconds")
     return out
+
+
+DISAGREE_FRACTION = 0.2  # a reply whose client TTFT and server prompt time differ by more is marked
+
+
+def client_vs_server(client_ttft_s: float | None, timings: dict[str, Any] | None,
+                     stats: ServerStats | None = None) -> dict[str, Any] | None:
+    """The client's TTFT beside the server's own prompt time for one reply: llama-server's response
+    `timings.prompt_ms` (this reply's), else the mean prefill time of the window (vLLM's histogram). The
+    difference is network plus queue; `disagree` marks a reply where they differ by more than 20% of the
+    client's TTFT. None when either side is unknown."""
+    server_s: float | None = None
+    source = ""
+    if timings and isinstance(timings.get("prompt_ms"), int | float):
+        server_s, source = float(timings["prompt_ms"]) / 1000, "response timings"
+    elif stats is not None and stats.prefill_time_mean_s is not None:
+        server_s, source = stats.prefill_time_mean_s, f"{stats.kind} prefill histogram"
+    if client_ttft_s is None or server_s is None or client_ttft_s <= 0:
+        return None
+    gap = client_ttft_s - server_s
+    out: dict[str, Any] = {"client_ttft_ms": round(client_ttft_s * 1000, 1),
+                           "server_prompt_ms": round(server_s * 1000, 1),
+                           "network_and_queue_ms": round(gap * 1000, 1), "server_source": source,
+                           "disagree": abs(gap) > DISAGREE_FRACTION * client_ttft_s}
+    if timings and isinstance(timings.get("cache_n"), int | float):
+        out["server_cached_tokens"] = int(timings["cache_n"])
+    return out

@@ -121,6 +121,7 @@ def test_chat_json_carries_the_server_figures_of_its_turn(capsys) -> None:
     assert server["prompt_tokens"] == 400 and server["prompt_tokens_cached"] == 500
     assert server["prefill_tok_s"] == 400 and server["decode_tok_s"] == 50
     assert server["requests_waiting"] == 3 and "kv_use_pct" not in server
+    assert "ttft" not in server  # no timings in this server's replies: nothing to set beside the TTFT
 
 
 @pytest.mark.parametrize("mode,message", [

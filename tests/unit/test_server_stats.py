@@ -195,3 +195,18 @@ def test_the_key_goes_only_with_a_named_variable(monkeypatch) -> None:
         seen.clear()
         ServerStatsReader(srv.url, key_env=None).sample()
         assert seen and not any(seen)
+
+
+def test_client_ttft_beside_the_server_prompt_time() -> None:
+    from localllm.models.server_stats import ServerStats, client_vs_server
+
+    near = client_vs_server(0.110, {"prompt_ms": 100.0, "cache_n": 42})
+    assert near == {"client_ttft_ms": 110.0, "server_prompt_ms": 100.0, "network_and_queue_ms": 10.0,
+                    "server_source": "response timings", "disagree": False, "server_cached_tokens": 42}
+    far = client_vs_server(0.300, {"prompt_ms": 100.0})
+    assert far is not None and far["disagree"] and far["network_and_queue_ms"] == 200.0
+    vllm = ServerStats(kind="vLLM", url="", at=0.0, prefill_time_mean_s=0.05)
+    from_histogram = client_vs_server(0.055, None, vllm)
+    assert from_histogram is not None and from_histogram["server_source"] == "vLLM prefill histogram"
+    assert not from_histogram["disagree"]
+    assert client_vs_server(None, {"prompt_ms": 1}) is None and client_vs_server(0.1, {}) is None
