@@ -271,6 +271,28 @@ def test_a_sweep_records_the_server_counters_of_each_level() -> None:
     assert "| 500 | 81 | 1 | 2 | 1000.0 | 500.0 |" in table and "Server: vLLM" in table
 
 
+def test_the_sqlite_rows_of_a_sweep_carry_the_server_columns(tmp_path) -> None:
+    import sqlite3
+
+    from localllm.bench.history import append_sweep
+    from tests.metrics_server import recorded
+
+    served: list[SseServer] = []
+
+    def metrics() -> str:
+        return recorded("vllm_b.txt" if served[0].bodies else "vllm_a.txt")
+
+    with SseServer(ttft_s=0.01, interval_s=0.002, metrics=metrics) as srv:
+        served.append(srv)
+        result = run_sweep(SweepPlan(srv.url, [1], requests=1, gen_tokens=3))
+    db = tmp_path / "runs.sqlite"
+    assert append_sweep(db, result.to_dict(), "r1") == 1
+    row = sqlite3.connect(db).execute(
+        "select mean_output_tokens, server_kind, server_prompt_tokens_reused, server_kv_use_peak_pct, "
+        "server_preemptions, server_queue_time_mean_ms from localllm_bench").fetchone()
+    assert row == (3.0, "vLLM", 500, 81.25, 2, 1000.0)
+
+
 def test_a_server_without_metrics_adds_no_columns_but_names_what_it_lacks() -> None:
     with SseServer(ttft_s=0.01, interval_s=0.002) as srv:
         result = run_sweep(SweepPlan(srv.url, [1], requests=1, gen_tokens=2))
