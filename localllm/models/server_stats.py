@@ -209,6 +209,7 @@ class ServerStatsReader:
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.kind: str | None = None
         self._router = False
+        self._props: dict[str, Any] | None = None
         self._prev: Snapshot | None = None
 
     # --- HTTP -------------------------------------------------------------------------------------
@@ -247,6 +248,7 @@ class ServerStatsReader:
         if isinstance(props, dict) and ("default_generation_settings" in props or "total_slots" in props
                                         or props.get("role") == "router"):
             self._router = props.get("role") == "router"
+            self._props = props
             self.kind = LLAMA_SERVER
             return self.kind
         got = self._get("/metrics")
@@ -282,18 +284,23 @@ class ServerStatsReader:
                     " (start SGLang with --enable-metrics)" if kind == SGLANG else "")
                 raw.missing.append(f"/metrics{hint}")
         if kind == LLAMA_SERVER:
-            props = self._json("/props")
-            if isinstance(props, dict):
+            if self._props is None:  # its configuration: asked once
+                props = self._json("/props")
+                self._props = props if isinstance(props, dict) else {}
+            if self._props:
                 raw.sources.append("/props")
-                slots = props.get("total_slots")
+                slots = self._props.get("total_slots")
                 raw.slots = slots if isinstance(slots, int) else None
-            slot_list = self._json("/slots")
-            if isinstance(slot_list, list):
-                raw.sources.append("/slots")
-                busy = sum(1 for s in slot_list if isinstance(s, dict) and s.get("is_processing"))
-                raw.samples.setdefault("llamacpp:requests_processing", float(busy))
-            else:
-                raw.missing.append("/slots")
+            # /slots only where /metrics is off: each request to either is a task in llama-server's
+            # loop, and the panel and sweeps ask every second or half second
+            if "/metrics" not in raw.sources:
+                slot_list = self._json("/slots")
+                if isinstance(slot_list, list):  # requests running, counted from its slots
+                    raw.sources.append("/slots")
+                    busy = sum(1 for s in slot_list if isinstance(s, dict) and s.get("is_processing"))
+                    raw.samples["llamacpp:requests_processing"] = float(busy)
+                else:
+                    raw.missing.append("/slots (start llama-server with --slots)")
         elif kind == OLLAMA:
             ps = self._json("/api/ps")
             if isinstance(ps, dict) and isinstance(ps.get("models"), list):

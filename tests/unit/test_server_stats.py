@@ -70,7 +70,7 @@ def test_llama_server_with_metrics_gives_rates_from_deltas_and_survives_a_reset(
         reader = ServerStatsReader(srv.url + "/v1", key_env=None)
         first = reader.sample()
         assert first.kind == LLAMA_SERVER and reader.kind == LLAMA_SERVER
-        assert {"/metrics", "/props", "/slots"} <= set(first.sources) and not first.missing
+        assert first.sources == ["/metrics", "/props"] and not first.missing  # /slots: not with /metrics
         assert (first.requests_running, first.requests_waiting, first.slots) == (1, 0, 4)
         assert first.prompt_tokens_total == 1200 and first.prompt_tokens_cached_total == 300
         assert first.prefill_tok_s is None and first.prompt_tokens is None  # no window yet
@@ -102,8 +102,11 @@ def test_llama_server_without_metrics_names_the_flag() -> None:
                                   "application/json")
         stats = ServerStatsReader(srv.url, key_env=None).sample()
         assert stats.kind == LLAMA_SERVER and stats.slots == 4
-        assert any("--metrics" in m for m in stats.missing) and "/slots" in stats.missing
+        assert any("--metrics" in m for m in stats.missing) and any(m.startswith("/slots") for m in stats.missing)
         assert stats.prompt_tokens_total is None and stats.requests_running is None
+        srv.json("/slots", SLOTS)  # --slots on: requests running counted from its slots
+        s = ServerStatsReader(srv.url, key_env=None).sample()
+        assert s.requests_running == 1 and "/slots" in s.sources and s.prompt_tokens_total is None
         assert ServerStatsReader(srv.url, key_env=None).sample().to_dict()["missing"]
 
 
