@@ -23,10 +23,10 @@ The metric names were checked against each project's source:
   `spec_decode_num_accepted_tokens`; histograms `vllm:request_queue_time_seconds`,
   `vllm:request_prefill_time_seconds`, `vllm:time_to_first_token_seconds`, ...; labels
   `model_name` and `engine` (summed here over label sets).
-- SGLang (`python/sglang/srt/metrics/collector.py`, `--enable-metrics`): `sglang:num_running_reqs`,
-  `sglang:num_queue_reqs`, `sglang:token_usage`, `sglang:prompt_tokens_total`,
-  `sglang:generation_tokens_total`, `sglang:cached_tokens_total`, `sglang:spec_accept_length`,
-  histogram `sglang:queue_time_seconds`.
+- SGLang (`python/sglang/srt/metrics/collector.py`, 0.4-0.5 era, `--enable-metrics`): gauges
+  `sglang:num_running_reqs`, `sglang:num_queue_reqs`, `sglang:token_usage`; counters
+  `sglang:prompt_tokens_total`, `sglang:generation_tokens_total`, `sglang:cached_tokens_total` (by
+  `cache_source` in later builds: summed); histogram `sglang:queue_time_seconds`; label `model_name`.
 - Ollama: `/api/ps` (loaded models: size, size_vram, context_length, expires_at).
 - LM Studio: its REST API `/api/v0/models` (each model's `state`, `max_context_length`).
 """
