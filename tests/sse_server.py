@@ -34,13 +34,18 @@ class SseServer:
     """ttft_s: sleep before the first token; interval_s: between tokens (scheduled against the stream's
     start, so jitter does not accumulate); serial: one stream at a time, the others queue; fail_every:
     answer every n-th request 503; die_after: after this many requests, drop connections and close the
-    listening socket (later connections are refused)."""
+    listening socket (later connections are refused); eos_after: the reply ends ("stop") after this many
+    tokens, as a model that meets its end-of-sequence token, unless the request's min_tokens asks for more
+    (min_tokens False: a server that ignores it);
+    metrics: a callable whose text GET /metrics answers (Prometheus text), called once per request."""
 
     def __init__(self, ttft_s: float = 0.2, interval_s: float = 0.02, serial: bool = False,
                  fail_every: int = 0, die_after: int | None = None, usage: bool = True,
-                 timings: dict | None = None) -> None:
+                 timings: dict | None = None, eos_after: int | None = None, metrics=None,
+                 min_tokens: bool = True) -> None:
         self.ttft_s, self.interval_s, self.serial = ttft_s, interval_s, serial
         self.fail_every, self.die_after, self.usage, self.timings = fail_every, die_after, usage, timings
+        self.eos_after, self.metrics, self.min_tokens = eos_after, metrics, min_tokens
         self.cond = threading.Condition()
         self.serial_lock = threading.Lock()
         self.bodies: list[dict] = []  # every POST's JSON body
@@ -108,6 +113,15 @@ class _Handler(BaseHTTPRequestHandler):
             return self._drop()
         if self.path.rstrip("/").endswith("/models"):
             return self._json(200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+        metrics = self.server.sse.metrics  # type: ignore[attr-defined]
+        if self.path == "/metrics" and metrics is not None:
+            data = metrics().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
         self._json(404, {"error": {"message": "not found"}})
 
     def _write(self, data: bytes) -> None:
@@ -128,9 +142,14 @@ class _Handler(BaseHTTPRequestHandler):
         if srv.fail_every and n % srv.fail_every == 0:
             return self._json(503, {"error": {"message": "overloaded, try later"}})
         with srv.serial_lock if srv.serial else contextlib.nullcontext():
-            self._stream(srv, int(body.get("max_tokens") or 16))
+            gen, finish = int(body.get("max_tokens") or 16), "length"
+            if srv.eos_after is not None and srv.eos_after < gen:
+                asked = int(body.get("min_tokens") or 0) if srv.min_tokens else 0
+                gen, finish = max(srv.eos_after, min(asked, gen)), "stop"
+                finish = "length" if gen == int(body.get("max_tokens") or 16) else finish
+            self._stream(srv, gen, finish)
 
-    def _stream(self, srv: SseServer, gen: int) -> None:
+    def _stream(self, srv: SseServer, gen: int, finish: str = "length") -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -147,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
                     srv.tokens_sent += 1
                     srv.cond.notify_all()
             extra = {"timings": srv.timings} if srv.timings else {}
-            self._write(_chunk({}, "length", **extra))
+            self._write(_chunk({}, finish, **extra))
             if srv.usage:
                 self._write(_event({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": MODEL,
                                     "choices": [], "usage": {"prompt_tokens": 25, "completion_tokens": gen,

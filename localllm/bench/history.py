@@ -19,7 +19,10 @@ FIELDS = ["run_id", "date", "kind", "cpu", "gpus", "localllm", "llama_cpp_python
           "backend", "quant", "threads", "gpu_layers", "batch", "depth", "level", "status", "reason",
           "prompt_tokens", "gen_tokens", "reps", *COLUMN_KEYS,
           "completed", "failed", "req_s", "output_tok_s", "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms",
-          "itl_p50_ms", "tpot_p50_ms", "tpot_p90_ms", "e2e_p50_s", "e2e_p90_s", "goodput_req_s", "meets_slo"]
+          "itl_p50_ms", "tpot_p50_ms", "tpot_p90_ms", "e2e_p50_s", "e2e_p90_s", "goodput_req_s", "meets_slo",
+          # a sweep's: tokens received per request, and what the server itself counted over the level
+          "mean_output_tokens", "server_kind", "server_prompt_tokens_reused", "server_kv_use_peak_pct",
+          "server_preemptions", "server_queue_time_mean_ms", "server_prefill_time_mean_ms"]
 
 
 @dataclass
@@ -161,6 +164,8 @@ def append_sweep(path: str | Path, sweep: dict, run_id: str) -> int:
             value = (lv.get(name) or {}).get(q)
             return value * scale if value is not None else None
 
+        server = lv.get("server") or {}
+
         rows.append({"run_id": run_id, "date": sweep.get("date"), "kind": "sweep", "label": plan.get("url"),
                      "model": sweep.get("model"), "backend": "remote", "level": lv["level"],
                      "status": "ok" if not lv.get("failed") else "failed",
@@ -171,7 +176,13 @@ def append_sweep(path: str | Path, sweep: dict, run_id: str) -> int:
                      "itl_p50_ms": p("itl", "p50"), "tpot_p50_ms": p("tpot", "p50"),
                      "tpot_p90_ms": p("tpot", "p90"), "e2e_p50_s": p("e2e", "p50", 1.0),
                      "e2e_p90_s": p("e2e", "p90", 1.0), "goodput_req_s": lv.get("goodput_req_s"),
-                     "meets_slo": lv.get("meets_slo")})
+                     "meets_slo": lv.get("meets_slo"), "mean_output_tokens": lv.get("mean_output_tokens"),
+                     "server_kind": server.get("kind"),
+                     "server_prompt_tokens_reused": server.get("prompt_tokens_reused"),
+                     "server_kv_use_peak_pct": server.get("kv_use_peak_pct"),
+                     "server_preemptions": server.get("preemptions"),
+                     "server_queue_time_mean_ms": server.get("queue_time_mean_ms"),
+                     "server_prefill_time_mean_ms": server.get("prefill_time_mean_ms")})
     with _connect(path) as db:
         _insert(db, rows)
     return len(rows)

@@ -70,10 +70,11 @@ class SweepPlan:
     requests: int | None = 8  # per level ...
     duration_s: float | None = None  # ... or run each level this long (requests None)
     prompt_tokens: int = 30  # approximate: filler words, the request index first
-    gen_tokens: int = 30  # max_tokens, with ignore_eos
+    gen_tokens: int = 30  # max_tokens, with ignore_eos and min_tokens
     slo: Slo = field(default_factory=Slo)
     key_env: str = DEFAULT_KEY_ENV
     timeout_s: float = 120.0
+    server_counters: bool = True  # read the server's own counters (/metrics) before and after each level
 
     def validate(self) -> None:
         if not split_model(self.url or "")[0]:

@@ -55,6 +55,10 @@ class LevelResult:
     server_rss_peak_bytes: int | None
     server_timings: dict | None
     samples: list[RequestSample]
+    mean_output_tokens: float | None = None  # tokens received per completed request, on average
+    # what the server itself counted over the level (bench.server_watch.ServerCounters): its kind, prompt
+    # tokens reused, KV use at peak, preemptions, mean queue and prefill time; only those it gives
+    server: dict | None = None
 
 
 @dataclass
@@ -79,7 +83,8 @@ class SweepResult:
 
 
 def summarise(level: int, samples: list[RequestSample], duration_s: float, slo: Slo,
-              server_cpu_s: float | None = None, server_rss_peak_bytes: int | None = None) -> LevelResult:
+              server_cpu_s: float | None = None, server_rss_peak_bytes: int | None = None,
+              server: dict | None = None) -> LevelResult:
     ok = [s for s in samples if not s.error]
     failed = [s for s in samples if s.error]
     duration = max(duration_s, 1e-9)
@@ -99,7 +104,8 @@ def summarise(level: int, samples: list[RequestSample], duration_s: float, slo: 
         goodput_req_s=len(good) / duration, goodput_fraction=fraction,
         meets_slo=bool(samples) and fraction >= GOOD_FRACTION and not failed,
         server_cpu_s=server_cpu_s, server_rss_peak_bytes=server_rss_peak_bytes,
-        server_timings=timings or None, samples=samples)
+        server_timings=timings or None, samples=samples,
+        mean_output_tokens=statistics.fmean(s.output_tokens for s in ok) if ok else None, server=server)
 
 
 def ms(seconds: float | None) -> str:
@@ -117,29 +123,58 @@ def mib(size: int | None) -> str:
     return "-" if size is None else f"{size / 2**20:.0f}"
 
 
-def _row(lr: LevelResult, server: bool) -> list[str]:
-    cells = [str(lr.level), f"{lr.completed}/{lr.failed}", rate(lr.req_s), rate(lr.output_tok_s),
+# The server's own counters per level, as Markdown columns: (key in LevelResult.server, heading, format)
+SERVER_COLUMNS = (
+    ("prompt_tokens_reused", "Reused prompt tok", "{:.0f}"),
+    ("kv_use_peak_pct", "KV peak %", "{:.0f}"),
+    ("requests_waiting_peak", "Waiting peak", "{:.0f}"),
+    ("preemptions", "Preemptions", "{:.0f}"),
+    ("queue_time_mean_ms", "Server queue ms", "{:.1f}"),
+    ("prefill_time_mean_ms", "Server prefill ms", "{:.1f}"),
+    ("prefill_tok_s", "Server prefill tok/s", "{:.1f}"),
+    ("decode_tok_s", "Server decode tok/s", "{:.1f}"),
+)
+
+
+def _server_columns(levels: list[LevelResult]) -> list[tuple[str, str, str]]:
+    """The server columns some level has a figure for."""
+    return [c for c in SERVER_COLUMNS if any((lr.server or {}).get(c[0]) is not None for lr in levels)]
+
+
+def _row(lr: LevelResult, server: bool, counters: list[tuple[str, str, str]] | None = None) -> list[str]:
+    mean_tokens = "-" if lr.mean_output_tokens is None else f"{lr.mean_output_tokens:.1f}"
+    cells = [str(lr.level), f"{lr.completed}/{lr.failed}", rate(lr.req_s), rate(lr.output_tok_s), mean_tokens,
              ms(lr.ttft.p50), ms(lr.ttft.p90), ms(lr.ttft.p99), ms(lr.itl.p50), ms(lr.tpot.p50),
              ms(lr.tpot.p90), ms(lr.e2e.p50), ms(lr.e2e.p90),
              f"{rate(lr.goodput_req_s)} ({lr.goodput_fraction:.0%})" + (" ✓" if lr.meets_slo else "")]
     if server:
         cells += ["-" if lr.server_cpu_s is None else f"{lr.server_cpu_s:.1f}", mib(lr.server_rss_peak_bytes)]
+    for key, _, fmt in counters or []:
+        value = (lr.server or {}).get(key)
+        cells.append("-" if value is None else fmt.format(value))
     return cells
 
 
 def markdown(result: SweepResult) -> str:
     plan = result.plan
-    head = ["Concurrency", "OK/failed", "req/s", "out tok/s", "TTFT p50 ms", "TTFT p90 ms", "TTFT p99 ms",
+    head = ["Concurrency", "OK/failed", "req/s", "out tok/s", "tok/req", "TTFT p50 ms", "TTFT p90 ms", "TTFT p99 ms",
             "ITL p50 ms", "TPOT p50 ms", "TPOT p90 ms", "E2E p50 ms", "E2E p90 ms", "Goodput req/s"]
     server = any(lr.server_cpu_s is not None or lr.server_rss_peak_bytes is not None for lr in result.levels)
     if server:
         head += ["Server CPU s", "Server RSS peak MiB"]
+    counters = _server_columns(result.levels)
+    head += [heading for _, heading, _ in counters]
     per_level = f"{plan.requests} requests" if plan.requests is not None else f"{plan.duration_s:g} s"
     lines = [f"Load sweep of {result.model} at {plan.url.partition('#')[0]}: {per_level} per level, "
              f"~{plan.prompt_tokens} prompt tokens, {plan.gen_tokens} new tokens.", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(_row(lr, server)) + " |" for lr in result.levels]
+    lines += ["| " + " | ".join(_row(lr, server, counters)) + " |" for lr in result.levels]
     lines.append("")
+    kinds = {str(lr.server["kind"]) for lr in result.levels if lr.server and lr.server.get("kind")}
+    if kinds:
+        lacks = sorted({m for lr in result.levels for m in (lr.server or {}).get("missing", [])})
+        lines.append(f"Server: {', '.join(sorted(kinds))}" + (f" (no {', '.join(lacks)})" if lacks else "")
+                     + "; tok/req: tokens received per completed request.")
     slo = plan.slo.describe()
     if result.knee is not None:
         lines.append(f"Knee: concurrency {result.knee}, the highest level meeting the SLO ({slo}: at "

@@ -213,11 +213,17 @@ def cmd_chat(args) -> int:
             if not all(p.strip() for p in args.prompt):
                 print("error: a prompt is empty; give some text with each -p", file=sys.stderr)
                 return 2
+            server = _server_reader(session) if args.json else None
             for turn, prompt in enumerate(args.prompt, 1):
+                if server is not None:
+                    server.sample()  # the window of this turn's counters starts here
                 done = _stream_reply(session, prompt, echo=not args.json)
                 assert done is not None
                 if args.json:  # JSON Lines: one object per turn, printed as soon as the turn ends
-                    print(json.dumps(_turn_record(session, turn, prompt, done)), flush=True)
+                    record = _turn_record(session, turn, prompt, done)
+                    if server is not None:  # what the server itself says, over this turn
+                        record["server"] = _server_record(server, done.stats)
+                    print(json.dumps(record), flush=True)
                 else:
                     print()
                     if not args.quiet:
@@ -226,6 +232,28 @@ def cmd_chat(args) -> int:
         return _repl(session, args)
     finally:
         session.close()
+
+
+def _server_reader(session):
+    """A reader of the server's own figures (models.server_stats) for a model behind a server, else None."""
+    model = session.model
+    if model is None or model.backend != "remote":
+        return None
+    from localllm.models.server_stats import ServerStatsReader
+
+    return ServerStatsReader(model.path, key_env=(model.extra or {}).get("api_key_env"), model=model.name)
+
+
+def _server_record(server, stats) -> dict:
+    """The server's figures over the turn, and the client's TTFT beside the server's own prompt time."""
+    from localllm.models.server_stats import client_vs_server
+
+    sample = server.sample()
+    record = sample.to_dict()
+    ttft = client_vs_server(stats.ttft_s, stats.server_timings, sample)
+    if ttft is not None:
+        record["ttft"] = ttft
+    return record
 
 
 def _turn_record(session, turn: int, prompt: str, done) -> dict:

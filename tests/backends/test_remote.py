@@ -85,6 +85,45 @@ def test_server_pid_and_discovery_stay_on_loopback(llama_server) -> None:
 
 
 
+def test_server_figures_of_llama_cpp_python_name_what_it_lacks(llama_server, capsys) -> None:
+    """llama_cpp.server serves no /metrics, /props or /api/ps: its kind is told from that, the figures it
+    lacks are named, and `chat --json` still carries a "server" object saying so."""
+    from localllm.cli import main as cli
+    from localllm.models.server_stats import OPENAI, ServerStatsReader
+
+    url, _ = llama_server
+    stats = ServerStatsReader(url, key_env=None).sample()
+    assert stats.kind == OPENAI and {"/metrics", "/props", "/api/ps"} <= set(stats.missing)
+    assert stats.requests_running is None and stats.prefill_tok_s is None and stats.figures() == []
+    assert cli.main(["chat", "-m", url, "-p", "Hi", "--max-tokens", "4", "--json", "--quiet"]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert record["server"]["kind"] == OPENAI and "/metrics" in record["server"]["missing"]
+
+
+def test_chat_json_carries_the_server_figures_of_its_turn(capsys) -> None:
+    """Against a server whose /metrics replays recorded llama-server bodies (before the turn, after it):
+    the "server" object of `chat --json` holds the turn's deltas."""
+    from localllm.cli import main as cli
+    from tests.metrics_server import recorded
+    from tests.sse_server import SseServer
+
+    served: list[SseServer] = []
+
+    def metrics() -> str:  # the counters grow once the turn's request has come
+        return recorded("llama_server_b.txt" if served[0].bodies else "llama_server_a.txt")
+
+    with SseServer(ttft_s=0.01, interval_s=0.001, metrics=metrics) as srv:
+        served.append(srv)
+        rc = cli.main(["chat", "-m", srv.url, "-p", "Hi", "--max-tokens", "4", "--json", "--quiet"])
+    assert rc == 0
+    server = json.loads(capsys.readouterr().out.splitlines()[-1])["server"]
+    assert server["kind"] == "llama-server" and "/metrics" in server["sources"]
+    assert server["prompt_tokens"] == 400 and server["prompt_tokens_cached"] == 500
+    assert server["prefill_tok_s"] == 400 and server["decode_tok_s"] == 50
+    assert server["requests_waiting"] == 3 and "kv_use_pct" not in server
+    assert "ttft" not in server  # no timings in this server's replies: nothing to set beside the TTFT
+
+
 @pytest.mark.parametrize("mode,message", [
     ("html", "not valid JSON"),
     ("404", "404"),

@@ -49,6 +49,11 @@ def test_the_pinned_sweep_command_against_a_real_server(llama_server, tmp_path, 
         assert lv["output_tok_s"] > 0 and lv["req_s"] > 0 and lv["goodput_fraction"] == 1.0
         assert lv["server_cpu_s"] > 0  # the server's own process, measured here
         assert lv["server_rss_peak_bytes"] > 50 * 2**20
+        # llama_cpp.server ignores ignore_eos but takes min_tokens: every reply is as long as asked
+        assert lv["mean_output_tokens"] == 16, [s["output_tokens"] for s in lv["samples"]]
+        # it serves no /metrics: the kind is told, what it lacks named, no counter invented
+        assert lv["server"]["kind"] == "OpenAI-compatible" and "/metrics" in lv["server"]["missing"]
+        assert "prompt_tokens_reused" not in lv["server"]
     assert levels[2]["ttft"]["p50"] > levels[0]["ttft"]["p50"]  # requests queue behind each other
     assert data["knee"] == 4  # a loose SLO: every level meets it
     rows = sqlite3.connect(db).execute("select level, completed, meets_slo from localllm_bench order by level").fetchall()

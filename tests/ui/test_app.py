@@ -238,6 +238,29 @@ async def test_tui_against_a_server_endpoint() -> None:
             assert rows["client CPU"] != "-"  # our own side, measured apart from the server's
 
 
+async def test_the_panel_of_a_model_behind_llama_server_shows_the_server_block() -> None:
+    """A server whose /metrics replays recorded llama-server bodies (the counters grow once a request came):
+    the panel names the server and shows the reply's cached prompt tokens and prefill rate, as the server
+    counted them."""
+    from tests.metrics_server import recorded
+    from tests.sse_server import SseServer
+
+    served: list[SseServer] = []
+
+    def metrics() -> str:
+        return recorded("llama_server_b.txt" if served[0].bodies else "llama_server_a.txt")
+
+    with SseServer(ttft_s=0.01, interval_s=0.005, metrics=metrics) as srv:
+        served.append(srv)
+        app = LocalLLMApp(model_path=srv.url, sampling=SamplingParams(max_tokens=4))
+        async with app.run_test(size=(100, 60)) as pilot:
+            await wait_for(pilot, lambda: panel_rows(app).get("server") == "llama-server")
+            await send(pilot, app, "hi")
+            await wait_for(pilot, lambda: "server prefill" in panel_rows(app))
+            rows = panel_rows(app)
+            assert rows["server cached"] == "500/900 tok" and rows["server prefill"] == "400.0 tok/s"
+
+
 async def test_server_dying_mid_reply_is_a_message_and_the_app_stays_up() -> None:
     from tests.openai_fault_server import FaultServer
 

@@ -206,3 +206,97 @@ def test_markdown_shows_server_columns_when_known() -> None:
     result = SweepResult(SweepPlan("http://127.0.0.1:9", [1]), [lr], 1, False, "", "m")
     table = markdown(result)
     assert "Server CPU s" in table and "| 1.5 | 300 |" in table
+
+
+@pytest.mark.parametrize("honours", [True, False])
+def test_min_tokens_is_sent_and_the_mean_tokens_received_reported(honours) -> None:
+    """A model that meets its end-of-sequence token after 5 tokens: a server that takes min_tokens gives
+    the 10 asked for; one that ignores it gives 5, and the level says so (tok/req) instead of the header's 10."""
+    with SseServer(ttft_s=0.01, interval_s=0.002, eos_after=5, min_tokens=honours) as srv:
+        result = run_sweep(SweepPlan(srv.url, [1], requests=2, gen_tokens=10))
+    assert all(b["min_tokens"] == 10 and b["max_tokens"] == 10 and b["ignore_eos"] for b in srv.bodies)
+    (lr,) = result.levels
+    assert lr.mean_output_tokens == (10 if honours else 5)
+    assert result.to_dict()["levels"][0]["mean_output_tokens"] == lr.mean_output_tokens
+    table = markdown(result)
+    assert "| tok/req |" in table and f"| {lr.mean_output_tokens:.1f} |" in table
+
+
+def test_the_level_clock_starts_when_its_first_request_goes_out(monkeypatch) -> None:
+    """Making the workers' clients takes time (here 0.3 s each, on purpose): none of it is in the level's
+    duration, so req/s and tok/s are not read low."""
+    from localllm.bench import load_client
+
+    made = load_client.openai_client
+
+    def slow_client(*args, **kwargs):
+        time.sleep(0.3)
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(load_client, "openai_client", slow_client)
+    with SseServer(ttft_s=0.05, interval_s=0.005) as srv:
+        result = run_sweep(SweepPlan(srv.url, [1], requests=3, gen_tokens=4))
+    (lr,) = result.levels
+    assert lr.samples[0].start_s == 0.0
+    busy = sum(s.e2e_s for s in lr.samples)  # one at a time: the level is its requests, back to back
+    assert busy <= lr.duration_s < busy + 0.15
+    assert lr.req_s == pytest.approx(3 / lr.duration_s)
+
+
+def test_a_sweep_records_the_server_counters_of_each_level() -> None:
+    """The server's /metrics replays recorded vLLM bodies: before the level's first request, then after.
+    The level carries what the server counted: prompt tokens reused, KV use at its peak, preemptions,
+    mean queue and prefill time (histograms); JSON and Markdown both."""
+    from tests.metrics_server import recorded
+
+    served: list[SseServer] = []
+
+    def metrics() -> str:
+        return recorded("vllm_b.txt" if served[0].bodies else "vllm_a.txt")
+
+    with SseServer(ttft_s=0.01, interval_s=0.002, metrics=metrics) as srv:
+        served.append(srv)
+        result = run_sweep(SweepPlan(srv.url, [2], requests=2, gen_tokens=4))
+    (lr,) = result.levels
+    server = lr.server
+    assert server is not None and server["kind"] == "vLLM"
+    assert server["prompt_tokens_reused"] == 500 and server["prompt_tokens"] == 1500
+    assert server["kv_use_peak_pct"] == 81.25 and server["requests_waiting_peak"] == 1
+    assert server["preemptions"] == 2
+    assert server["queue_time_mean_ms"] == pytest.approx(1000) and server["prefill_time_mean_ms"] == pytest.approx(500)
+    record = json.loads(json.dumps(result.to_dict()))
+    assert record["levels"][0]["server"]["prompt_tokens_reused"] == 500
+    table = markdown(result)
+    assert "Reused prompt tok" in table and "KV peak %" in table and "Server queue ms" in table
+    assert "| 500 | 81 | 1 | 2 | 1000.0 | 500.0 |" in table and "Server: vLLM" in table
+
+
+def test_the_sqlite_rows_of_a_sweep_carry_the_server_columns(tmp_path) -> None:
+    import sqlite3
+
+    from localllm.bench.history import append_sweep
+    from tests.metrics_server import recorded
+
+    served: list[SseServer] = []
+
+    def metrics() -> str:
+        return recorded("vllm_b.txt" if served[0].bodies else "vllm_a.txt")
+
+    with SseServer(ttft_s=0.01, interval_s=0.002, metrics=metrics) as srv:
+        served.append(srv)
+        result = run_sweep(SweepPlan(srv.url, [1], requests=1, gen_tokens=3))
+    db = tmp_path / "runs.sqlite"
+    assert append_sweep(db, result.to_dict(), "r1") == 1
+    row = sqlite3.connect(db).execute(
+        "select mean_output_tokens, server_kind, server_prompt_tokens_reused, server_kv_use_peak_pct, "
+        "server_preemptions, server_queue_time_mean_ms from localllm_bench").fetchone()
+    assert row == (3.0, "vLLM", 500, 81.25, 2, 1000.0)
+
+
+def test_a_server_without_metrics_adds_no_columns_but_names_what_it_lacks() -> None:
+    with SseServer(ttft_s=0.01, interval_s=0.002) as srv:
+        result = run_sweep(SweepPlan(srv.url, [1], requests=1, gen_tokens=2))
+    (lr,) = result.levels
+    assert lr.server is not None and lr.server["kind"] == "OpenAI-compatible" and "/metrics" in lr.server["missing"]
+    table = markdown(result)
+    assert "Reused prompt tok" not in table and "no /api/ps, /metrics, /props" in table

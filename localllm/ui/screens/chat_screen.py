@@ -166,6 +166,7 @@ class ChatScreen(Screen):
         panel.rss_history.clear()  # a new process: the old model's peak is not this one's
         panel.rss = None
         panel.load_s = message.info.load_s
+        panel.watch_server(message.info)  # a model behind a server: what the server itself says
         self.pacer.spare_core = (message.info.backend == "remote"
                                  or default_threads() - message.info.n_threads >= 1)
         self._set_state("ready")

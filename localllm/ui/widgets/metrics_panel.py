@@ -7,14 +7,26 @@ machine with as many cores as llama.cpp threads that cost comes straight out of 
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 from rich.text import Text
+from textual.timer import Timer
 from textual.widget import Widget
 
+from localllm.models.server_stats import ServerStats, ServerStatsReader
 from localllm.runtime.figures import mib, rate, seconds
 from localllm.runtime.metrics import ReplyStats
 
+if TYPE_CHECKING:
+    from localllm.backends.base import ModelInfo
+
 HISTORY = 60
+# A model behind a server: what the server itself says (models.server_stats), sampled in a thread at
+# most this often, while a reply streams and while idle alike.
+SERVER_EVERY_S = 1.0
+# Figures of a window in which the server did that work (a prefill, a decode) stay shown until the next
+# such window: an idle second must not blank the last reply's prefill rate or its cached tokens.
+_STICKY = {"cached": "prefill", "prefill": "prefill", "decode": "decode", "draft acc": "decode"}
 BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -71,6 +83,11 @@ class MetricsPanel(Widget):
         self.estimate_mib: float | None = None  # the estimator's figure for the loaded model
         self.vram_plan_mib: float | None = None  # the load plan's VRAM, when it placed layers on a GPU
         self.load_s: float | None = None  # how long the loaded model took to load
+        self.server_reader: ServerStatsReader | None = None
+        self.server: ServerStats | None = None
+        self.server_rows: list[tuple[str, str]] = []  # as shown: this sample's figures, the sticky kept
+        self._server_timer: Timer | None = None
+        self._server_busy = False
 
     @property
     def rows(self) -> dict[str, str]:
@@ -86,7 +103,52 @@ class MetricsPanel(Widget):
             shown["VRAM plan"] = mib(self.vram_plan_mib)
         if self.load_s is not None:
             shown["load"] = seconds(self.load_s)
+        if self.server is not None:
+            shown["server"] = self.server.kind
+            shown.update((f"server {name}", value) for name, value in self.server_rows)
+            if self.server.missing and not self.server_rows:
+                shown["server lacks"] = ", ".join(self.server.missing)
         return shown
+
+    # -- the server's own figures --------------------------------------------------------------
+    def watch_server(self, info: ModelInfo | None) -> None:
+        """Start (a model behind a server) or stop (any other) sampling what the server says."""
+        remote = info is not None and info.backend == "remote"
+        self.server_reader = ServerStatsReader(info.path, key_env=(info.extra or {}).get("api_key_env"),
+                                               model=info.name) if remote and info is not None else None
+        self.server, self.server_rows = None, []
+        if self.server_reader is not None and self._server_timer is None:
+            self._server_timer = self.set_interval(SERVER_EVERY_S, self.sample_server)
+        if self.server_reader is not None:
+            self.sample_server()
+        self.refresh()
+
+    def sample_server(self) -> None:
+        """One sample in a thread; a slow server never stacks samples up."""
+        reader = self.server_reader
+        if reader is None or self._server_busy:
+            return
+        self._server_busy = True
+        self.run_worker(lambda: self._fetch(reader), thread=True, group="server-stats", exit_on_error=False)
+
+    def _fetch(self, reader: ServerStatsReader) -> None:
+        try:
+            stats: ServerStats | None = reader.sample()
+        except Exception:  # information only: a server that answers oddly must not break the chat
+            stats = None
+        self.app.call_from_thread(self.show_server, stats, reader)
+
+    def show_server(self, stats: ServerStats | None, reader: ServerStatsReader | None = None) -> None:
+        self._server_busy = False
+        if reader is not None and reader is not self.server_reader:
+            return  # another model was loaded meanwhile
+        if stats is None:
+            return
+        fresh = stats.figures()
+        names = {name for name, _ in fresh}
+        kept = [(n, v) for n, v in self.server_rows if n in _STICKY and n not in names]
+        self.server, self.server_rows = stats, fresh + kept
+        self.refresh()
 
     def _estimate_text(self) -> str:
         """The estimate and how far it is from the measured peak (the estimator's own report card)."""
@@ -142,4 +204,10 @@ class MetricsPanel(Widget):
             # from zero: a 2 MiB wobble must not look like a doubling
             text.append(sparkline(list(self.rss_history), width, floor=0.0),
                         style=colours.get("sparkline-memory", "cyan"))
+        if self.server is not None:
+            text.append(f"\n\nserver · {self.server.kind}\n", style="bold")
+            for name, value in self.server_rows:
+                row(name, value)
+            if self.server.missing and not self.server_rows:
+                text.append("no " + ", ".join(self.server.missing) + "\n", style="dim")
         return text

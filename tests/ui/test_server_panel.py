@@ -1,0 +1,69 @@
+"""The metrics panel's "server" block for a model behind a server: what the server itself says, sampled
+in a thread once a second at most, each figure only when the server gives it, the kind named; figures of
+the last prefill stay shown through idle seconds. The widget alone, in a bare app, against recorded
+llama-server bodies replayed on loopback (quick tier: no model, no worker)."""
+
+from __future__ import annotations
+
+import json
+
+from textual.app import App, ComposeResult
+
+from localllm.backends.base import ModelInfo
+from localllm.ui.widgets import metrics_panel
+from localllm.ui.widgets.metrics_panel import MetricsPanel
+from tests.metrics_server import MetricsServer, recorded
+from tests.waits import wait_for
+
+
+class PanelApp(App):
+    def compose(self) -> ComposeResult:
+        yield MetricsPanel()
+
+
+def _remote(url: str) -> ModelInfo:
+    return ModelInfo(name="qwen", path=url + "/v1", backend="remote", quant="server",
+                     extra={"api_key_env": "LOCALLLM_TEST_NO_SUCH_KEY"})
+
+
+async def test_the_server_block_shows_what_llama_server_says_and_keeps_the_last_prefill(monkeypatch) -> None:
+    monkeypatch.setattr(metrics_panel, "SERVER_EVERY_S", 0.2)
+    with MetricsServer() as srv:
+        srv.json("/props", json.dumps({"total_slots": 2, "default_generation_settings": {}}))
+        srv.json("/slots", "[]")
+        srv.metrics(recorded("llama_server_a.txt"))
+        app = PanelApp()
+        async with app.run_test(size=(40, 60)) as pilot:
+            panel = app.query_one(MetricsPanel)
+            panel.watch_server(_remote(srv.url))
+            await wait_for(pilot, lambda: panel.server is not None, timeout=30)
+            assert panel.rows["server"] == "llama-server"
+            assert panel.rows["server running"] == "1" and panel.rows["server waiting"] == "0"
+            assert "server prefill" not in panel.rows  # no window yet
+            srv.metrics(recorded("llama_server_b.txt"))  # a reply: 400 new prompt tokens, 500 reused
+            await wait_for(pilot, lambda: "server prefill" in panel.rows, timeout=30)
+            assert panel.rows["server cached"] == "500/900 tok"
+            assert panel.rows["server prefill"] == "400.0 tok/s" and panel.rows["server decode"] == "50.0 tok/s"
+            assert panel.rows["server draft acc"] == "80%" and "server KV use" not in panel.rows
+            seen = len(srv.paths)
+            await pilot.pause(0.8)  # idle: the counters stand still
+            assert len(srv.paths) > seen  # still sampled
+            assert panel.rows["server prefill"] == "400.0 tok/s" and panel.rows["server cached"] == "500/900 tok"
+            assert "server · llama-server" in str(panel.render())
+            panel.watch_server(ModelInfo(name="m", path="/m.gguf", backend="llama_cpp"))
+            assert panel.server is None and "server" not in panel.rows
+            seen = len(srv.paths)
+            await pilot.pause(0.5)
+            assert len(srv.paths) == seen  # a local model: the server is no longer asked
+
+
+async def test_a_server_without_metrics_is_named_with_what_it_lacks() -> None:
+    with MetricsServer() as srv:  # answers 404 to every one of the probes
+        app = PanelApp()
+        async with app.run_test(size=(40, 60)) as pilot:
+            panel = app.query_one(MetricsPanel)
+            panel.watch_server(_remote(srv.url))
+            await wait_for(pilot, lambda: panel.server is not None, timeout=30)
+            assert panel.rows["server"] == "OpenAI-compatible"
+            assert "/metrics" in panel.rows["server lacks"]
+            assert not [k for k in panel.rows if k.startswith("server ") and k != "server lacks"]
