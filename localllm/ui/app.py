@@ -19,6 +19,7 @@ from localllm.chat.recorder import Recorder
 from localllm.chat.session import ChatSession, KernelNotice, ReplyDone, TextDelta, TrimNotice
 from localllm.config import LoadOptions, SamplingParams, default_threads
 from localllm.config.settings import (
+    MODEL_KNOBS,
     Settings,
     load_settings_lenient,
     save_settings,
@@ -26,6 +27,7 @@ from localllm.config.settings import (
     to_sampling,
 )
 from localllm.errors import LocalLLMError
+from localllm.models.sampling_defaults import SamplingRequest
 from localllm.runtime.metrics import ProcessSampler
 from localllm.ui.messages import (
     ModelLoaded,
@@ -82,16 +84,19 @@ class LocalLLMApp(App[int]):
 
     def __init__(self, model_path: str | None = None, load_options: LoadOptions | None = None,
                  sampling: SamplingParams | None = None, system_prompt: str | None = None,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, sampling_request: SamplingRequest | None = None) -> None:
         """Explicit arguments win over the saved settings (the CLI passes what was typed)."""
         super().__init__()
         self.warnings: list[str] = []
         if settings is None:
             settings, self.warnings = load_settings_lenient()
         self.settings = settings
-        self.session = ChatSession(sampling=sampling or to_sampling(settings),
+        if sampling is None and sampling_request is None:  # each model's own defaults, under the settings
+            sampling_request = SamplingRequest(settings=settings, base=to_sampling(settings))
+        self.session = ChatSession(sampling=sampling or (sampling_request.base if sampling_request
+                                                         else to_sampling(settings)),
                                    system_prompt=settings.system_prompt if system_prompt is None
-                                   else system_prompt)
+                                   else system_prompt, sampling_request=None if sampling else sampling_request)
         self.model_path = model_path or settings.model or None
         self.load_options = load_options or to_load_options(settings)
         self.recorder = Recorder(self._open_store() if settings.save_conversations else None)
@@ -538,9 +543,11 @@ class LocalLLMApp(App[int]):
         def saved(new: Settings | None) -> None:
             if new is None:
                 return
+            changed = {k: getattr(new, k) for k in MODEL_KNOBS if getattr(new, k) != getattr(self.settings, k)}
             self.settings = new
             self._save_settings()
-            self.session.sampling = to_sampling(new, self.session.sampling)
+            # the values changed in the box win for this run; the model's own defaults fill the rest
+            self.session.resample(changed, new, base=to_sampling(new, self.session.sampling))
             self.load_options = to_load_options(new, self.load_options)  # at the next model load
             self.notify("Settings saved. Context and threads apply at the next model load.")
 
