@@ -285,6 +285,7 @@ class LocalLLMApp(App[int]):
         panel.rss_history.clear()  # a new process: the old model's peak is not this one's
         panel.rss = None
         panel.load_s = message.info.load_s
+        panel.show_sampling(self.session.resolved_sampling)
         self.pacer.spare_core = (message.info.backend == "remote"
                                  or default_threads() - message.info.n_threads >= 1)
         self._set_state("ready")
@@ -548,10 +549,13 @@ class LocalLLMApp(App[int]):
             self._save_settings()
             # the values changed in the box win for this run; the model's own defaults fill the rest
             self.session.resample(changed, new, base=to_sampling(new, self.session.sampling))
+            self.query_one(MetricsPanel).show_sampling(self.session.resolved_sampling)
             self.load_options = to_load_options(new, self.load_options)  # at the next model load
             self.notify("Settings saved. Context and threads apply at the next model load.")
 
-        self.push_screen(SettingsScreen(self.settings, themes=sorted(self.available_themes)), saved)
+        chosen = self.session.resolved_sampling
+        self.push_screen(SettingsScreen(self.settings, themes=sorted(self.available_themes),
+                                        model_sampling=chosen.to_dict() if chosen else None), saved)
 
     def action_history(self) -> None:
         if self.recorder.store is None:

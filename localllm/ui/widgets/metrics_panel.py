@@ -11,6 +11,7 @@ from collections import deque
 from rich.text import Text
 from textual.widget import Widget
 
+from localllm.models.sampling_defaults import SHORT, ResolvedSampling
 from localllm.runtime.figures import mib, rate, seconds
 from localllm.runtime.metrics import ReplyStats
 
@@ -71,6 +72,7 @@ class MetricsPanel(Widget):
         self.estimate_mib: float | None = None  # the estimator's figure for the loaded model
         self.vram_plan_mib: float | None = None  # the load plan's VRAM, when it placed layers on a GPU
         self.load_s: float | None = None  # how long the loaded model took to load
+        self.sampling: list[tuple[str, str]] = []  # the loaded model's sampling: (knob, "value source")
 
     @property
     def rows(self) -> dict[str, str]:
@@ -86,7 +88,25 @@ class MetricsPanel(Widget):
             shown["VRAM plan"] = mib(self.vram_plan_mib)
         if self.load_s is not None:
             shown["load"] = seconds(self.load_s)
+        shown.update(self.sampling)
         return shown
+
+    def show_sampling(self, resolved: ResolvedSampling | None) -> None:
+        """The values the loaded model samples with and where each came from (issue 24)."""
+        self.sampling = []
+        if resolved is None or set(resolved.sources.values()) == {"default"}:
+            self.refresh()  # nothing the model or the user chose: the app's defaults, not shown
+            return
+        for knob, source in resolved.sources.items():
+            value = getattr(resolved.params, knob)
+            if isinstance(value, list):
+                if not value:
+                    continue
+                value = ",".join(map(str, value))
+            else:
+                value = f"{value:g}"
+            self.sampling.append((SHORT[knob], f"{value} {source.replace('generation_config', 'gen-config')}"))
+        self.refresh()
 
     def _estimate_text(self) -> str:
         """The estimate and how far it is from the measured peak (the estimator's own report card)."""
@@ -142,4 +162,8 @@ class MetricsPanel(Widget):
             # from zero: a 2 MiB wobble must not look like a doubling
             text.append(sparkline(list(self.rss_history), width, floor=0.0),
                         style=colours.get("sparkline-memory", "cyan"))
+        if self.sampling:
+            text.append("\n\nsampling (from)\n", style="bold")
+            for name, value in self.sampling:
+                row(name, value)
         return text
