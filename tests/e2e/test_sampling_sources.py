@@ -68,3 +68,32 @@ def test_a_stop_string_ends_a_real_reply_and_is_not_shown(model_path) -> None:
         assert done.turn.content == full[:full.index("Paris")] and done.turn.status == "ok"
     finally:
         session.close()
+
+
+def test_a_checkpoint_folder_s_generation_config_drives_a_real_reply(checkpoint, tmp_path) -> None:
+    """The transformers backend: generation_config.json's do_sample = false (greedy) and eos_token_id
+    reach the model; a stop string ends its reply too."""
+    from localllm.models.sampling_defaults import SamplingRequest
+
+    folder = tmp_path / "smol-ckpt"
+    folder.mkdir()
+    for item in os.scandir(checkpoint):  # the weights linked, not copied
+        (folder / item.name).symlink_to(item.path)
+    (folder / "generation_config.json").unlink(missing_ok=True)
+    (folder / "generation_config.json").write_text(json.dumps(
+        {"do_sample": False, "temperature": 0.9, "eos_token_id": [2]}))
+    session = ChatSession(sampling_request=SamplingRequest(base=SamplingParams(max_tokens=24)))
+    session.load(str(folder), LoadOptions(n_ctx=512, n_threads=2))
+    try:
+        got = {k: (v["value"], v["from"]) for k, v in session.resolved_sampling.to_dict().items()}
+        assert got["temperature"] == (0.0, "generation_config")
+        assert got["stop_token_ids"] == ([2], "generation_config")
+        full = [e for e in session.send(PROMPT)][-1].turn.content
+        assert "Paris" in full
+        session.clear()
+        session.resample(run={})  # same request, resolved again: still greedy
+        session.sampling.stop = ["Paris"]
+        done = [e for e in session.send(PROMPT)][-1]
+        assert done.turn.content == full[:full.index("Paris")] and done.turn.status == "ok"
+    finally:
+        session.close()
