@@ -39,10 +39,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="transformers checkpoints: weight dtype")
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument("--max-tokens", type=int, default=None, help=f"longest reply in tokens (default {_SAMPLING.max_tokens})")
-    p.add_argument("--temp", type=float, default=None, help=f"sampling temperature (0: greedy; default {_SAMPLING.temperature})")
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--repeat-penalty", type=float, default=None)
+    p.add_argument("--temp", type=float, default=None,
+                   help=f"sampling temperature (0: greedy; default: the model's own, else {_SAMPLING.temperature}); "
+                        "this and the flags below win over the model's defaults and the settings")
+    p.add_argument("--top-p", type=float, default=None, help=f"default: the model's own, else {_SAMPLING.top_p}")
+    p.add_argument("--top-k", type=int, default=None, help=f"default: the model's own, else {_SAMPLING.top_k}")
+    p.add_argument("--repeat-penalty", type=float, default=None,
+                   help=f"default: the model's own, else {_SAMPLING.repeat_penalty}")
     p.add_argument("--seed", type=int, default=None, help="sampling seed for repeatable replies")
 
 
