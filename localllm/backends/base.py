@@ -91,6 +91,37 @@ class BatchTiming:
         return self.batch * self.prompt_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
 
 
+class StopText:
+    """Ends a reply at the first of its stop strings (not shown): text that may begin one is held back
+    until it cannot, so a stop string split over tokens is caught too."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.held = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """What may be shown of `text` now, and whether a stop string ended the reply."""
+        if not self.stops:
+            return text, False
+        buf = self.held + text
+        hits = [buf.find(s) for s in self.stops if s in buf]
+        if hits:
+            self.held = ""
+            return buf[:min(hits)], True
+        keep = 0
+        for k in range(min(max(map(len, self.stops)) - 1, len(buf)), 0, -1):
+            if any(s.startswith(buf[-k:]) for s in self.stops):
+                keep = k
+                break
+        self.held = buf[len(buf) - keep:] if keep else ""
+        return buf[:len(buf) - keep], False
+
+    def flush(self) -> str:
+        """The held-back text, at the reply's end."""
+        text, self.held = self.held, ""
+        return text
+
+
 class Backend(Protocol):
     name: str
 

@@ -21,6 +21,7 @@ from localllm.backends.base import (
     Message,
     ModelInfo,
     Prefill,
+    StopText,
     StreamEvent,
 )
 from localllm.config import AUTO_LAYERS, LoadOptions, SamplingParams
@@ -194,6 +195,7 @@ class LlamaCppBackend:
             return
         self._abort_on(llm, cancel)  # the prompt's evaluation stops at a stop, not after the whole prompt
         prefilling = True
+        stop_ids, stop_text, stopped = set(sampling.stop_token_ids), StopText(sampling.stop), False
         try:
             for token in llm.generate(
                 tokens, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
@@ -202,11 +204,15 @@ class LlamaCppBackend:
                 if prefilling:
                     self._abort_on(llm, None)
                     prefilling = False
-                if not sampling.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
+                if not sampling.ignore_eos and (llama_cpp.llama_vocab_is_eog(vocab, token) or token in stop_ids):
                     reason = "stop"
                     break
                 produced += 1
-                yield Chunk(decoder.decode(llm.detokenize([token])), 1)
+                text, stopped = stop_text.feed(decoder.decode(llm.detokenize([token])))
+                yield Chunk(text, 1)
+                if stopped and not sampling.ignore_eos:
+                    reason = "stop"
+                    break
                 if cancel.is_set():
                     reason = "cancelled"
                     break
@@ -223,7 +229,7 @@ class LlamaCppBackend:
         finally:
             if prefilling:
                 self._abort_on(llm, None)
-        tail = decoder.decode(b"", final=True)
+        tail = "" if stopped else stop_text.flush() + decoder.decode(b"", final=True)
         if tail:
             yield Chunk(tail, 0)
         yield Finish(reason)

@@ -116,6 +116,7 @@ class RemoteBackend:
                 model=self._model, messages=messages, stream=True,
                 temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
                 seed=sampling.seed, stream_options={"include_usage": True}, extra_body=extra,
+                stop=sampling.stop or None,
             )
         except Exception as exc:
             raise _explain(exc, self._base, self._key_env) from None

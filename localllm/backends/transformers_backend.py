@@ -16,7 +16,16 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from transformers.generation.streamers import BaseStreamer
 
-from localllm.backends.base import BatchTiming, Chunk, Finish, Message, ModelInfo, Prefill, StreamEvent
+from localllm.backends.base import (
+    BatchTiming,
+    Chunk,
+    Finish,
+    Message,
+    ModelInfo,
+    Prefill,
+    StopText,
+    StreamEvent,
+)
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import ModelLoadError, NoModelLoaded
 
@@ -195,9 +204,10 @@ class TransformersBackend:
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         streamer = _TokenQueue()
+        halt = threading.Event()  # a stop string ended the reply
         kwargs = dict(
             input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=budget, streamer=streamer,
-            stopping_criteria=transformers.StoppingCriteriaList([_Cancel(cancel)]),
+            stopping_criteria=transformers.StoppingCriteriaList([_Cancel(cancel), _Cancel(halt)]),
             do_sample=sampling.temperature > 0, repetition_penalty=sampling.repeat_penalty,
             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
         )
@@ -206,6 +216,8 @@ class TransformersBackend:
                           min_p=sampling.min_p or None)
         if sampling.ignore_eos:
             kwargs["min_new_tokens"] = budget  # EOS is masked until the budget is spent
+        elif sampling.stop_token_ids:  # the model's own EOS ids and those its defaults add
+            kwargs["eos_token_id"] = sorted(_eos_ids(model, tok) | set(sampling.stop_token_ids))
         errors: list[BaseException] = []
 
         def run() -> None:
@@ -220,9 +232,12 @@ class TransformersBackend:
         thread.start()
         generated: list[int] = []
         shown = ""
-        eos = _eos_ids(model, tok)
+        eos = _eos_ids(model, tok) | set(sampling.stop_token_ids)
         stopped_on_eos = False
+        stop_text = StopText([] if sampling.ignore_eos else sampling.stop)
         while (item := streamer.q.get()) is not _DONE:
+            if halt.is_set():
+                continue  # a stop string was seen: what generate() adds before it stops is dropped
             if item in eos and not sampling.ignore_eos:
                 stopped_on_eos = True
                 continue
@@ -231,11 +246,15 @@ class TransformersBackend:
             text = tok.decode(generated, skip_special_tokens=True)
             new = text[len(shown):] if not text.endswith("\ufffd") else ""
             shown += new
+            new, hit = stop_text.feed(new)
             yield Chunk(new, 1)
+            if hit:
+                halt.set()
+                stopped_on_eos = True
         thread.join()
         if errors:
             raise errors[0]
-        tail = tok.decode(generated, skip_special_tokens=True)[len(shown):]
+        tail = "" if halt.is_set() else stop_text.flush() + tok.decode(generated, skip_special_tokens=True)[len(shown):]
         if tail:
             yield Chunk(tail, 0)
         reason = ("cancelled" if cancel.is_set() else "stop" if stopped_on_eos

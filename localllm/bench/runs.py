@@ -15,7 +15,7 @@ from pathlib import Path
 
 from localllm.bench.plan import BenchConfig, BenchPlan, Progress, ProgressFn, load_prompts
 from localllm.bench.results import BenchResult, RowResult, build_manifest
-from localllm.bench.worker import run_config
+from localllm.bench.worker import run_config, sampling_record
 
 
 def memory_bandwidth() -> float | None:
@@ -49,6 +49,7 @@ def run_plan(plan: BenchPlan, progress: ProgressFn | None = None,
     prompts = load_prompts(plan.prompts)
     bandwidth = memory_bandwidth()
     result = BenchResult(build_manifest(plan.to_dict(), prompts.texts(), bandwidth))
+    result.manifest["sampling"] = sampling_record(plan)  # the same for every row
     cancel = cancel or threading.Event()
     labels = _unique_labels(plan.configs)
     notify = progress or (lambda p: None)

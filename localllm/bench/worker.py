@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localllm.backends.base import Message, ModelInfo
 from localllm.bench.errors import BenchError
@@ -197,10 +198,23 @@ def _load_options(plan: BenchPlan, cfg: BenchConfig) -> LoadOptions:
                        seed=plan.seed, quantization=cfg.load_in, kv_type=cfg.kv_type)
 
 
+def bench_sampling(plan: BenchPlan) -> SamplingParams:
+    """Every timing run samples alike, whatever the model's own defaults, so rows compare: the app's
+    defaults, a fixed-length reply (EOS ignored) and the plan's seed."""
+    return SamplingParams(max_tokens=plan.gen_tokens, ignore_eos=True, seed=plan.seed)
+
+
+def sampling_record(plan: BenchPlan) -> dict[str, dict[str, Any]]:
+    """bench_sampling with each value's source, for the manifest (as `chat --json` shows a chat's)."""
+    from_plan = ("max_tokens", "ignore_eos", "seed")
+    return {k: {"value": v, "from": "bench_plan" if k in from_plan else "default"}
+            for k, v in dataclasses.asdict(bench_sampling(plan)).items()}
+
+
 def _repetitions(plan: BenchPlan, cfg: BenchConfig, path: str, prompts: PromptSet,
                  client: WorkerClient, row: RowResult, cancel: threading.Event, say) -> None:
     options = _load_options(plan, cfg)
-    sampling = SamplingParams(max_tokens=plan.gen_tokens, ignore_eos=True, seed=plan.seed)
+    sampling = bench_sampling(plan)
     runs = plan.warmup + plan.reps
     fitted: list[FittedPrompt] = []
     for i in range(runs):

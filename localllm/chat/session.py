@@ -9,13 +9,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from localllm.backends.base import Message, ModelInfo
 from localllm.chat.calibration import Calibration
 from localllm.chat.reuse import reuse_note
 from localllm.config import LoadOptions, SamplingParams
 from localllm.config.options import SCRIPTED_BACKEND
+from localllm.config.settings import Settings
 from localllm.errors import (
     LoadCancelled,
     LocalLLMError,
@@ -25,6 +26,7 @@ from localllm.errors import (
     WorkerDied,
 )
 from localllm.models.ref import ModelRef
+from localllm.models.sampling_defaults import ResolvedSampling, SamplingRequest, resolve_sampling
 from localllm.runtime import binding
 from localllm.runtime.metrics import Meter, ReplyStats
 from localllm.runtime.model_process import meter_for, worker_runtime
@@ -94,6 +96,11 @@ class ChatSession:
     _load_args: tuple[str, LoadOptions, str] | None = None
     plan: LoadPlan | None = None  # the LoadPlan of the loaded model (localllm.runtime.plan), None for servers
     notices: list[str] = field(default_factory=list)  # one-line messages from loading, for the UI to show
+    # what the user asked for: with it, each load resolves the model's own sampling defaults into
+    # `sampling` (localllm.models.sampling_defaults); without it, `sampling` is used as given
+    sampling_request: SamplingRequest | None = None
+    resolved_sampling: ResolvedSampling | None = None  # the loaded model's, with each value's source
+    _ref: ModelRef | None = None  # the loaded model as it was named
     _lock: threading.Lock = field(default_factory=threading.Lock)  # held by load(): one at a time
     _loading: WorkerClient | None = None  # the worker of the load in progress (cancel_load kills it)
     _load_cancelled: bool = False
@@ -134,6 +141,7 @@ class ChatSession:
             inspect_gguf(path)  # a clear error before llama.cpp can abort on a bad file
             options = self._with_kernels(options)
         python, env = worker_runtime(path, backend)
+        resolved = self._resolve(ref)
         options = self._planned(path, options, backend)
         self.unload()
         try:
@@ -144,8 +152,31 @@ class ChatSession:
             options = dataclasses.replace(options, extra_bufts="off")
             self.notices.append(binding.SIGILL_NOTICE)
             self.model = self._start(path, options, backend, python, env)
-        self._load_args = (path, options, backend)
+        self._load_args, self._ref = (path, options, backend), ref
+        if resolved is not None:
+            self.resolved_sampling, self.sampling = resolved, resolved.params
+            self.notices += resolved.notes
         return self.model
+
+    def _resolve(self, ref: ModelRef) -> ResolvedSampling | None:
+        return None if self.sampling_request is None else resolve_sampling(ref, self.sampling_request)
+
+    def resample(self, run: dict[str, Any] | None = None, settings: Settings | None = None,
+                 base: SamplingParams | None = None) -> None:
+        """New user values (the settings box): `run` joins this run's values, `settings` replaces the
+        saved ones, `base` the seed and the rest, and the loaded model's sampling is resolved again."""
+        request = self.sampling_request or SamplingRequest(base=self.sampling)
+        request.run.update(run or {})
+        if settings is not None:
+            request.settings = settings
+        if base is not None:
+            request.base = base
+        self.sampling_request = request
+        if self._ref is None:  # resolved at the next load
+            self.sampling = dataclasses.replace(request.base, **request.run)
+            return
+        resolved = resolve_sampling(self._ref, request)
+        self.resolved_sampling, self.sampling = resolved, resolved.params
 
     def _start(self, path: str, options: LoadOptions, backend: str, python: str | None,
                env: dict[str, str] | None) -> ModelInfo:

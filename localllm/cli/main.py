@@ -40,10 +40,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="transformers checkpoints: weight dtype")
     p.add_argument("--system", default=None, help="system prompt")
     p.add_argument("--max-tokens", type=int, default=None, help=f"longest reply in tokens (default {_SAMPLING.max_tokens})")
-    p.add_argument("--temp", type=float, default=None, help=f"sampling temperature (0: greedy; default {_SAMPLING.temperature})")
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--repeat-penalty", type=float, default=None)
+    p.add_argument("--temp", type=float, default=None,
+                   help=f"sampling temperature (0: greedy; default: the model's own, else {_SAMPLING.temperature}); "
+                        "this and the flags below win over the model's defaults and the settings")
+    p.add_argument("--top-p", type=float, default=None, help=f"default: the model's own, else {_SAMPLING.top_p}")
+    p.add_argument("--top-k", type=int, default=None, help=f"default: the model's own, else {_SAMPLING.top_k}")
+    p.add_argument("--repeat-penalty", type=float, default=None,
+                   help=f"default: the model's own, else {_SAMPLING.repeat_penalty}")
     p.add_argument("--seed", type=int, default=None, help="sampling seed for repeatable replies")
 
 
@@ -113,18 +116,24 @@ def _settings():
 
 
 def _options(args, settings):
-    """Saved settings, overridden by whatever was given on the command line."""
+    """Saved settings, overridden by whatever was given on the command line. The sampling comes back as
+    a request: each model resolves it with its own defaults when it loads
+    (localllm.models.sampling_defaults: flags, then the model's saved table, the settings, the model's
+    metadata, its catalog entry, the app's defaults)."""
     from localllm.config.settings import to_load_options, to_sampling
+    from localllm.models.sampling_defaults import SamplingRequest
 
     load, sampling = to_load_options(settings), to_sampling(settings)
     given = {k: v for k, v in vars(args).items() if v is not None}
     for arg, field in (("ctx", "n_ctx"), ("threads", "n_threads"), ("gpu_layers", "n_gpu_layers"), ("kv", "kv_type")):
         if arg in given:
             setattr(load, field, given[arg])
-    for arg, field in (("temp", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
-                       ("repeat_penalty", "repeat_penalty"), ("max_tokens", "max_tokens"), ("seed", "seed")):
-        if arg in given:
-            setattr(sampling, field, given[arg])
+    run = {field: given[arg] for arg, field in (("temp", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
+                                                ("repeat_penalty", "repeat_penalty"), ("max_tokens", "max_tokens"))
+           if arg in given}
+    if "seed" in given:
+        sampling.seed = given["seed"]
+    request = SamplingRequest(run=run, settings=settings, base=sampling)
     if "seed" in given:
         load.seed = given["seed"]
     load.force = bool(given.get("force"))
@@ -132,7 +141,7 @@ def _options(args, settings):
     load.quantization, load.dtype = args.load_in, args.dtype
     if _endpoint(args):
         load.remote_model = args.model or ""
-    return load, sampling
+    return load, request
 
 
 def _endpoint(args) -> str | None:
@@ -159,8 +168,8 @@ def _new_session(args):
     from localllm.chat.session import ChatSession
 
     settings = _settings()
-    load, sampling = _options(args, settings)
-    session = ChatSession(sampling=sampling, system_prompt=settings.system_prompt)
+    load, request = _options(args, settings)
+    session = ChatSession(sampling=request.base, system_prompt=settings.system_prompt, sampling_request=request)
     if args.system is not None:
         session.system_prompt = args.system
     bar = None
@@ -266,7 +275,16 @@ def _turn_record(session, turn: int, prompt: str, done) -> dict:
             "cached_tokens": stats.cached_tokens,
             "ttft_ms": round(stats.ttft_s * 1000, 1) if stats.ttft_s is not None else None,
             "decode_tok_s": round(stats.decode_tok_s, 2) if stats.decode_tok_s else None,
+            "sampling": _sampling_record(session),
             "stats": stats.to_dict(), "plan": _plan_vs_measured(session, stats), "notices": session.notices}
+
+
+def _sampling_record(session) -> dict:
+    """Each sampling value with where it came from: {"temperature": {"value": 0.2, "from": "catalog"}}."""
+    if session.resolved_sampling is not None:
+        return session.resolved_sampling.to_dict()
+    return {k: {"value": v, "from": "user"} for k, v in vars(session.sampling).items()
+            if k not in ("seed", "ignore_eos")}
 
 
 def _plan_vs_measured(session, stats) -> dict | None:
@@ -368,8 +386,8 @@ def cmd_tui(args) -> int:
     from localllm.ui.app import LocalLLMApp
 
     settings = _settings()
-    load, sampling = _options(args, settings)
-    app = LocalLLMApp(model_path=_endpoint(args) or args.model, load_options=load, sampling=sampling,
+    load, request = _options(args, settings)
+    app = LocalLLMApp(model_path=_endpoint(args) or args.model, load_options=load, sampling_request=request,
                       system_prompt=args.system, settings=settings)
     app.run()
     return app.return_code or 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def default_threads() -> int:
@@ -74,3 +74,7 @@ class SamplingParams:
     max_tokens: int = 512
     seed: int | None = None
     ignore_eos: bool = False  # fixed-length runs for benchmarks
+    # where a model's own defaults give them (localllm.models.sampling_defaults): strings that end a
+    # reply (not shown), and token ids that end it besides the model's EOS
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)

@@ -84,11 +84,19 @@ class Settings:
     api_key_env: str = field(default="LOCALLLM_API_KEY", metadata=_doc(
         "the environment variable that holds the servers' API key (the key itself is never stored)",
         nonempty=True, env_name=True))
+    # [models."<model>"] tables: sampling pinned for one model (MODEL_KNOBS), which wins over the global
+    # values above and the model's own defaults (localllm.models.sampling_defaults); not a form field
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
+MODELS_KEY = "models"
+# the settings one model's table may pin: the sampling knobs a model's own metadata may also give
+MODEL_KNOBS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens")
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)
+                                             if f.name != MODELS_KEY}
 # Each field's plain type from its annotation (list[str] -> list), read once: the checks below need them.
-TYPES: dict[str, type] = {k: typing.get_origin(t) or t for k, t in typing.get_type_hints(Settings).items()}
+TYPES: dict[str, type] = {k: typing.get_origin(t) or t for k, t in typing.get_type_hints(Settings).items()
+                          if k != MODELS_KEY}
 
 
 class SettingsError(LocalLLMError):
@@ -186,12 +194,45 @@ def from_dict(data: dict[str, Any], path: Path | None = None) -> tuple[Settings,
     values: dict[str, Any] = {}
     errors: list[SettingsError] = []
     for key, value in data.items():
+        if key == MODELS_KEY:
+            values[key] = _model_tables(value, where, path, errors)
+            continue
         try:
             values[key] = check_value(key, value, where)
         except SettingsError as exc:
             exc.path = path
             errors.append(exc)
     return Settings(**values), errors
+
+
+def check_model_table(model: str, table: Any, where: str = "") -> dict[str, Any]:
+    """One [models."<model>"] table, checked knob by knob; SettingsError names the model and the key."""
+    if not isinstance(table, dict):
+        raise SettingsError(f"Setting models.{model!r}{where} must be a table of sampling settings "
+                            f"({', '.join(MODEL_KNOBS)}).", key=MODELS_KEY)
+    checked: dict[str, Any] = {}
+    for knob, value in table.items():
+        if knob not in MODEL_KNOBS:
+            raise SettingsError(f"Unknown setting {knob!r} for model {model!r}{where}. A model's table "
+                                f"takes: {', '.join(MODEL_KNOBS)}.", key=MODELS_KEY)
+        checked[knob] = check_value(knob, value, f" for model {model!r}{where}")
+    return checked
+
+
+def _model_tables(data: Any, where: str, path: Path | None, errors: list[SettingsError]) -> dict[str, dict[str, Any]]:
+    """The per-model tables; an invalid table is dropped (its error kept), the others are kept."""
+    if not isinstance(data, dict):
+        errors.append(SettingsError(f"Setting 'models'{where} must be tables such as "
+                                    f'[models."embedded"] (got {data!r}).', key=MODELS_KEY, path=path))
+        return {}
+    tables: dict[str, dict[str, Any]] = {}
+    for model, table in data.items():
+        try:
+            tables[str(model)] = check_model_table(str(model), table, where)
+        except SettingsError as exc:
+            exc.path = path
+            errors.append(exc)
+    return tables
 
 
 def read_settings(path: Path | None = None) -> tuple[Settings, list[SettingsError]]:
@@ -237,6 +278,10 @@ def dumps(settings: Settings) -> str:
         lines.append(f"# {f.metadata['doc']} ({allowed(key)})")
         # a server URL's user:pass@ stays in memory only (the key belongs in $api_key_env)
         lines.append(tomli_w.dumps({key: redact(getattr(settings, key))}).rstrip("\n"))
+    lines += ["", "# sampling pinned for one model, over its own defaults and the values above, e.g.",
+              '# [models."embedded"]', "# temperature = 0.2"]
+    if settings.models:  # tables come after every top-level key
+        lines.append(tomli_w.dumps({MODELS_KEY: settings.models}).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 
@@ -245,6 +290,8 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
     path = path or settings_path()
     for key in FIELDS:
         check_value(key, getattr(settings, key))  # an invalid value is refused, not saved
+    for model, table in settings.models.items():
+        check_model_table(model, table)
     text = dumps(settings)
     state.write_text(path, text)  # unique temp file, fsync, rename: a crash leaves the old file
     return path

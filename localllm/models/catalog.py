@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,9 @@ class ModelSpec:
     gguf_path: str = ""  # from_gguf: the file whose tensor table gives exact weight bytes
     gguf_quant: str = ""
     checkpoint_bits: int = 16  # the full-precision checkpoint's dtype on disk (fp16/bf16 on the Hub)
+    # the model card's recommended sampling (temperature, top_p, ..., stop), a [model.sampling] table;
+    # localllm.models.sampling_defaults ranks it below the model's own metadata
+    sampling: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     # -- derived sizes --------------------------------------------------------------------------
     @property

@@ -16,6 +16,7 @@ from localllm.chat.recorder import Recorder
 from localllm.chat.session import ChatSession
 from localllm.config import LoadOptions, SamplingParams
 from localllm.config.settings import (
+    MODEL_KNOBS,
     Settings,
     load_settings_lenient,
     save_settings,
@@ -23,6 +24,8 @@ from localllm.config.settings import (
     to_sampling,
 )
 from localllm.errors import LocalLLMError
+from localllm.models.sampling_defaults import SamplingRequest
+from localllm.ui.commands import COMMANDS
 from localllm.ui.screens.bench_screen import BenchScreen
 from localllm.ui.screens.chat_screen import ChatScreen
 from localllm.ui.screens.compare_screen import CompareScreen
@@ -34,24 +37,7 @@ from localllm.ui.screens.open_model import OpenModelScreen
 from localllm.ui.screens.quantize_screen import QuantizeScreen
 from localllm.ui.screens.settings_screen import SettingsScreen
 from localllm.ui.themes import DARK, VARIABLE_DEFAULTS, register_themes
-
-# The command palette's entries after Textual's own: (title, help, the method it calls).
-COMMANDS = [
-    ("Stop reply", "Stop the reply being generated (Esc)", "action_stop"),
-    ("Regenerate", "Answer the last message again (Ctrl+R)", "action_regenerate"),
-    ("Copy reply", "Copy the last reply to the clipboard (Ctrl+Y)", "action_copy_reply"),
-    ("New chat", "Start a new conversation (Ctrl+N)", "action_new_chat"),
-    ("Compare models", "The prompt being typed, on several models side by side (Ctrl+E)", "open_compare"),
-    ("Load model", "Load a GGUF file; the conversation is kept (Ctrl+O)", "action_open_model"),
-    ("Worker log", "Show the model worker's log (Ctrl+G)", "action_show_log"),
-    ("Keys", "Every key binding (F1)", "action_help"),
-    ("Settings", "Model, context, sampling, theme defaults (F2)", "action_settings"),
-    ("History", "Saved conversations: open, rename, delete, export (F3)", "action_history"),
-    ("Timing runs", "Side-by-side timing of models and quants, with charts (F5)", "action_bench"),
-    ("Quantize", "Make a GGUF quant, a full-precision checkpoint or a GPTQ model (F6)", "action_quantize"),
-    ("Hardware and recommendations", "This machine and the models that fit it; Enter downloads a pick (F4)",
-     "action_hardware"),
-]
+from localllm.ui.widgets.metrics_panel import MetricsPanel
 
 
 class LocalLLMApp(App[int]):
@@ -77,16 +63,20 @@ class LocalLLMApp(App[int]):
 
     def __init__(self, model_path: str | None = None, load_options: LoadOptions | None = None,
                  sampling: SamplingParams | None = None, system_prompt: str | None = None,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, sampling_request: SamplingRequest | None = None) -> None:
         """Explicit arguments win over the saved settings (the CLI passes what was typed)."""
         super().__init__()
         self.warnings: list[str] = []
         if settings is None:
             settings, self.warnings = load_settings_lenient()
         self.settings = settings
-        self.session = ChatSession(sampling=sampling or to_sampling(settings),
+        if sampling is None and sampling_request is None:  # each model's own defaults, under the settings
+            sampling_request = SamplingRequest(settings=settings, base=to_sampling(settings))
+        self.session = ChatSession(sampling=sampling or (sampling_request.base if sampling_request
+                                                         else to_sampling(settings)),
                                    system_prompt=settings.system_prompt if system_prompt is None
-                                   else system_prompt, calibrate=True)
+                                   else system_prompt, calibrate=True,
+                                   sampling_request=None if sampling else sampling_request)
         self.recorder = Recorder(self._open_store() if settings.save_conversations else None)
         self.chat = ChatScreen(self.session, self.recorder, model_path or settings.model or None,
                                load_options or to_load_options(settings))
@@ -214,13 +204,18 @@ class LocalLLMApp(App[int]):
         def saved(new: Settings | None) -> None:
             if new is None:
                 return
+            changed = {k: getattr(new, k) for k in MODEL_KNOBS if getattr(new, k) != getattr(self.settings, k)}
             self.settings = new
             self._save_settings()
-            self.session.sampling = to_sampling(new, self.session.sampling)
+            # the values changed in the box win for this run; the model's own defaults fill the rest
+            self.session.resample(changed, new, base=to_sampling(new, self.session.sampling))
+            self.chat.query_one(MetricsPanel).show_sampling(self.session.resolved_sampling)
             self.chat.load_options = to_load_options(new, self.chat.load_options)  # at the next model load
             self.notify("Settings saved. Context and threads apply at the next model load.")
 
-        self.push_screen(SettingsScreen(self.settings, themes=sorted(self.available_themes)), saved)
+        chosen = self.session.resolved_sampling
+        self.push_screen(SettingsScreen(self.settings, themes=sorted(self.available_themes),
+                                        model_sampling=chosen.to_dict() if chosen else None), saved)
 
     def action_history(self) -> None:
         if self.recorder.store is None:

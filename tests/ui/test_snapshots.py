@@ -44,6 +44,12 @@ async def loaded(pilot) -> None:
         await asyncio.sleep(0.05)
     app.chat._sampler = None  # no live memory samples: the picture must not move
     panel = app.query_one(MetricsPanel)
+    # the server block comes from a sample taken in a thread after the load: wait for it, or whether the
+    # picture has it is a race
+    deadline = asyncio.get_running_loop().time() + 30
+    while panel.server is None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert panel.server is not None, "the server block never came"
     panel.rss, panel.estimate_mib = None, None  # nor one an idle tick took before the line above
     panel.load_s = None  # how long the load took differs from run to run
     panel.rss_history.clear()

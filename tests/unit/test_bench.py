@@ -21,6 +21,7 @@ from localllm.bench.results import COLUMN_KEYS, BenchResult, Summary
 from localllm.bench.runs import run_plan
 from localllm.bench.worker import fit_prompt
 from localllm.cli import main as cli
+from localllm.config import SamplingParams
 from localllm.machine import gpu as nvml
 from localllm.quantize.gguf import requantize_gguf
 from tests.gguf_files import bad_arch_copy
@@ -95,6 +96,9 @@ def test_progress_and_manifest(real: BenchResult) -> None:
     assert len(m["prompt_sha256"]) == 64 and m["seed"] == 42 and m["date"]
     assert m["plan"]["reps"] == 2
     assert {len(r.prompt_sha256) for r in real.rows} == {64}
+    # the sampling every row used, with its sources: the app's defaults, length and seed from the plan
+    assert m["sampling"]["temperature"] == {"value": SamplingParams().temperature, "from": "default"}
+    assert m["sampling"]["max_tokens"]["from"] == "bench_plan" and m["sampling"]["seed"]["value"] == 42
 
 
 def test_exports_parse_back(real: BenchResult) -> None:

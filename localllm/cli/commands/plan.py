@@ -65,7 +65,8 @@ def run(args) -> int:
     from localllm.runtime import binding
     from localllm.runtime.plan import make_plan, plan_for
 
-    options = to_load_options(_settings())
+    settings = _settings()
+    options = to_load_options(settings)
     if args.context:
         options.n_ctx = args.context
     if args.gpu_layers is not None:
@@ -81,8 +82,12 @@ def run(args) -> int:
         plan.notes.append(f"planned for {args.hw}, assuming a llama.cpp build with GPU offload")
     else:
         plan = plan_for(path, options, kv_type=args.kv)
+    from localllm.models.sampling_defaults import SamplingRequest, resolve_sampling
+
+    # the sampling a chat with it would use, each value with its source (flags aside)
+    sampling = resolve_sampling(args.model, SamplingRequest(settings=settings))
     if args.json:
-        print(json.dumps(plan.to_dict(), indent=2))
+        print(json.dumps({**plan.to_dict(), "sampling": sampling.to_dict()}, indent=2))
     else:
-        print(_table(plan))
+        print(_table(plan) + f"\nsampling   {sampling.line()}")
     return 0 if plan.fits else 1

@@ -167,6 +167,7 @@ class ChatScreen(Screen):
         panel.rss = None
         panel.load_s = message.info.load_s
         panel.watch_server(message.info)  # a model behind a server: what the server itself says
+        panel.show_sampling(self.session.resolved_sampling)
         self.pacer.spare_core = (message.info.backend == "remote"
                                  or default_threads() - message.info.n_threads >= 1)
         self._set_state("ready")

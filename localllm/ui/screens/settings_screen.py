@@ -5,7 +5,7 @@ Dismisses with the new Settings (not yet saved to disk: the caller saves and app
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import cast
+from typing import Any, cast
 
 from textual import on
 from textual.app import ComposeResult
@@ -55,9 +55,12 @@ class SettingsScreen(ModalScreen[Settings | None]):
     #settings-buttons Button { margin-left: 2; }
     """
 
-    def __init__(self, settings: Settings, themes: Iterable[str] = ()) -> None:
+    def __init__(self, settings: Settings, themes: Iterable[str] = (),
+                 model_sampling: dict[str, dict[str, Any]] | None = None) -> None:
+        """`model_sampling`: the loaded model's sampling with each value's source (ResolvedSampling.to_dict)."""
         super().__init__()
         self.settings = settings
+        self.model_sampling = model_sampling or {}
         self._themes = list(themes)
         self._theme_before: str | None = None
 
@@ -101,8 +104,10 @@ class SettingsScreen(ModalScreen[Settings | None]):
     def on_descendant_focus(self, event: DescendantFocus) -> None:
         key = (event.widget.id or "").removeprefix("setting-")
         if key in FIELDS:
+            chosen = self.model_sampling.get(key)
+            uses = f" The loaded model uses {chosen['value']} (from {chosen['from']})." if chosen else ""
             self.query_one("#settings-help", Static).update(
-                f"{LABELS[key]}: {FIELDS[key].metadata['doc']} ({allowed(key)}).")
+                f"{LABELS[key]}: {FIELDS[key].metadata['doc']} ({allowed(key)}).{uses}")
 
     @on(Select.Changed, "#setting-theme")
     def preview_theme(self, event: Select.Changed) -> None:
@@ -127,7 +132,8 @@ class SettingsScreen(ModalScreen[Settings | None]):
                     values[key] = check_value(key, cast("Select[str] | Switch", widget).value)
             except SettingsError as exc:
                 errors.append((key, str(exc)))
-        return (None if errors else Settings(**values)), errors
+        # the per-model tables are not on the form: kept as they were
+        return (None if errors else Settings(**values, models=dict(self.settings.models))), errors
 
     @on(Button.Pressed, "#settings-save")
     @on(Input.Submitted)

@@ -13,6 +13,7 @@ from rich.text import Text
 from textual.timer import Timer
 from textual.widget import Widget
 
+from localllm.models.sampling_defaults import SHORT, ResolvedSampling
 from localllm.models.server_stats import ServerStats, ServerStatsReader
 from localllm.runtime.figures import mib, rate, seconds
 from localllm.runtime.metrics import ReplyStats
@@ -88,6 +89,7 @@ class MetricsPanel(Widget):
         self.server_rows: list[tuple[str, str]] = []  # as shown: this sample's figures, the sticky kept
         self._server_timer: Timer | None = None
         self._server_busy = False
+        self.sampling: list[tuple[str, str]] = []  # the loaded model's sampling: (knob, "value source")
 
     @property
     def rows(self) -> dict[str, str]:
@@ -108,6 +110,7 @@ class MetricsPanel(Widget):
             shown.update((f"server {name}", value) for name, value in self.server_rows)
             if self.server.missing and not self.server_rows:
                 shown["server lacks"] = ", ".join(self.server.missing)
+        shown.update(self.sampling)
         return shown
 
     # -- the server's own figures --------------------------------------------------------------
@@ -148,6 +151,23 @@ class MetricsPanel(Widget):
         names = {name for name, _ in fresh}
         kept = [(n, v) for n, v in self.server_rows if n in _STICKY and n not in names]
         self.server, self.server_rows = stats, fresh + kept
+        self.refresh()
+
+    def show_sampling(self, resolved: ResolvedSampling | None) -> None:
+        """The values the loaded model samples with and where each came from (issue 24)."""
+        self.sampling = []
+        if resolved is None or set(resolved.sources.values()) == {"default"}:
+            self.refresh()  # nothing the model or the user chose: the app's defaults, not shown
+            return
+        for knob, source in resolved.sources.items():
+            value = getattr(resolved.params, knob)
+            if isinstance(value, list):
+                if not value:
+                    continue
+                value = ",".join(map(str, value))
+            else:
+                value = f"{value:g}"
+            self.sampling.append((SHORT[knob], f"{value} {source.replace('generation_config', 'gen-config')}"))
         self.refresh()
 
     def _estimate_text(self) -> str:
@@ -210,4 +230,8 @@ class MetricsPanel(Widget):
                 row(name, value)
             if self.server.missing and not self.server_rows:
                 text.append("no " + ", ".join(self.server.missing) + "\n", style="dim")
+        if self.sampling:
+            text.append("\n\nsampling (from)\n", style="bold")
+            for name, value in self.sampling:
+                row(name, value)
         return text

@@ -1,0 +1,243 @@
+"""A model's sampling defaults, and where each value came from (issue 24).
+
+Each knob takes the first value these give, in this order:
+
+    user               what the user set for this run: a CLI flag, the TUI's settings box
+    saved              what the user pinned for this model: a [models."<model>"] table in settings.toml
+    settings           the global settings' value, where it differs from the app's default
+    gguf               the GGUF's own general.sampling.* keys (llama.cpp's names)
+    generation_config  a checkpoint folder's generation_config.json (do_sample = false: greedy)
+    catalog            the catalog entry: the model card's recommendation (data/catalog.toml)
+    default            the app's defaults (localllm.config.options.SamplingParams)
+
+A [models."<model>"] table is found by any of the model's names: what was typed (`embedded`, a path),
+the full path, the file's stem or the folder's name, or its catalog id (`smollm2-135m`).
+A value in a model's file that is out of range is skipped, with a note; reading never fails a load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localllm.config import SamplingParams
+from localllm.config.settings import MODEL_KNOBS, Settings, SettingsError, check_value
+from localllm.errors import LocalLLMError
+from localllm.models import catalog
+from localllm.models.catalog import ModelSpec
+from localllm.models.embedded import FILENAME
+from localllm.models.ref import ModelRef
+
+SOURCES = ("user", "saved", "settings", "gguf", "generation_config", "catalog", "default")
+# every knob a source may give: the numbers the settings also hold, and what ends a reply
+KNOBS = (*MODEL_KNOBS, "stop", "stop_token_ids")
+# llama.cpp's GGUF keys (gguf.constants Keys.General.SAMPLING_*) -> our knob; the others it defines
+# (sequence, xtc_*, penalty_last_n, mirostat*) have no knob here
+GGUF_KEYS = {
+    "general.sampling.temp": "temperature",
+    "general.sampling.top_p": "top_p",
+    "general.sampling.top_k": "top_k",
+    "general.sampling.min_p": "min_p",
+    "general.sampling.penalty_repeat": "repeat_penalty",
+}
+# transformers' GenerationConfig fields -> our knob
+GENERATION_CONFIG_KEYS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "repetition_penalty": "repeat_penalty",
+}
+SHORT = {"temperature": "temp", "top_p": "top-p", "top_k": "top-k", "min_p": "min-p",
+         "repeat_penalty": "repeat", "max_tokens": "max", "stop": "stop", "stop_token_ids": "eos ids"}
+
+
+@dataclass
+class SamplingRequest:
+    """What the user asked for, kept by a session so each model it loads is resolved afresh."""
+
+    run: dict[str, Any] = field(default_factory=dict)  # knob -> value set for this run
+    settings: Settings | None = None  # the saved settings: global values and per-model tables
+    base: SamplingParams = field(default_factory=SamplingParams)  # seed, ignore_eos: not resolved here
+
+
+@dataclass
+class ResolvedSampling:
+    params: SamplingParams
+    sources: dict[str, str]  # knob -> one of SOURCES
+    notes: list[str] = field(default_factory=list)  # values found but not used, and why
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """{"temperature": {"value": 0.2, "from": "catalog"}, ...}: for --json, plans and manifests."""
+        return {knob: {"value": _plain(getattr(self.params, knob)), "from": source}
+                for knob, source in self.sources.items()}
+
+    def line(self) -> str:
+        """One compact line for a panel: `temp 0.2 catalog · top-p 0.9 catalog · top-k 40 default ...`."""
+        parts = []
+        for knob, source in self.sources.items():
+            value = getattr(self.params, knob)
+            if knob in ("stop", "stop_token_ids") and not value:
+                continue
+            shown = ",".join(map(str, value)) if isinstance(value, list) else f"{value:g}"
+            parts.append(f"{SHORT[knob]} {shown} {source}")
+        return " · ".join(parts)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, list | tuple) else value
+
+
+def resolve_sampling(model: str | Path | ModelRef, request: SamplingRequest | None = None) -> ResolvedSampling:
+    """The sampling for `model` with each knob's source (see the module's docstring)."""
+    request = request or SamplingRequest()
+    ref = model if isinstance(model, ModelRef) else ModelRef.parse(model)
+    notes: list[str] = []
+    spec = catalog_entry(ref)
+    layers: list[tuple[str, dict[str, Any]]] = [
+        ("user", _checked(request.run, "this run's setting", notes)),
+        ("saved", saved_for(ref, request.settings, spec)),
+        ("settings", _global(request.settings)),
+        ("gguf", gguf_sampling(ref.path, notes) if ref.backend == "llama_cpp" else {}),
+        ("generation_config", generation_config_sampling(ref.path, notes) if ref.backend == "transformers"
+         else {}),
+        ("catalog", _checked(spec.sampling, f"catalog entry {spec.id}", notes) if spec else {}),
+    ]
+    defaults = SamplingParams()
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for knob in KNOBS:
+        source, value = next(((name, layer[knob]) for name, layer in layers if knob in layer),
+                             ("default", getattr(defaults, knob)))
+        values[knob], sources[knob] = _plain(value), source
+    params = dataclasses.replace(request.base, **values)
+    return ResolvedSampling(params, sources, notes)
+
+
+def model_keys(ref: ModelRef, spec: ModelSpec | None = None) -> list[str]:
+    """The names a [models."<model>"] table may use for this model, the most specific first."""
+    keys = [ref.text]
+    if ref.backend != "remote":
+        try:
+            keys.append(ref.path)
+        except LocalLLMError:  # the embedded model's package is missing: the load says so
+            pass
+    keys.append(ref.name)
+    if spec is not None:
+        keys.append(spec.id)
+    return list(dict.fromkeys(keys))
+
+
+def saved_for(ref: ModelRef, settings: Settings | None, spec: ModelSpec | None = None) -> dict[str, Any]:
+    """The [models."<model>"] table that names this model (checked when the settings were read)."""
+    if settings is None or not settings.models:
+        return {}
+    return next((dict(settings.models[k]) for k in model_keys(ref, spec) if k in settings.models), {})
+
+
+def _global(settings: Settings | None) -> dict[str, Any]:
+    """The global settings' sampling values that differ from the app's defaults: a file written by an
+    older localllm holds every default, and those must not hide the model's own."""
+    if settings is None:
+        return {}
+    defaults = SamplingParams()
+    return {k: getattr(settings, k) for k in MODEL_KNOBS if getattr(settings, k) != getattr(defaults, k)}
+
+
+def _checked(values: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
+    """Knobs within the settings' ranges; the others become notes."""
+    out: dict[str, Any] = {}
+    for knob, value in values.items():
+        if knob == "stop":
+            if isinstance(value, str):
+                value = [value]
+            if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+                out[knob] = list(value)
+            else:
+                notes.append(f"{where}: stop {value!r} is not a list of strings; ignored.")
+            continue
+        if knob == "stop_token_ids":
+            ids = [value] if isinstance(value, int) else value
+            if isinstance(ids, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                             for v in ids):
+                out[knob] = list(ids)
+            else:
+                notes.append(f"{where}: token ids {value!r} are not whole numbers; ignored.")
+            continue
+        if knob not in MODEL_KNOBS:
+            notes.append(f"{where}: {knob!r} is not a sampling setting localllm knows; ignored.")
+            continue
+        if isinstance(value, float) and knob == "top_k" and value.is_integer():
+            value = int(value)
+        if isinstance(value, float) and math.isfinite(value):
+            value = round(value, 6)  # GGUF stores float32: 0.2 reads as 0.20000000298
+        try:
+            out[knob] = check_value(knob, value)
+        except SettingsError as exc:
+            notes.append(f"{where}: {exc} Ignored.")
+    return out
+
+
+def gguf_sampling(path: str | Path, notes: list[str] | None = None) -> dict[str, Any]:
+    """A GGUF's general.sampling.* values as knobs; {} for a file without them (or one that cannot be
+    read: the load reports that)."""
+    from localllm.models.gguf_check import read_layout
+
+    try:
+        metadata = read_layout(path).metadata
+    except (LocalLLMError, OSError):
+        return {}
+    found = {knob: metadata[key] for key, knob in GGUF_KEYS.items() if key in metadata}
+    return _checked(found, f"{Path(path).name} (general.sampling)", notes if notes is not None else [])
+
+
+def generation_config_sampling(folder: str | Path, notes: list[str] | None = None) -> dict[str, Any]:
+    """A checkpoint folder's generation_config.json as knobs: do_sample = false is greedy (temperature
+    0, what transformers does with it), eos_token_id becomes stop_token_ids."""
+    notes = notes if notes is not None else []
+    path = Path(folder) / "generation_config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        notes.append(f"{path}: cannot be read ({exc}); its sampling is ignored.")
+        return {}
+    if not isinstance(data, dict):
+        notes.append(f"{path}: not a JSON object; its sampling is ignored.")
+        return {}
+    found: dict[str, Any] = {knob: data[key] for key, knob in GENERATION_CONFIG_KEYS.items()
+                             if data.get(key) is not None}
+    if data.get("do_sample") is False:  # greedy: transformers ignores temperature, top-p and top-k
+        found = {"temperature": 0.0, **{k: v for k, v in found.items() if k == "repeat_penalty"}}
+    if data.get("eos_token_id") is not None:
+        found["stop_token_ids"] = data["eos_token_id"]
+    return _checked(found, str(path), notes)
+
+
+def catalog_entry(ref: ModelRef) -> ModelSpec | None:
+    """The catalog model `ref` is, when it can tell: the embedded model, a GGUF named as its catalog
+    repo names its quants, or a file or folder in the Hugging Face cache of one of its repos."""
+    specs = catalog.load_catalog()
+    if ref.is_embedded or Path(ref.text).name == FILENAME:  # a reload names the embedded file itself
+        return next((s for s in specs if s.embedded), None)
+    if ref.backend == "remote":
+        return None
+    path = Path(ref.text).expanduser()
+    for spec in specs:
+        repos = [r for r in (spec.gguf_repo, spec.fp16_repo, spec.gptq_repo) if r]
+        if any(f"models--{r.replace('/', '--')}" in path.parts for r in repos):
+            return spec
+        if ref.backend == "llama_cpp" and spec.gguf_file:
+            pattern = re.escape(spec.gguf_file).replace(re.escape("{quant}"), r"[\w.-]+")
+            if re.fullmatch(pattern, path.name, flags=re.IGNORECASE):
+                return spec
+        if ref.backend == "transformers" and spec.fp16_repo and path.name.lower() == \
+                spec.fp16_repo.rsplit("/", 1)[-1].lower():
+            return spec
+    return None
