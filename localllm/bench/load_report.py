@@ -136,9 +136,28 @@ SERVER_COLUMNS = (
 )
 
 
-def _server_columns(levels: list[LevelResult]) -> list[tuple[str, str, str]]:
-    """The server columns some level has a figure for."""
+def server_columns(levels: list[LevelResult]) -> list[tuple[str, str, str]]:
+    """The server columns some level has a figure for (the Markdown table's and the TUI sweep screen's)."""
     return [c for c in SERVER_COLUMNS if any((lr.server or {}).get(c[0]) is not None for lr in levels)]
+
+
+def server_cells(lr: LevelResult, columns: list[tuple[str, str, str]]) -> list[str]:
+    """One level's figures in those columns; "-" where this level has none."""
+    cells = []
+    for key, _, fmt in columns:
+        value = (lr.server or {}).get(key)
+        cells.append("-" if value is None else fmt.format(value))
+    return cells
+
+
+def server_note(levels: list[LevelResult]) -> str:
+    """"Server: vLLM (no /props)": the kind of server the levels ran against and what it did not answer;
+    "" when no level knows the kind."""
+    kinds = {str(lr.server["kind"]) for lr in levels if lr.server and lr.server.get("kind")}
+    if not kinds:
+        return ""
+    lacks = sorted({m for lr in levels for m in (lr.server or {}).get("missing", [])})
+    return f"Server: {', '.join(sorted(kinds))}" + (f" (no {', '.join(lacks)})" if lacks else "")
 
 
 def _row(lr: LevelResult, server: bool, counters: list[tuple[str, str, str]] | None = None) -> list[str]:
@@ -149,10 +168,7 @@ def _row(lr: LevelResult, server: bool, counters: list[tuple[str, str, str]] | N
              f"{rate(lr.goodput_req_s)} ({lr.goodput_fraction:.0%})" + (" ✓" if lr.meets_slo else "")]
     if server:
         cells += ["-" if lr.server_cpu_s is None else f"{lr.server_cpu_s:.1f}", mib(lr.server_rss_peak_bytes)]
-    for key, _, fmt in counters or []:
-        value = (lr.server or {}).get(key)
-        cells.append("-" if value is None else fmt.format(value))
-    return cells
+    return cells + server_cells(lr, counters or [])
 
 
 def markdown(result: SweepResult) -> str:
@@ -162,7 +178,7 @@ def markdown(result: SweepResult) -> str:
     server = any(lr.server_cpu_s is not None or lr.server_rss_peak_bytes is not None for lr in result.levels)
     if server:
         head += ["Server CPU s", "Server RSS peak MiB"]
-    counters = _server_columns(result.levels)
+    counters = server_columns(result.levels)
     head += [heading for _, heading, _ in counters]
     per_level = f"{plan.requests} requests" if plan.requests is not None else f"{plan.duration_s:g} s"
     lines = [f"Load sweep of {result.model} at {plan.url.partition('#')[0]}: {per_level} per level, "
@@ -170,11 +186,9 @@ def markdown(result: SweepResult) -> str:
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(_row(lr, server, counters)) + " |" for lr in result.levels]
     lines.append("")
-    kinds = {str(lr.server["kind"]) for lr in result.levels if lr.server and lr.server.get("kind")}
-    if kinds:
-        lacks = sorted({m for lr in result.levels for m in (lr.server or {}).get("missing", [])})
-        lines.append(f"Server: {', '.join(sorted(kinds))}" + (f" (no {', '.join(lacks)})" if lacks else "")
-                     + "; tok/req: tokens received per completed request.")
+    note = server_note(result.levels)
+    if note:
+        lines.append(note + "; tok/req: tokens received per completed request.")
     slo = plan.slo.describe()
     if result.knee is not None:
         lines.append(f"Knee: concurrency {result.knee}, the highest level meeting the SLO ({slo}: at "

@@ -19,14 +19,28 @@ from textual.widgets import Button, DataTable, Footer, Input, Label
 from textual_plotext import PlotextPlot
 
 from localllm.bench.load import LevelResult, Slo, SweepPlan, SweepResult
+from localllm.bench.load_report import server_cells, server_columns, server_note
 from localllm.models.endpoints import ENDPOINT_ENV
 
 FIELDS = {"url": ("Server", "http://127.0.0.1:8080#model"), "levels": ("Concurrency", "1,2,4,8"),
           "requests": ("Requests", "8"), "gen": ("New tokens", "32"), "slo": ("SLO", "ttft=500ms,tpot=50ms")}
 
 
+COLUMNS = ("level", "ok", "failed", "req/s", "out tok/s", "TTFT p50 ms", "TTFT p90 ms", "TPOT p50 ms", "E2E p90 s",
+           "goodput")
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f}"
+
+
+def _cells(level: LevelResult, counters: list[tuple[str, str, str]]) -> list[str | Text]:
+    """One level's row: the client's figures, then the server's own in the columns some level has."""
+    return [str(level.level), str(level.completed), Text(str(level.failed), "bold red" if level.failed else ""),
+            f"{level.req_s:.2f}", f"{level.output_tok_s:.1f}", _ms(level.ttft.p50), _ms(level.ttft.p90),
+            _ms(level.tpot.p50), "-" if level.e2e.p90 is None else f"{level.e2e.p90:.2f}",
+            Text(f"{level.goodput_fraction:.0%}", "green" if level.meets_slo else "yellow"),
+            *server_cells(level, counters)]
 
 
 class SweepScreen(Screen[None]):
@@ -44,6 +58,7 @@ class SweepScreen(Screen[None]):
     #sweep-buttons > Button { width: 1fr; min-width: 8; margin-right: 1; }
     #sweep-status { height: auto; max-height: 3; color: $text-muted; }
     #sweep-table { height: auto; max-height: 10; }
+    #sweep-server { height: auto; color: $text-muted; }
     #sweep-charts { height: 1fr; min-height: 8; }
     #sweep-charts PlotextPlot { width: 1fr; height: 1fr; }
     """
@@ -69,15 +84,14 @@ class SweepScreen(Screen[None]):
                 yield Button("Cancel", id="sweep-cancel", variant="error", compact=True, disabled=True)
         yield Label("Name a server, then Run (Ctrl+R).", id="sweep-status")
         yield DataTable(id="sweep-table", zebra_stripes=True, cursor_type="row")
+        yield Label("", id="sweep-server")
         with Horizontal(id="sweep-charts"):
             yield PlotextPlot(id="sweep-tok")
             yield PlotextPlot(id="sweep-ttft")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#sweep-table", DataTable).add_columns(
-            "level", "ok", "failed", "req/s", "out tok/s", "TTFT p50 ms", "TTFT p90 ms", "TPOT p50 ms",
-            "E2E p90 s", "goodput")
+        self._fill_table()
         self._draw()
         self.query_one("#sweep-url" if not self.url else "#sweep-run").focus()
 
@@ -113,7 +127,7 @@ class SweepScreen(Screen[None]):
         if plan is None:
             return
         self.levels, self.result = [], None
-        self.query_one("#sweep-table", DataTable).clear()
+        self._fill_table()
         self._draw()
         self._cancel = threading.Event()
         self._set_running(True)
@@ -135,12 +149,24 @@ class SweepScreen(Screen[None]):
 
     def _level_done(self, level: LevelResult) -> None:
         self.levels.append(level)
-        self.query_one("#sweep-table", DataTable).add_row(
-            str(level.level), str(level.completed), Text(str(level.failed), "bold red" if level.failed else ""),
-            f"{level.req_s:.2f}", f"{level.output_tok_s:.1f}", _ms(level.ttft.p50), _ms(level.ttft.p90),
-            _ms(level.tpot.p50), "-" if level.e2e.p90 is None else f"{level.e2e.p90:.2f}",
-            Text(f"{level.goodput_fraction:.0%}", "green" if level.meets_slo else "yellow"))
+        self._fill_table()
         self._draw()
+
+    def _fill_table(self) -> None:
+        """The levels so far, one row each; the server's own figures (prompt tokens reused, KV use at
+        peak, ...) in the columns the Markdown report shows, those some level has a figure for, and the
+        kind of server with what it did not answer below the table."""
+        table = self.query_one("#sweep-table", DataTable)
+        counters = server_columns(self.levels)
+        heads = [*COLUMNS, *(heading for _, heading, _ in counters)]
+        if [str(c.label) for c in table.columns.values()] != heads:
+            table.clear(columns=True)
+            table.add_columns(*heads)
+        else:
+            table.clear()
+        for level in self.levels:
+            table.add_row(*_cells(level, counters))
+        self.query_one("#sweep-server", Label).update(Text(server_note(self.levels)))
 
     def _finished(self, result: SweepResult | None, path: Path | None, error: str) -> None:
         self._cancel = None
