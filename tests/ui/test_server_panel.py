@@ -10,6 +10,7 @@ import json
 from textual.app import App, ComposeResult
 
 from localllm.backends.base import ModelInfo
+from localllm.runtime.metrics import ReplyStats
 from localllm.ui.widgets import metrics_panel
 from localllm.ui.widgets.metrics_panel import MetricsPanel
 from tests.metrics_server import MetricsServer, recorded
@@ -67,3 +68,62 @@ async def test_a_server_without_metrics_is_named_with_what_it_lacks() -> None:
             assert panel.rows["server"] == "OpenAI-compatible"
             assert "/metrics" in panel.rows["server lacks"]
             assert not [k for k in panel.rows if k.startswith("server ") and k != "server lacks"]
+
+
+def _reply(panel: MetricsPanel, ttft_s: float, timings: dict | None = None) -> None:
+    """A reply as the ChatScreen feeds it: live snapshots while it streams, then the final stats."""
+    panel.show_stats(ReplyStats(wall_s=0.1, ttft_s=None, live=True))
+    panel.show_stats(ReplyStats(wall_s=ttft_s + 0.5, ttft_s=ttft_s, prompt_tokens=900, completion_tokens=8,
+                                server_timings=timings, live=False))
+
+
+async def test_after_a_reply_the_client_ttft_stands_beside_the_servers_prompt_time() -> None:
+    """llama-server: its response's timings.prompt_ms is this reply's prompt time; the difference is
+    network + queue, marked when the two differ by more than 20% of the client's TTFT."""
+    with MetricsServer() as srv:
+        srv.json("/props", json.dumps({"total_slots": 2, "default_generation_settings": {}}))
+        srv.json("/slots", "[]")
+        srv.metrics(recorded("llama_server_a.txt"))
+        app = PanelApp()
+        async with app.run_test(size=(40, 60)) as pilot:
+            panel = app.query_one(MetricsPanel)
+            panel.watch_server(_remote(srv.url))
+            await wait_for(pilot, lambda: panel.server is not None, timeout=30)
+            assert "network + queue" not in panel.rows  # no reply yet
+            panel.show_stats(ReplyStats(live=True))
+            assert "client TTFT" not in panel.rows  # while it streams: nothing to compare yet
+            _reply(panel, 0.5, {"prompt_ms": 450.0, "cache_n": 500})
+            assert panel.rows["client TTFT"] == "500 ms" and panel.rows["server prompt"] == "450 ms"
+            assert panel.rows["network + queue"] == "50 ms"  # within 20%: not marked
+            assert panel.vs_server["server_source"] == "response timings"
+            await pilot.pause()
+            text = str(panel.render())
+            assert "network + queue" in text and "50 ms" in text and ">20%" not in text
+            _reply(panel, 0.5, {"prompt_ms": 200.0})  # a queue in front of the server: 300 ms of 500
+            assert panel.rows["network + queue"] == "300 ms >20%"
+            assert ">20%" in str(panel.render())
+            panel.show_stats(ReplyStats(live=True))
+            assert "network + queue" not in panel.rows  # the next reply: the last one's gap goes
+
+
+async def test_vllm_prompt_time_comes_from_its_prefill_histogram_over_the_reply(monkeypatch) -> None:
+    """vLLM gives no timings in its responses: the mean of its prefill-time histogram over the window the
+    reply's prefill fell in (500 ms in the recorded bodies) stands for the server's prompt time."""
+    monkeypatch.setattr(metrics_panel, "SERVER_EVERY_S", 0.2)
+    with MetricsServer() as srv:
+        srv.metrics(recorded("vllm_a.txt"))
+        app = PanelApp()
+        async with app.run_test(size=(40, 60)) as pilot:
+            panel = app.query_one(MetricsPanel)
+            panel.watch_server(_remote(srv.url))
+            await wait_for(pilot, lambda: panel.server is not None, timeout=30)
+            assert panel.rows["server"] == "vLLM"
+            panel.show_stats(ReplyStats(live=True))  # a reply begins; the server counts its prefill
+            srv.metrics(recorded("vllm_b.txt"))
+            await wait_for(pilot, lambda: panel._reply_prefill is not None, timeout=30)
+            panel.show_stats(ReplyStats(wall_s=2.0, ttft_s=1.0, live=False))
+            assert panel.rows["client TTFT"] == "1000 ms" and panel.rows["server prompt"] == "500 ms"
+            assert panel.rows["network + queue"] == "500 ms >20%"
+            assert panel.vs_server["server_source"] == "vLLM prefill histogram"
+            await pilot.pause(0.5)  # idle samples (counters standing still) leave the comparison be
+            assert panel.rows["server prompt"] == "500 ms"

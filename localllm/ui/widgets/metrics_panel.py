@@ -14,7 +14,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 
 from localllm.models.sampling_defaults import SHORT, ResolvedSampling
-from localllm.models.server_stats import ServerStats, ServerStatsReader
+from localllm.models.server_stats import ServerStats, ServerStatsReader, client_vs_server
 from localllm.runtime.figures import mib, rate, seconds
 from localllm.runtime.metrics import ReplyStats
 
@@ -89,6 +89,11 @@ class MetricsPanel(Widget):
         self.server_rows: list[tuple[str, str]] = []  # as shown: this sample's figures, the sticky kept
         self._server_timer: Timer | None = None
         self._server_busy = False
+        # issue 25 item 4: the last reply's TTFT beside the server's own prompt time (client_vs_server),
+        # and the server's sample of this reply's prefill window (for a server without response timings)
+        self.vs_server: dict | None = None
+        self._reply_prefill: ServerStats | None = None
+        self._awaiting_prefill = False  # a reply began and no window with a prefill has come since
         self.sampling: list[tuple[str, str]] = []  # the loaded model's sampling: (knob, "value source")
 
     @property
@@ -110,6 +115,7 @@ class MetricsPanel(Widget):
             shown.update((f"server {name}", value) for name, value in self.server_rows)
             if self.server.missing and not self.server_rows:
                 shown["server lacks"] = ", ".join(self.server.missing)
+            shown.update(self.vs_server_rows())
         shown.update(self.sampling)
         return shown
 
@@ -120,6 +126,7 @@ class MetricsPanel(Widget):
         self.server_reader = ServerStatsReader(info.path, key_env=(info.extra or {}).get("api_key_env"),
                                                model=info.name) if remote and info is not None else None
         self.server, self.server_rows = None, []
+        self.vs_server, self._reply_prefill, self._awaiting_prefill = None, None, False
         if self.server_reader is not None and self._server_timer is None:
             self._server_timer = self.set_interval(SERVER_EVERY_S, self.sample_server)
         if self.server_reader is not None:
@@ -151,7 +158,28 @@ class MetricsPanel(Widget):
         names = {name for name, _ in fresh}
         kept = [(n, v) for n, v in self.server_rows if n in _STICKY and n not in names]
         self.server, self.server_rows = stats, fresh + kept
+        if stats.prefill_time_mean_s is not None and self._awaiting_prefill:
+            self._reply_prefill, self._awaiting_prefill = stats, False  # the first window since the reply began
+            self._compare()
         self.refresh()
+
+    def _compare(self) -> None:
+        """After a reply: its TTFT against the server's prompt time for it (the response's own timings,
+        else the prefill histogram's mean over the window the prefill fell in)."""
+        s = self.stats
+        if s is None or s.live or self.server_reader is None:
+            return
+        self.vs_server = client_vs_server(s.ttft_s, s.server_timings, self._reply_prefill)
+
+    def vs_server_rows(self) -> list[tuple[str, str]]:
+        """(label, text) of the client-against-server rows; the gap marked ">20%" when the two differ by
+        more than that share of the client's TTFT."""
+        vs = self.vs_server
+        if vs is None:
+            return []
+        gap = f"{vs['network_and_queue_ms']:.0f} ms" + (" >20%" if vs["disagree"] else "")
+        return [("client TTFT", f"{vs['client_ttft_ms']:.0f} ms"),
+                ("server prompt", f"{vs['server_prompt_ms']:.0f} ms"), ("network + queue", gap)]
 
     def show_sampling(self, resolved: ResolvedSampling | None) -> None:
         """The values the loaded model samples with and where each came from (issue 24)."""
@@ -179,7 +207,10 @@ class MetricsPanel(Widget):
         return text
 
     def show_stats(self, s: ReplyStats) -> None:
+        if s.live and (self.stats is None or not self.stats.live):  # a new reply: the last one's gap goes
+            self.vs_server, self._reply_prefill, self._awaiting_prefill = None, None, True
         self.stats = s
+        self._compare()
         self.refresh()
 
     def push_rate(self, value: float) -> None:
@@ -230,6 +261,10 @@ class MetricsPanel(Widget):
                 row(name, value)
             if self.server.missing and not self.server_rows:
                 text.append("no " + ", ".join(self.server.missing) + "\n", style="dim")
+            for name, value in self.vs_server_rows():  # the labels are wider than row()'s 10 columns
+                marked = value.endswith(">20%")
+                text.append(name, style="dim")
+                text.append(value.rjust(max(1, width - len(name))) + "\n", style="bold yellow" if marked else "")
         if self.sampling:
             text.append("\n\nsampling (from)\n", style="bold")
             for name, value in self.sampling:
