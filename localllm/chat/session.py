@@ -26,7 +26,7 @@ from localllm.errors import (
     WorkerDied,
 )
 from localllm.models.ref import ModelRef
-from localllm.models.sampling_defaults import ResolvedSampling, SamplingRequest, resolve_sampling
+from localllm.models.sampling_defaults import ResolvedSampling, SamplingRequest, context_for, resolve_sampling
 from localllm.runtime import binding
 from localllm.runtime.metrics import Meter, ReplyStats
 from localllm.runtime.model_process import meter_for, worker_runtime
@@ -100,6 +100,7 @@ class ChatSession:
     # `sampling` (localllm.models.sampling_defaults); without it, `sampling` is used as given
     sampling_request: SamplingRequest | None = None
     resolved_sampling: ResolvedSampling | None = None  # the loaded model's, with each value's source
+    context: tuple[int, str] | None = None  # the context the model was loaded with, and its source (context_for)
     _ref: ModelRef | None = None  # the loaded model as it was named
     _lock: threading.Lock = field(default_factory=threading.Lock)  # held by load(): one at a time
     _loading: WorkerClient | None = None  # the worker of the load in progress (cancel_load kills it)
@@ -142,6 +143,9 @@ class ChatSession:
             options = self._with_kernels(options)
         python, env = worker_runtime(path, backend)
         resolved = self._resolve(ref)
+        n_ctx, ctx_from = context_for(options.n_ctx, resolved, self.sampling_request)
+        if n_ctx != options.n_ctx:  # the model's own (Ollama's num_ctx), where nobody chose one
+            options = dataclasses.replace(options, n_ctx=n_ctx)
         options = self._planned(path, options, backend)
         self.unload()
         try:
@@ -152,7 +156,7 @@ class ChatSession:
             options = dataclasses.replace(options, extra_bufts="off")
             self.notices.append(binding.SIGILL_NOTICE)
             self.model = self._start(path, options, backend, python, env)
-        self._load_args, self._ref = (path, options, backend), ref
+        self._load_args, self._ref, self.context = (path, options, backend), ref, (n_ctx, ctx_from)
         if resolved is not None:
             self.resolved_sampling, self.sampling = resolved, resolved.params
             self.notices += resolved.notes

@@ -24,7 +24,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-env", metavar="NAME", default=None,
                    help="environment variable holding the server's API key (settings: api_key_env; "
                         "default LOCALLLM_API_KEY)")
-    p.add_argument("--ctx", type=int, default=None, help=f"context size in tokens (settings; default {_LOAD.n_ctx})")
+    p.add_argument("--ctx", type=int, default=None,
+                   help=f"context size in tokens (default: the settings', else an Ollama model's num_ctx, "
+                        f"else {_LOAD.n_ctx})")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
                    help="layers to offload to the GPU: auto (the load plan places them; the default), "
@@ -133,7 +135,7 @@ def _options(args, settings):
            if arg in given}
     if "seed" in given:
         sampling.seed = given["seed"]
-    request = SamplingRequest(run=run, settings=settings, base=sampling)
+    request = SamplingRequest(run=run, settings=settings, base=sampling, ctx_given="ctx" in given)
     if "seed" in given:
         load.seed = given["seed"]
     load.force = bool(given.get("force"))
@@ -275,7 +277,7 @@ def _turn_record(session, turn: int, prompt: str, done) -> dict:
             "cached_tokens": stats.cached_tokens,
             "ttft_ms": round(stats.ttft_s * 1000, 1) if stats.ttft_s is not None else None,
             "decode_tok_s": round(stats.decode_tok_s, 2) if stats.decode_tok_s else None,
-            "sampling": _sampling_record(session),
+            "sampling": _sampling_record(session), "context": _context_record(session),
             "stats": stats.to_dict(), "plan": _plan_vs_measured(session, stats), "notices": session.notices}
 
 
@@ -285,6 +287,14 @@ def _sampling_record(session) -> dict:
         return session.resolved_sampling.to_dict()
     return {k: {"value": v, "from": "user"} for k, v in vars(session.sampling).items()
             if k not in ("seed", "ignore_eos")}
+
+
+def _context_record(session) -> dict | None:
+    """The context the model was loaded with and where it came from: {"value": 4096, "from": "ollama"}
+    (user | settings | ollama | default; sampling_defaults.context_for)."""
+    if session.context is None:
+        return None
+    return {"value": session.context[0], "from": session.context[1]}
 
 
 def _plan_vs_measured(session, stats) -> dict | None:

@@ -5,6 +5,8 @@ Each knob takes the first value these give, in this order:
     user               what the user set for this run: a CLI flag, the TUI's settings box
     saved              what the user pinned for this model: a [models."<model>"] table in settings.toml
     settings           the global settings' value, where it differs from the app's default
+    ollama             an `ollama:NAME[:TAG]` model's params layer (its Modelfile's PARAMETERs): what
+                       Ollama runs it with, so above the GGUF's own keys
     gguf               the GGUF's own general.sampling.* keys (llama.cpp's names)
     generation_config  a checkpoint folder's generation_config.json (do_sample = false: greedy)
     catalog            the catalog entry: the model card's recommendation (data/catalog.toml)
@@ -13,6 +15,11 @@ Each knob takes the first value these give, in this order:
 A [models."<model>"] table is found by any of the model's names: what was typed (`embedded`, a path),
 the full path, the file's stem or the folder's name, or its catalog id (`smollm2-135m`).
 A value in a model's file that is out of range is skipped, with a note; reading never fails a load.
+
+Ollama's params count only for a model run by its `ollama:` ref: the same GGUF named by its path (or
+as the embedded model, or through LM Studio) is resolved without them, even where the library lists an
+Ollama copy among its sources. Their num_ctx is the context to load with when neither this run nor the
+settings chose one (context_for); num_predict > 0 is max_tokens; keys with no knob here are ignored.
 """
 
 from __future__ import annotations
@@ -25,15 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localllm.config import SamplingParams
+from localllm.config import LoadOptions, SamplingParams
 from localllm.config.settings import MODEL_KNOBS, Settings, SettingsError, check_value
 from localllm.errors import LocalLLMError
 from localllm.models import catalog
 from localllm.models.catalog import ModelSpec
 from localllm.models.embedded import FILENAME
 from localllm.models.ref import ModelRef
+from localllm.models.stores import resolve_found
 
-SOURCES = ("user", "saved", "settings", "gguf", "generation_config", "catalog", "default")
+SOURCES = ("user", "saved", "settings", "ollama", "gguf", "generation_config", "catalog", "default")
 # every knob a source may give: the numbers the settings also hold, and what ends a reply
 KNOBS = (*MODEL_KNOBS, "stop", "stop_token_ids")
 # llama.cpp's GGUF keys (gguf.constants Keys.General.SAMPLING_*) -> our knob; the others it defines
@@ -53,6 +61,18 @@ GENERATION_CONFIG_KEYS = {
     "min_p": "min_p",
     "repetition_penalty": "repeat_penalty",
 }
+# Ollama's params layer (api/types.go Options, a Modelfile's PARAMETER names) -> our knob; num_predict
+# (-> max_tokens) and num_ctx (-> the load's context) are read apart; the rest (seed, num_keep,
+# repeat_last_n, mirostat*, num_gpu, ...) have no knob here and are ignored
+OLLAMA_KEYS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "repeat_penalty": "repeat_penalty",
+    "stop": "stop",
+}
+OLLAMA_PREFIX = "ollama:"
 SHORT = {"temperature": "temp", "top_p": "top-p", "top_k": "top-k", "min_p": "min-p",
          "repeat_penalty": "repeat", "max_tokens": "max", "stop": "stop", "stop_token_ids": "eos ids"}
 
@@ -64,6 +84,7 @@ class SamplingRequest:
     run: dict[str, Any] = field(default_factory=dict)  # knob -> value set for this run
     settings: Settings | None = None  # the saved settings: global values and per-model tables
     base: SamplingParams = field(default_factory=SamplingParams)  # seed, ignore_eos: not resolved here
+    ctx_given: bool = False  # this run set the context (--ctx): a model's own (Ollama's num_ctx) never replaces it
 
 
 @dataclass
@@ -71,6 +92,7 @@ class ResolvedSampling:
     params: SamplingParams
     sources: dict[str, str]  # knob -> one of SOURCES
     notes: list[str] = field(default_factory=list)  # values found but not used, and why
+    n_ctx: tuple[int, str] | None = None  # the model's own context and its source (Ollama's num_ctx)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """{"temperature": {"value": 0.2, "from": "catalog"}, ...}: for --json, plans and manifests."""
@@ -99,10 +121,12 @@ def resolve_sampling(model: str | Path | ModelRef, request: SamplingRequest | No
     ref = model if isinstance(model, ModelRef) else ModelRef.parse(model)
     notes: list[str] = []
     spec = catalog_entry(ref)
+    ollama, n_ctx = ollama_defaults(ref, notes)
     layers: list[tuple[str, dict[str, Any]]] = [
         ("user", _checked(request.run, "this run's setting", notes)),
         ("saved", saved_for(ref, request.settings, spec)),
         ("settings", _global(request.settings)),
+        ("ollama", ollama),
         ("gguf", gguf_sampling(ref.path, notes) if ref.backend == "llama_cpp" else {}),
         ("generation_config", generation_config_sampling(ref.path, notes) if ref.backend == "transformers"
          else {}),
@@ -116,7 +140,23 @@ def resolve_sampling(model: str | Path | ModelRef, request: SamplingRequest | No
                              ("default", getattr(defaults, knob)))
         values[knob], sources[knob] = _plain(value), source
     params = dataclasses.replace(request.base, **values)
-    return ResolvedSampling(params, sources, notes)
+    return ResolvedSampling(params, sources, notes, None if n_ctx is None else (n_ctx, "ollama"))
+
+
+def context_for(n_ctx: int, resolved: ResolvedSampling | None = None,
+                request: SamplingRequest | None = None) -> tuple[int, str]:
+    """The context to load with, and where it came from: `n_ctx` (the load options') when this run set it
+    (`user`) or it is not the app's default (`settings` when the settings hold it, else `user`); else the
+    model's own (`ollama`), else the app's default (`default`). A context set to the app's default
+    itself, in the settings, reads as unset, as `settings` does for the sampling."""
+    if request is not None and request.ctx_given:
+        return n_ctx, "user"
+    if n_ctx != LoadOptions().n_ctx:
+        settings = request.settings if request is not None else None
+        return n_ctx, "settings" if settings is not None and settings.n_ctx == n_ctx else "user"
+    if resolved is not None and resolved.n_ctx is not None:
+        return resolved.n_ctx
+    return n_ctx, "default"
 
 
 def model_keys(ref: ModelRef, spec: ModelSpec | None = None) -> list[str]:
@@ -181,6 +221,45 @@ def _checked(values: dict[str, Any], where: str, notes: list[str]) -> dict[str, 
         except SettingsError as exc:
             notes.append(f"{where}: {exc} Ignored.")
     return out
+
+
+def ollama_defaults(ref: ModelRef, notes: list[str] | None = None) -> tuple[dict[str, Any], int | None]:
+    """An `ollama:` ref's params layer as knobs, with its num_ctx; ({}, None) for any other model, one
+    without the layer, or a ref the store cannot resolve (the load says why)."""
+    if not ref.text.startswith(OLLAMA_PREFIX):
+        return {}, None
+    try:
+        params = resolve_found(ref.text).source.params
+    except LocalLLMError:
+        return {}, None
+    if not params:
+        return {}, None
+    return ollama_options(json.loads(params), f"{ref.text} (Ollama's params)", notes)
+
+
+def ollama_options(params: dict[str, Any], where: str = "Ollama's params",
+                   notes: list[str] | None = None) -> tuple[dict[str, Any], int | None]:
+    """Ollama's option names as knobs (num_predict > 0 as max_tokens; -1 and -2, Ollama's "no limit"
+    and "fill the context", leave ours), and num_ctx checked as the settings check n_ctx. Unknown keys
+    are ignored; a value out of range is left out with a note."""
+    notes = notes if notes is not None else []
+    found = {knob: params[key] for key, knob in OLLAMA_KEYS.items() if key in params}
+    predict = _whole(params.get("num_predict"))
+    if predict is not None and not (isinstance(predict, int) and not isinstance(predict, bool) and predict <= 0):
+        found["max_tokens"] = predict
+    knobs = _checked(found, where, notes)
+    n_ctx = None
+    if params.get("num_ctx") is not None:
+        try:
+            n_ctx = check_value("n_ctx", _whole(params["num_ctx"]))
+        except SettingsError as exc:
+            notes.append(f"{where}: num_ctx: {exc} Ignored.")
+    return knobs, n_ctx
+
+
+def _whole(value: Any) -> Any:
+    """4096.0 -> 4096 (JSON numbers Ollama's Go types read as int); anything else as it is."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def gguf_sampling(path: str | Path, notes: list[str] | None = None) -> dict[str, Any]:

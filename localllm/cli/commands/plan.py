@@ -17,7 +17,8 @@ def register(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="'embedded', a GGUF file, a checkpoint folder, "
                    "ollama:NAME[:TAG] or lmstudio:PUBLISHER/MODEL[/FILE]")
     p.add_argument("--context", "--ctx", type=int, default=None, dest="context",
-                   help="context size in tokens (default: the settings', 2048)")
+                   help="context size in tokens (default: the settings', else an Ollama model's num_ctx, "
+                        "else 2048)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
                    help="auto (default), N, -1 for all, 0 for none")
     p.add_argument("--kv", choices=KV_TYPES, default=None,
@@ -73,8 +74,13 @@ def run(args) -> int:
         options.n_gpu_layers = args.gpu_layers
     options.quantization = args.load_in
     from localllm.models.ref import ModelRef
+    from localllm.models.sampling_defaults import SamplingRequest, context_for, resolve_sampling
 
     path = ModelRef.parse(args.model).path
+    # the sampling a chat with it would use, each value with its source (flags aside), and its context
+    request = SamplingRequest(settings=settings, ctx_given=bool(args.context))
+    sampling = resolve_sampling(args.model, request)
+    options.n_ctx, ctx_from = context_for(options.n_ctx, sampling, request)
     if args.hw:  # another machine: its GPUs count as usable; its CPU flags decide what is repacked
         extra = binding.extra_bufts_for(options.extra_bufts)[0] if options.extra_bufts != "auto" else True
         plan = make_plan(path, options, _hardware(args.hw), offload=True, extra_bufts=extra,
@@ -82,12 +88,8 @@ def run(args) -> int:
         plan.notes.append(f"planned for {args.hw}, assuming a llama.cpp build with GPU offload")
     else:
         plan = plan_for(path, options, kv_type=args.kv)
-    from localllm.models.sampling_defaults import SamplingRequest, resolve_sampling
-
-    # the sampling a chat with it would use, each value with its source (flags aside)
-    sampling = resolve_sampling(args.model, SamplingRequest(settings=settings))
     if args.json:
-        print(json.dumps({**plan.to_dict(), "sampling": sampling.to_dict()}, indent=2))
+        print(json.dumps({**plan.to_dict(), "context_from": ctx_from, "sampling": sampling.to_dict()}, indent=2))
     else:
         print(_table(plan) + f"\nsampling   {sampling.line()}")
     return 0 if plan.fits else 1

@@ -29,7 +29,7 @@ from localllm.models.stores.base import TOOL_NAMES, TOOLS, Found, Scan, Source, 
 from localllm.models.stores.identity import FACTS_FILE, Facts, facts, save_facts
 
 __all__ = ["FACTS_FILE", "PREFIXES", "STORES_ENV", "TOOLS", "TOOL_NAMES", "Facts", "Found", "Scan", "Source", "StoreError",
-           "enabled_tools", "facts", "is_store_ref", "resolve", "save_facts", "scan"]
+           "enabled_tools", "facts", "is_store_ref", "resolve", "resolve_found", "save_facts", "scan"]
 
 PREFIXES = ("ollama:", "lmstudio:")  # the model refs (`chat -m ollama:smollm2:135m`)
 STORES_ENV = "LOCALLLM_STORES"
@@ -74,6 +74,12 @@ def is_store_ref(text: str) -> bool:
 def resolve(ref: str) -> Path:
     """The GGUF (first part) an `ollama:NAME[:TAG]` or `lmstudio:PUBLISHER/MODEL[/FILE]` ref names;
     StoreError naming what the store holds when it names nothing usable."""
+    return resolve_found(ref).parts[0]
+
+
+def resolve_found(ref: str) -> Found:
+    """The store's model a ref names, with its Source (an Ollama model's params layer among it); StoreError
+    as resolve() says."""
     tool, _, name = ref.partition(":")
     found = scan((tool,))
     if tool == "ollama":
@@ -84,7 +90,7 @@ def resolve(ref: str) -> Path:
         hits = folders.lmstudio_hits(found.found, name.strip("/").lower())
     usable = [f for f in hits if f.status == "ok"]
     if len(usable) == 1:
-        return usable[0].parts[0]
+        return usable[0]
     if len(usable) > 1:
         names = ", ".join(f"{tool}:{f.source.name}" for f in usable)
         raise StoreError(f"{ref} names {len(usable)} models; say which: {names}.")
