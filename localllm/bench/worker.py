@@ -91,7 +91,7 @@ def _check(plan: BenchPlan, cfg: BenchConfig, n_ctx: int) -> None:
     need = prompt_length(plan, cfg) + plan.gen_tokens
     if need > n_ctx:
         raise BenchError(f"The prompt ({prompt_length(plan, cfg)} tokens) and the reply ({plan.gen_tokens}) "
-                         f"need {need} tokens but the context holds {n_ctx}. Use a larger context (--ctx) "
+                         f"need {need} tokens but the context holds {n_ctx}. Use a larger context (--context) "
                          "or fewer tokens (--prompt-tokens / --tokens / --depth).")
 
 

@@ -223,7 +223,7 @@ class ChatSession:
         use, why = binding.extra_bufts_for(options.extra_bufts)
         if not use and fresh:
             self.notices.append(f"llama.cpp's extra CPU buffer types are {why}. Kept for this machine "
-                                "(setting cpu_extra_buffers; `localllm doctor`).")
+                                "(setting extra_buffers; `localllm doctor`).")
         return dataclasses.replace(options, extra_bufts="on" if use else "off")
 
     def _planned(self, path: str, options: LoadOptions, backend: str) -> LoadOptions:

@@ -168,7 +168,7 @@ def _gguf_alternatives(spec: ModelSpec, options: LoadOptions, budget: Budget, es
     out = []
     ctx = _largest(lambda blocks: budget.fits(est(layers, blocks * 256)), 0, options.n_ctx // 256) * 256
     if ctx >= 256:
-        out.append(f"context {ctx} ({est(layers, ctx).ram_bytes / MiB:,.0f} MiB RAM; --ctx {ctx})")
+        out.append(f"context {ctx} ({est(layers, ctx).ram_bytes / MiB:,.0f} MiB RAM; --context {ctx})")
     if budget.offload and layers != 0:
         fewer = _largest(lambda n: budget.fits(est(n)), 0, spec.layers)
         if fewer and budget.fits(est(fewer)):
@@ -220,7 +220,7 @@ def _transformers_plan(path: str, options: LoadOptions, budget: Budget, hw: Hard
         ctx = _largest(lambda b: budget.fits(estimate_memory(spec, fmt, quant, b * 256, "f16", plan.gpu_layers)),
                        0, options.n_ctx // 256) * 256
         if ctx >= 256:
-            plan.alternatives.append(f"context {ctx} (--ctx {ctx})")
+            plan.alternatives.append(f"context {ctx} (--context {ctx})")
         if fmt in ("fp32", "fp16", "bf16"):
             plan.alternatives.append("4-bit at load (--load-in nf4)")
     return plan

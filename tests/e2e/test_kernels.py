@@ -117,7 +117,7 @@ async def test_the_tui_answers_after_one_notice(sigill_home, reference) -> None:
     from localllm.ui.widgets.chat_log import AssistantMessage, Notice
     from tests.waits import wait_for
 
-    app = LocalLLMApp(settings=Settings(cpu_extra_buffers="on", temperature=0.0, max_tokens=24,
+    app = LocalLLMApp(settings=Settings(extra_buffers="on", temperature=0.0, max_tokens=24,
                                         save_conversations=False))
     async with app.run_test(size=(100, 32)) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)

@@ -143,7 +143,7 @@ def test_prompt_longer_than_context_is_refused_and_not_kept(model_path) -> None:
     s = ChatSession()
     s.load(model_path, LoadOptions(n_ctx=128, n_threads=1))
     try:
-        with pytest.raises(PromptTooLong, match="--ctx"):
+        with pytest.raises(PromptTooLong, match="--context"):
             list(s.send("word " * 400))
         assert s.history == []
     finally:

@@ -20,8 +20,8 @@ def register(sub) -> None:
                    help="context size in tokens (default: the settings', 2048)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
                    help="auto (default), N, -1 for all, 0 for none")
-    p.add_argument("--kv", choices=KV_TYPES, default=None,
-                   help="KV-cache type (GGUF; default: the settings' kv_cache_type, f16)")
+    p.add_argument("--kv-type", "--kv", choices=KV_TYPES, default=None, dest="kv_type",
+                   help="KV-cache type (GGUF; default: the settings' kv_type, f16)")
     p.add_argument("--load-in", choices=["none", "int8", "nf4", "fp4"], default="none",
                    help="transformers checkpoints: bitsandbytes quantization at load time")
     p.add_argument("--hw", metavar="FILE_OR_PROFILE",
@@ -78,10 +78,10 @@ def run(args) -> int:
     if args.hw:  # another machine: its GPUs count as usable; its CPU flags decide what is repacked
         extra = binding.extra_bufts_for(options.extra_bufts)[0] if options.extra_bufts != "auto" else True
         plan = make_plan(path, options, _hardware(args.hw), offload=True, extra_bufts=extra,
-                         kv_type=args.kv or options.kv_type)
+                         kv_type=args.kv_type or options.kv_type)
         plan.notes.append(f"planned for {args.hw}, assuming a llama.cpp build with GPU offload")
     else:
-        plan = plan_for(path, options, kv_type=args.kv)
+        plan = plan_for(path, options, kv_type=args.kv_type)
     from localllm.models.sampling_defaults import SamplingRequest, resolve_sampling
 
     # the sampling a chat with it would use, each value with its source (flags aside)
