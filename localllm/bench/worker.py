@@ -194,7 +194,7 @@ def run_config(plan: BenchPlan, cfg: BenchConfig, label: str, prompts: PromptSet
 
 def _load_options(plan: BenchPlan, cfg: BenchConfig) -> LoadOptions:
     """How every repetition of a row loads its model, streamed or batched alike."""
-    return LoadOptions(n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers,
+    return LoadOptions(context=cfg.n_ctx, threads=cfg.n_threads, gpu_layers=cfg.n_gpu_layers,
                        seed=plan.seed, quantization=cfg.load_in, kv_type=cfg.kv_type)
 
 

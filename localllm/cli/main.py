@@ -25,7 +25,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="environment variable holding the server's API key (settings: api_key_env; "
                         "default LOCALLLM_API_KEY)")
     p.add_argument("--context", "--ctx", type=int, default=None, dest="context",
-                   help=f"context size in tokens (settings: context; default {_LOAD.n_ctx})")
+                   help=f"context size in tokens (settings: context; default {_LOAD.context})")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
                    help="layers to offload to the GPU: auto (the load plan places them; the default), "
@@ -126,10 +126,9 @@ def _options(args, settings):
 
     load, sampling = to_load_options(settings), to_sampling(settings)
     given = {k: v for k, v in vars(args).items() if v is not None}
-    for arg, field in (("context", "n_ctx"), ("threads", "n_threads"), ("gpu_layers", "n_gpu_layers"),
-                       ("kv_type", "kv_type")):
-        if arg in given:
-            setattr(load, field, given[arg])
+    for knob in ("context", "threads", "gpu_layers", "kv_type"):  # one name: the flag's dest is the field
+        if knob in given:
+            setattr(load, knob, given[knob])
     run = {field: given[arg] for arg, field in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
                                                 ("repeat_penalty", "repeat_penalty"), ("max_tokens", "max_tokens"))
            if arg in given}

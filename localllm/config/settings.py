@@ -44,9 +44,9 @@ class Settings:
 
     model: str = field(default="", metadata=_doc(
         "model to load at start: a GGUF path, a model folder or a server URL; empty: the embedded model"))
-    context: int = field(default=_LOAD.n_ctx, metadata=_doc("context size in tokens", min=128, max=1_048_576))
-    threads: int = field(default=_LOAD.n_threads, metadata=_doc("CPU threads; 0: one per physical core", min=0, max=1024))
-    gpu_layers: int = field(default=_LOAD.n_gpu_layers, metadata=_doc(
+    context: int = field(default=_LOAD.context, metadata=_doc("context size in tokens", min=128, max=1_048_576))
+    threads: int = field(default=_LOAD.threads, metadata=_doc("CPU threads; 0: one per physical core", min=0, max=1024))
+    gpu_layers: int = field(default=_LOAD.gpu_layers, metadata=_doc(
         "layers offloaded to the GPU; -2: auto (the load plan places them), -1: all, 0: none",
         min=AUTO_LAYERS, max=100_000))
     extra_buffers: str = field(default="auto", metadata=_doc(
@@ -317,9 +317,9 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
 def to_load_options(settings: Settings, base: LoadOptions | None = None) -> LoadOptions:
     """LoadOptions from the settings; fields the settings do not cover are kept from `base`."""
     base = base or LoadOptions()
-    return dataclasses.replace(base, n_ctx=settings.context, n_threads=settings.threads,
-                               n_gpu_layers=settings.gpu_layers, seed=max(settings.seed, 0),
-                               extra_bufts=settings.extra_buffers, kv_type=settings.kv_type,
+    return dataclasses.replace(base, context=settings.context, threads=settings.threads,
+                               gpu_layers=settings.gpu_layers, seed=max(settings.seed, 0),
+                               extra_buffers=settings.extra_buffers, kv_type=settings.kv_type,
                                api_key_env=base.api_key_env or settings.api_key_env)
 
 

@@ -155,7 +155,7 @@ def probe(probe_kernels: bool = True, timeout: float = 120.0) -> BindingCaps:
         from localllm.models.embedded import embedded_model_path
 
         model = str(embedded_model_path())
-        client.load(model, LoadOptions(n_ctx=256, n_threads=1, n_gpu_layers=0, extra_bufts="on"))
+        client.load(model, LoadOptions(context=256, threads=1, gpu_layers=0, extra_buffers="on"))
         for event in client.chat([{"role": "user", "content": "Hi"}],
                                  SamplingParams(temperature=0.0, max_tokens=2)):
             if event["ev"] == "error":

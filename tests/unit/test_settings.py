@@ -218,7 +218,7 @@ def test_load_options_and_sampling_from_settings() -> None:
     s = Settings(context=4096, threads=3, gpu_layers=-1, temperature=0.2, top_p=0.9, top_k=20, min_p=0.1,
                  repeat_penalty=1.3, max_tokens=77, seed=-1)
     load = to_load_options(s)
-    assert (load.n_ctx, load.n_threads, load.n_gpu_layers, load.seed) == (4096, 3, -1, 0)
+    assert (load.context, load.threads, load.gpu_layers, load.seed) == (4096, 3, -1, 0)
     sampling = to_sampling(s)
     assert (sampling.temperature, sampling.top_p, sampling.top_k, sampling.min_p) == (0.2, 0.9, 20, 0.1)
     assert (sampling.repeat_penalty, sampling.max_tokens, sampling.seed) == (1.3, 77, None)
@@ -299,3 +299,14 @@ def test_commands_take_both_spellings(argv, dest, expected) -> None:
     for flag in flags:
         args = build_parser().parse_args([flag if a == "{}" else a for a in argv])
         assert getattr(args, dest) == expected, flag
+
+
+def test_load_options_fields_carry_the_knob_names_and_the_worker_reads_the_old_ones() -> None:
+    from localllm.config import LoadOptions
+
+    new = LoadOptions(context=4096, threads=2, gpu_layers=0, extra_buffers="off", kv_type="q8_0")
+    assert LoadOptions.from_dict(vars(new)) == new  # the worker protocol's round trip
+    old = {"n_ctx": 4096, "n_threads": 2, "n_gpu_layers": 0, "extra_bufts": "off", "kv_type": "q8_0"}
+    assert LoadOptions.from_dict(old) == new
+    settings_fields = set(FIELDS)
+    assert {"context", "threads", "gpu_layers", "kv_type", "extra_buffers"} <= settings_fields & set(vars(new))

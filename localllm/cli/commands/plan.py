@@ -68,15 +68,15 @@ def run(args) -> int:
     settings = _settings()
     options = to_load_options(settings)
     if args.context:
-        options.n_ctx = args.context
+        options.context = args.context
     if args.gpu_layers is not None:
-        options.n_gpu_layers = args.gpu_layers
+        options.gpu_layers = args.gpu_layers
     options.quantization = args.load_in
     from localllm.models.ref import ModelRef
 
     path = ModelRef.parse(args.model).path
     if args.hw:  # another machine: its GPUs count as usable; its CPU flags decide what is repacked
-        extra = binding.extra_bufts_for(options.extra_bufts)[0] if options.extra_bufts != "auto" else True
+        extra = binding.extra_bufts_for(options.extra_buffers)[0] if options.extra_buffers != "auto" else True
         plan = make_plan(path, options, _hardware(args.hw), offload=True, extra_bufts=extra,
                          kv_type=args.kv_type or options.kv_type)
         plan.notes.append(f"planned for {args.hw}, assuming a llama.cpp build with GPU offload")

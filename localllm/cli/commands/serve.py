@@ -44,8 +44,8 @@ def run(args) -> int:
         return 2
     argv, why = server_command(
         path, "--host", args.host, "--port", str(args.port),
-        "--n_ctx", str(args.context or options.n_ctx),
-        "--n_threads", str(args.threads or options.resolved().n_threads), *args.server_args,
+        "--n_ctx", str(args.context or options.context),
+        "--n_threads", str(args.threads or options.resolved().threads), *args.server_args,
         extra_bufts=settings.extra_buffers)
     print(f"serving {ref.name} at http://{args.host}:{args.port}/v1 (llama.cpp extra CPU buffers {why})",
           file=sys.stderr, flush=True)
