@@ -65,7 +65,7 @@ def run_session(args, bare: Bare, path: str) -> tuple[list[float], list[float]]:
     from localllm.chat.session import ChatSession, ReplyDone
 
     session = ChatSession(system_prompt=SYSTEM, sampling=sampling(args.tokens, args.seed))
-    session.load(path, LoadOptions(n_ctx=args.ctx, n_threads=args.threads))
+    session.load(path, LoadOptions(context=args.ctx, threads=args.threads))
     ours, base = [], []
     try:
         for rep in range(args.warmup + args.reps):
@@ -87,7 +87,7 @@ def run_tui(args, bare: Bare, path: str) -> tuple[list[float], list[float]]:
     from localllm.ui.app import LocalLLMApp
 
     async def main() -> tuple[list[float], list[float]]:
-        app = LocalLLMApp(model_path=path, load_options=LoadOptions(n_ctx=args.ctx, n_threads=args.threads),
+        app = LocalLLMApp(model_path=path, load_options=LoadOptions(context=args.ctx, threads=args.threads),
                           sampling=sampling(args.tokens, args.seed), system_prompt=SYSTEM)
         ours, base = [], []
         async with app.run_test(size=(120, 40)) as pilot:

@@ -67,7 +67,7 @@ def run_one(path: Path, ctx: int, prompt: str, cpu_gb_s: float, record: bool) ->
     spec = ModelSpec.from_gguf(path)
     session = ChatSession(sampling=SamplingParams(temperature=0.0, max_tokens=32, seed=1))
     try:
-        session.load(path, LoadOptions(n_ctx=ctx))
+        session.load(path, LoadOptions(context=ctx))
         done = None
         for event in session.send(prompt):
             if isinstance(event, ReplyDone):
@@ -104,7 +104,7 @@ def speed_run(path: Path, cpu_gb_s: float, reps: int, tokens: int, record: bool)
     session = ChatSession(sampling=SamplingParams(max_tokens=tokens, ignore_eos=True, seed=1))
     rates, prompt = [], 0
     try:
-        session.load(path, LoadOptions(n_ctx=2048))
+        session.load(path, LoadOptions(context=2048))
         for _ in range(reps):
             session.clear()
             for event in session.send(SHORT):
@@ -138,7 +138,7 @@ def transformers_run(ckpt: Path, fmt: str, cpu_gb_s: float) -> dict:
     spec = ModelSpec.from_config(json.loads((ckpt / "config.json").read_text()), ckpt.name)
     session = ChatSession(sampling=SamplingParams(max_tokens=32, ignore_eos=True, seed=1))
     try:
-        session.load(str(ckpt), LoadOptions(n_ctx=2048, quantization=load_in, dtype="float32"))
+        session.load(str(ckpt), LoadOptions(context=2048, quantization=load_in, dtype="float32"))
         stats = next(e for e in session.send(SHORT) if isinstance(e, ReplyDone)).stats
         rss_after = psutil.Process(session.worker_pid).memory_info().rss / MiB
     finally:

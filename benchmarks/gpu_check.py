@@ -371,7 +371,7 @@ def gguf_run(ctx: Context, label: str, path: str, n_gpu_layers: int, est, what: 
                           sampling=SamplingParams(temperature=0, max_tokens=8, ignore_eos=True, seed=0))
     try:
         t0 = time.perf_counter()
-        session.load(path, LoadOptions(n_gpu_layers=n_gpu_layers, n_ctx=CTX))
+        session.load(path, LoadOptions(gpu_layers=n_gpu_layers, context=CTX))
         load_s = time.perf_counter() - t0
         reply_stats(session)
         session.clear()
@@ -415,7 +415,7 @@ def plan_run(ctx: Context, label: str, path: str, bandwidths, notes: list[str]) 
     try:
         from localllm.runtime.plan import plan_for
 
-        plan = plan_for(path, LoadOptions(n_ctx=CTX))
+        plan = plan_for(path, LoadOptions(context=CTX))
         layers, est = plan.gpu_layers, plan.estimate
     except (ImportError, AttributeError) as exc:
         note = f"{label}: no load plan to check (localllm.runtime.plan.plan_for: {exc})"
@@ -424,7 +424,7 @@ def plan_run(ctx: Context, label: str, path: str, bandwidths, notes: list[str]) 
         return
     print(f"  {label}: the plan puts {layers} layers on the GPU, estimating {est.vram_bytes / MiB:.0f} MiB "
           "of VRAM", flush=True)
-    gguf_run(ctx, label, path, LoadOptions().n_gpu_layers, est, f"auto (plan: {layers} layers)", bandwidths)
+    gguf_run(ctx, label, path, LoadOptions().gpu_layers, est, f"auto (plan: {layers} layers)", bandwidths)
 
 
 def ready_gguf(ctx: Context) -> None:

@@ -71,7 +71,7 @@ def ours(path: Path, threads: int, reps: int) -> dict:
     row: dict = {}
     try:
         start = time.perf_counter()
-        session.load(str(path), LoadOptions(n_ctx=CTX, n_threads=threads))
+        session.load(str(path), LoadOptions(context=CTX, threads=threads))
         row["load_s"] = time.perf_counter() - start
         # memory: one reply after a ~400-token prompt, against the plan at that fill
         stats = reply(session, filler(session, 400))

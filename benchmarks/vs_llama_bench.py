@@ -44,7 +44,7 @@ def main() -> int:
     args = parser.parse_args()
     model = str(embedded_model_path())
     session = ChatSession(sampling=SamplingParams(max_tokens=args.tokens, ignore_eos=True, seed=42))
-    session.load(model, LoadOptions(n_threads=args.threads))
+    session.load(model, LoadOptions(threads=args.threads))
     depth = session._client.count_tokens(session.messages() + [{"role": "user", "content": PROMPT}])
     ours: list[float] = []
     theirs: list[float] = []

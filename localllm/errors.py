@@ -55,7 +55,7 @@ class PromptTooLong(LocalLLMError):
         super().__init__(
             f"The prompt needs {prompt_tokens} tokens but the context holds {n_ctx} "
             f"(with {reserve} kept free for the reply). Shorten the message, or load the "
-            f"model with a larger context (--ctx)."
+            f"model with a larger context (--context)."
         )
 
 

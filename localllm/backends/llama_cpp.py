@@ -82,15 +82,15 @@ def binding_capabilities() -> dict:
 def resolve_gpu_layers(options: LoadOptions) -> int:
     """AUTO_LAYERS left unresolved (the worker resolves it with the load plan before it gets here):
     none on a binding without GPU offload, else all."""
-    if options.n_gpu_layers != AUTO_LAYERS:
-        return options.n_gpu_layers
+    if options.gpu_layers != AUTO_LAYERS:
+        return options.gpu_layers
     return -1 if llama_cpp.llama_supports_gpu_offload() else 0
 
 
 def resolve_extra_bufts(options: LoadOptions) -> bool:
     """'auto' left unresolved (the worker asks the machine's probe first) means off: the kernels that
     cannot die of SIGILL on an AMX CPU."""
-    return options.extra_bufts == "on"
+    return options.extra_buffers == "on"
 
 
 def batch_prompt_text(i: int, seed: int, count: int) -> str:
@@ -114,13 +114,13 @@ class LlamaCppBackend:
              progress: Callable[[float], None] | None = None) -> ModelInfo:
         """`progress(fraction)`: llama.cpp's own progress through the file's tensors."""
         opts = options.resolved()
-        opts.n_gpu_layers = resolve_gpu_layers(opts)
+        opts.gpu_layers = resolve_gpu_layers(opts)
         self._extra_bufts = resolve_extra_bufts(opts)
         try:
             with _model_params(self._extra_bufts, progress):
                 llm = llama_cpp.Llama(
-                    model_path=path, n_ctx=opts.n_ctx, n_threads=opts.n_threads,
-                    n_threads_batch=opts.n_threads, n_gpu_layers=opts.n_gpu_layers,
+                    model_path=path, n_ctx=opts.context, n_threads=opts.threads,
+                    n_threads_batch=opts.threads, n_gpu_layers=opts.gpu_layers,
                     seed=opts.seed, verbose=True,  # our stderr is the worker log file: keep the detail
                     **kv_cache_params(opts.kv_type),
                 )
@@ -146,8 +146,8 @@ class LlamaCppBackend:
         quant = file_types().get(int(llm.metadata.get("general.file_type", -1)), label or "unknown")
         return ModelInfo(
             name=name or stem, path=path, backend=self.name, quant=quant,
-            n_ctx=self._n_ctx, n_ctx_train=ctx_train, n_threads=opts.n_threads,
-            n_gpu_layers=opts.n_gpu_layers, size_bytes=Path(path).stat().st_size,
+            n_ctx=self._n_ctx, n_ctx_train=ctx_train, n_threads=opts.threads,
+            n_gpu_layers=opts.gpu_layers, size_bytes=Path(path).stat().st_size,
             chat_template="model" if template else "chatml (fallback: the file has none)",
             extra={"general.name": llm.metadata.get("general.name", ""),
                    "extra_bufts": self._extra_bufts, "kv_type": opts.kv_type,

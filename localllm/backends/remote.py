@@ -86,7 +86,7 @@ class RemoteBackend:
             raise RemoteError(f"The server at {self._base} has no model {wanted!r}; it has: "
                               + ", ".join(models))
         self._model = wanted or models[0]
-        self._n_ctx = options.n_ctx
+        self._n_ctx = options.context
         pid = server_pid(self._base)
         return ModelInfo(name=self._model, path=self._base, backend=self.name, quant="server",
                          n_ctx=self._n_ctx, n_threads=0,

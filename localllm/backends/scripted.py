@@ -53,7 +53,7 @@ class ScriptedBackend:
             self.delay_s = float(script.get("delay_s", 0.05))
             self.first_s = float(script.get("first_s", 0.0))
             self.finish = str(script.get("finish", "stop"))
-            n_ctx = int(script.get("n_ctx", options.n_ctx))
+            n_ctx = int(script.get("n_ctx", options.context))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelFileError(path, f"not a usable script ({type(exc).__name__}: {exc})") from None
         return ModelInfo(name=Path(path).name.removesuffix(SCRIPTED_SUFFIX), path=path, backend=self.name,

@@ -141,7 +141,7 @@ class TransformersBackend:
     def load(self, path: str, options: LoadOptions) -> ModelInfo:
         opts = options.resolved()
         cuda = torch.cuda.is_available()
-        torch.set_num_threads(opts.n_threads)
+        torch.set_num_threads(opts.threads)
         device_map = opts.device_map if cuda else "cpu"
         qconfig = quantization_config(opts, cuda)
         stored = _stored_quant(path)
@@ -160,7 +160,7 @@ class TransformersBackend:
         self._model.eval()
         config = self._model.config
         ctx_train = getattr(config, "max_position_embeddings", None)
-        self._n_ctx = min(opts.n_ctx, ctx_train) if ctx_train else opts.n_ctx
+        self._n_ctx = min(opts.context, ctx_train) if ctx_train else opts.context
         if gptq:
             quant = stored  # e.g. gptq-4bit-g64
         elif qconfig is not None:
@@ -169,7 +169,7 @@ class TransformersBackend:
             quant = str(next(self._model.parameters()).dtype).replace("torch.", "")
         return ModelInfo(
             name=Path(path).name, path=path, backend=self.name, quant=quant, n_ctx=self._n_ctx,
-            n_ctx_train=ctx_train, n_threads=opts.n_threads, size_bytes=self._model.get_memory_footprint(),
+            n_ctx_train=ctx_train, n_threads=opts.threads, size_bytes=self._model.get_memory_footprint(),
             chat_template="model" if self._tok.chat_template else "none (plain text prompt)",
             extra={"device": str(self._model.device), "double_quant": opts.double_quant},
         )

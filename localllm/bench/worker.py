@@ -91,7 +91,7 @@ def _check(plan: BenchPlan, cfg: BenchConfig, n_ctx: int) -> None:
     need = prompt_length(plan, cfg) + plan.gen_tokens
     if need > n_ctx:
         raise BenchError(f"The prompt ({prompt_length(plan, cfg)} tokens) and the reply ({plan.gen_tokens}) "
-                         f"need {need} tokens but the context holds {n_ctx}. Use a larger context (--ctx) "
+                         f"need {need} tokens but the context holds {n_ctx}. Use a larger context (--context) "
                          "or fewer tokens (--prompt-tokens / --tokens / --depth).")
 
 
@@ -194,7 +194,7 @@ def run_config(plan: BenchPlan, cfg: BenchConfig, label: str, prompts: PromptSet
 
 def _load_options(plan: BenchPlan, cfg: BenchConfig) -> LoadOptions:
     """How every repetition of a row loads its model, streamed or batched alike."""
-    return LoadOptions(n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers,
+    return LoadOptions(context=cfg.n_ctx, threads=cfg.n_threads, gpu_layers=cfg.n_gpu_layers,
                        seed=plan.seed, quantization=cfg.load_in, kv_type=cfg.kv_type)
 
 

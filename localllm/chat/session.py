@@ -143,9 +143,9 @@ class ChatSession:
             options = self._with_kernels(options)
         python, env = worker_runtime(path, backend)
         resolved = self._resolve(ref)
-        n_ctx, ctx_from = context_for(options.n_ctx, resolved, self.sampling_request)
-        if n_ctx != options.n_ctx:  # the model's own (Ollama's num_ctx), where nobody chose one
-            options = dataclasses.replace(options, n_ctx=n_ctx)
+        n_ctx, ctx_from = context_for(options.context, resolved, self.sampling_request)
+        if n_ctx != options.context:  # the model's own (Ollama's num_ctx), where nobody chose one
+            options = dataclasses.replace(options, context=n_ctx)
         options = self._planned(path, options, backend)
         self.unload()
         try:
@@ -153,7 +153,7 @@ class ChatSession:
         except WorkerDied as exc:
             if not self._kernel_fallback(exc, options, backend):
                 raise
-            options = dataclasses.replace(options, extra_bufts="off")
+            options = dataclasses.replace(options, extra_buffers="off")
             self.notices.append(binding.SIGILL_NOTICE)
             self.model = self._start(path, options, backend, python, env)
         self._load_args, self._ref, self.context = (path, options, backend), ref, (n_ctx, ctx_from)
@@ -221,14 +221,14 @@ class ChatSession:
 
     def _with_kernels(self, options: LoadOptions) -> LoadOptions:
         """auto -> on/off for this machine (probed once, in a child). Learning 'off' now is a notice."""
-        if options.extra_bufts in ("on", "off"):
+        if options.extra_buffers in ("on", "off"):
             return options
         fresh = binding.cached() is None
-        use, why = binding.extra_bufts_for(options.extra_bufts)
+        use, why = binding.extra_bufts_for(options.extra_buffers)
         if not use and fresh:
             self.notices.append(f"llama.cpp's extra CPU buffer types are {why}. Kept for this machine "
-                                "(setting cpu_extra_buffers; `localllm doctor`).")
-        return dataclasses.replace(options, extra_bufts="on" if use else "off")
+                                "(setting extra_buffers; `localllm doctor`).")
+        return dataclasses.replace(options, extra_buffers="on" if use else "off")
 
     def _planned(self, path: str, options: LoadOptions, backend: str) -> LoadOptions:
         """Apply the load plan: GPU layers when left on auto; refuse what cannot fit unless forced."""
@@ -246,13 +246,13 @@ class ChatSession:
             raise PlanRefused(plan)
         self.plan = plan
         if backend == "llama_cpp":
-            return dataclasses.replace(options, n_gpu_layers=plan.gpu_layers)
+            return dataclasses.replace(options, gpu_layers=plan.gpu_layers)
         return options
 
     @staticmethod
     def _kernel_fallback(exc: WorkerDied, options: LoadOptions, backend: str) -> bool:
         """A SIGILL with extra buffers on: remember 'off' for this machine; the caller retries once."""
-        if backend != "llama_cpp" or options.extra_bufts == "off" or not binding.is_sigill(exc):
+        if backend != "llama_cpp" or options.extra_buffers == "off" or not binding.is_sigill(exc):
             return False
         binding.record_extra_bufts(False, "a model worker died of SIGILL with them on")
         return True
@@ -347,7 +347,7 @@ class ChatSession:
             if turn.content or not self._kernel_fallback(exc, options, backend):
                 raise
             yield KernelNotice(binding.SIGILL_NOTICE)
-            self.load(path, dataclasses.replace(options, extra_bufts="off"), backend)
+            self.load(path, dataclasses.replace(options, extra_buffers="off"), backend)
             turn.status = "ok"
             assert self._client is not None
             yield from self._attempt(self._client, turn)

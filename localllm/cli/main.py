@@ -24,15 +24,15 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-env", metavar="NAME", default=None,
                    help="environment variable holding the server's API key (settings: api_key_env; "
                         "default LOCALLLM_API_KEY)")
-    p.add_argument("--ctx", type=int, default=None,
-                   help=f"context size in tokens (default: the settings', else an Ollama model's num_ctx, "
-                        f"else {_LOAD.n_ctx})")
+    p.add_argument("--context", "--ctx", type=int, default=None, dest="context",
+                   help=f"context size in tokens (settings: context; default: the settings', else an Ollama "
+                        f"model's num_ctx, else {_LOAD.context})")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
                    help="layers to offload to the GPU: auto (the load plan places them; the default), "
                         "N, -1 for all, 0 for none")
-    p.add_argument("--kv", choices=KV_TYPES, default=None,
-                   help=f"llama.cpp KV-cache type (settings: kv_cache_type; default {_LOAD.kv_type}); "
+    p.add_argument("--kv-type", "--kv", choices=KV_TYPES, default=None, dest="kv_type",
+                   help=f"llama.cpp KV-cache type (settings: kv_type; default {_LOAD.kv_type}); "
                         "q8_0 and q4_0 turn flash attention on")
     p.add_argument("--force", action="store_true", default=None,
                    help="load even when the load plan says the model does not fit")
@@ -40,9 +40,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="transformers checkpoints: bitsandbytes quantization at load time")
     p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                    help="transformers checkpoints: weight dtype")
-    p.add_argument("--system", default=None, help="system prompt")
+    p.add_argument("--system-prompt", "--system", default=None, dest="system_prompt", help="system prompt")
     p.add_argument("--max-tokens", type=int, default=None, help=f"longest reply in tokens (default {_SAMPLING.max_tokens})")
-    p.add_argument("--temp", type=float, default=None,
+    p.add_argument("--temperature", "--temp", type=float, default=None, dest="temperature",
                    help=f"sampling temperature (0: greedy; default: the model's own, else {_SAMPLING.temperature}); "
                         "this and the flags below win over the model's defaults and the settings")
     p.add_argument("--top-p", type=float, default=None, help=f"default: the model's own, else {_SAMPLING.top_p}")
@@ -127,15 +127,15 @@ def _options(args, settings):
 
     load, sampling = to_load_options(settings), to_sampling(settings)
     given = {k: v for k, v in vars(args).items() if v is not None}
-    for arg, field in (("ctx", "n_ctx"), ("threads", "n_threads"), ("gpu_layers", "n_gpu_layers"), ("kv", "kv_type")):
-        if arg in given:
-            setattr(load, field, given[arg])
-    run = {field: given[arg] for arg, field in (("temp", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
+    for knob in ("context", "threads", "gpu_layers", "kv_type"):  # one name: the flag's dest is the field
+        if knob in given:
+            setattr(load, knob, given[knob])
+    run = {field: given[arg] for arg, field in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
                                                 ("repeat_penalty", "repeat_penalty"), ("max_tokens", "max_tokens"))
            if arg in given}
     if "seed" in given:
         sampling.seed = given["seed"]
-    request = SamplingRequest(run=run, settings=settings, base=sampling, ctx_given="ctx" in given)
+    request = SamplingRequest(run=run, settings=settings, base=sampling, ctx_given="context" in given)
     if "seed" in given:
         load.seed = given["seed"]
     load.force = bool(given.get("force"))
@@ -172,8 +172,8 @@ def _new_session(args):
     settings = _settings()
     load, request = _options(args, settings)
     session = ChatSession(sampling=request.base, system_prompt=settings.system_prompt, sampling_request=request)
-    if args.system is not None:
-        session.system_prompt = args.system
+    if args.system_prompt is not None:
+        session.system_prompt = args.system_prompt
     bar = None
     if not getattr(args, "quiet", False):
         from localllm.cli.progress import ProgressBar
@@ -271,7 +271,7 @@ def _turn_record(session, turn: int, prompt: str, done) -> dict:
     """What `chat -p ... --json` prints for one turn: the reply, every number, and at the top level the
     ones a multi-turn run compares (how much of the prompt came from the KV cache, and what it cost)."""
     stats = done.stats
-    return {"turn": turn, "model": vars(session.model), "prompt": prompt, "reply": done.turn.content,
+    return {"turn": turn, "model": _model_record(session.model), "prompt": prompt, "reply": done.turn.content,
             "status": done.turn.status, "load_s": round(session.model.load_s or 0, 3),
             "prompt_tokens": stats.prompt_tokens,
             "cached_tokens": stats.cached_tokens,
@@ -279,6 +279,13 @@ def _turn_record(session, turn: int, prompt: str, done) -> dict:
             "decode_tok_s": round(stats.decode_tok_s, 2) if stats.decode_tok_s else None,
             "sampling": _sampling_record(session), "context": _context_record(session),
             "stats": stats.to_dict(), "plan": _plan_vs_measured(session, stats), "notices": session.notices}
+
+
+def _model_record(model) -> dict:
+    """The loaded model's fields, with its knobs under their one name as well (context, threads,
+    gpu_layers; docs/ARCHITECTURE.md): the old n_ctx, n_threads, n_gpu_layers stay for old readers."""
+    info = vars(model)
+    return {**info, "context": info["n_ctx"], "threads": info["n_threads"], "gpu_layers": info["n_gpu_layers"]}
 
 
 def _sampling_record(session) -> dict:
@@ -398,7 +405,7 @@ def cmd_tui(args) -> int:
     settings = _settings()
     load, request = _options(args, settings)
     app = LocalLLMApp(model_path=_endpoint(args) or args.model, load_options=load, sampling_request=request,
-                      system_prompt=args.system, settings=settings)
+                      system_prompt=args.system_prompt, settings=settings)
     app.run()
     return app.return_code or 0
 

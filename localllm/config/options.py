@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def default_threads() -> int:
@@ -16,10 +17,10 @@ def default_threads() -> int:
 
 
 KV_TYPES = ("f16", "q8_0", "q4_0")  # llama.cpp KV-cache types offered (quantized ones need flash attention)
-EXTRA_BUFFERS = ("auto", "on", "off")  # choices of LoadOptions.extra_bufts and the setting
+EXTRA_BUFFERS = ("auto", "on", "off")  # choices of LoadOptions.extra_buffers and the setting
 # the backends by name, in the order settings offer them (backends.registry has their implementations)
 BACKEND_NAMES = ("llama_cpp", "remote", "transformers")
-AUTO_LAYERS = -2  # n_gpu_layers: placed by the load plan (localllm.runtime.plan)
+AUTO_LAYERS = -2  # gpu_layers: placed by the load plan (localllm.runtime.plan)
 # Tests only: the scripted backend (localllm.backends.scripted) streams a JSON script's fixed tokens at set
 # delays, with no model. Not in BACKEND_NAMES (settings never offer it): a model named *.scripted.json
 # selects it, and only while SCRIPTED_ENV is "1" (the test sets it; the worker inherits it). Without it,
@@ -33,16 +34,22 @@ def scripted_enabled() -> bool:
     return os.environ.get(SCRIPTED_ENV) == "1"
 
 
+# LoadOptions' old field names (before the knobs took one name each), read by LoadOptions.from_dict
+OLD_FIELDS = {"n_ctx": "context", "n_threads": "threads", "n_gpu_layers": "gpu_layers", "extra_bufts": "extra_buffers"}
+
+
 @dataclass
 class LoadOptions:
     """How a model is loaded; passed unchanged to the worker and the backend."""
 
-    n_ctx: int = 2048
-    n_threads: int = 0  # 0: default_threads()
-    n_gpu_layers: int = AUTO_LAYERS  # AUTO_LAYERS: the load plan decides; -1: all; 0: none
+    # the load knobs carry the names of the settings keys and CLI flags (docs/ARCHITECTURE.md, "One name
+    # per knob"); llama-cpp-python's n_ctx, n_threads, n_gpu_layers are spelled out where it is called
+    context: int = 2048
+    threads: int = 0  # 0: default_threads()
+    gpu_layers: int = AUTO_LAYERS  # AUTO_LAYERS: the load plan decides; -1: all; 0: none
     seed: int = 0
     # llama.cpp's extra buffer types (AMX / repack kernels): auto | on | off (see localllm.runtime.binding)
-    extra_bufts: str = "auto"
+    extra_buffers: str = "auto"
     kv_type: str = "f16"  # llama.cpp's KV cache: f16 | q8_0 | q4_0 (flash attention on for the quantized)
     force: bool = False  # load even when the plan says it does not fit
     # remote backend: the model id on the server, the env variable holding its API key
@@ -58,8 +65,13 @@ class LoadOptions:
     device_map: str = "auto"  # auto | cpu | cuda
     trust_remote_code: bool = False  # never on unless the user asks
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoadOptions:
+        """LoadOptions from vars(): the worker's side of the protocol; the old field names are read too."""
+        return cls(**{OLD_FIELDS.get(k, k): v for k, v in data.items()})
+
     def resolved(self) -> LoadOptions:
-        return dataclasses.replace(self, n_threads=self.n_threads or default_threads())
+        return dataclasses.replace(self, threads=self.threads or default_threads())
 
 
 @dataclass

@@ -16,7 +16,6 @@ from urllib.parse import urlparse
 
 from localllm.config import (
     AUTO_LAYERS,
-    BACKEND_NAMES,
     EXTRA_BUFFERS,
     KV_TYPES,
     LoadOptions,
@@ -45,17 +44,15 @@ class Settings:
 
     model: str = field(default="", metadata=_doc(
         "model to load at start: a GGUF path, a model folder or a server URL; empty: the embedded model"))
-    backend: str = field(default="llama_cpp", metadata=_doc(
-        "backend for that model", choices=BACKEND_NAMES))
-    n_ctx: int = field(default=_LOAD.n_ctx, metadata=_doc("context size in tokens", min=128, max=1_048_576))
-    threads: int = field(default=_LOAD.n_threads, metadata=_doc("CPU threads; 0: one per physical core", min=0, max=1024))
-    gpu_layers: int = field(default=_LOAD.n_gpu_layers, metadata=_doc(
+    context: int = field(default=_LOAD.context, metadata=_doc("context size in tokens", min=128, max=1_048_576))
+    threads: int = field(default=_LOAD.threads, metadata=_doc("CPU threads; 0: one per physical core", min=0, max=1024))
+    gpu_layers: int = field(default=_LOAD.gpu_layers, metadata=_doc(
         "layers offloaded to the GPU; -2: auto (the load plan places them), -1: all, 0: none",
         min=AUTO_LAYERS, max=100_000))
-    cpu_extra_buffers: str = field(default="auto", metadata=_doc(
+    extra_buffers: str = field(default="auto", metadata=_doc(
         "llama.cpp's extra CPU buffer types (AMX/repack kernels); auto: on unless they crashed this CPU "
         "(see localllm doctor)", choices=EXTRA_BUFFERS))
-    kv_cache_type: str = field(default=_LOAD.kv_type, metadata=_doc(
+    kv_type: str = field(default=_LOAD.kv_type, metadata=_doc(
         "llama.cpp's KV cache type: f16, or q8_0 / q4_0 (about half / a quarter of the memory, with flash "
         "attention)", choices=KV_TYPES))
     system_prompt: str = field(default="You are a helpful assistant.", metadata=_doc(
@@ -90,6 +87,15 @@ class Settings:
 
 
 MODELS_KEY = "models"
+# Keys renamed so that a knob has one name in the file, LoadOptions/SamplingParams, the CLI and --json
+# (docs/ARCHITECTURE.md, "One name per knob"): an old file's key is read as the new one; saving writes
+# the new name. A file holding both spellings keeps the new one's value.
+ALIASES = {"n_ctx": "context", "kv_cache_type": "kv_type", "cpu_extra_buffers": "extra_buffers"}
+# Keys no longer used, accepted and ignored with a notice (never an error): `backend` did nothing, since
+# the model's form picks its backend (a .gguf file: llama_cpp, a checkpoint folder: transformers, a URL:
+# remote; localllm.models.ref), so a path is never ambiguous and the setting could only contradict it.
+RETIRED = {"backend": "the backend follows the model (a .gguf file: llama.cpp, a checkpoint folder: "
+                      "transformers, a server URL: remote)"}
 # the settings one model's table may pin: the sampling knobs a model's own metadata may also give
 MODEL_KNOBS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens")
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)
@@ -103,8 +109,9 @@ class SettingsError(LocalLLMError):
     """A settings value (or the whole file) is invalid; the message names the key, the file and the rule."""
 
     def __init__(self, message: str, key: str | None = None, path: Path | None = None,
-                 problems: list[str] | None = None) -> None:
+                 problems: list[str] | None = None, notice: bool = False) -> None:
         self.key = key
+        self.notice = notice  # a retired key, ignored: reported, never fatal
         self.path = path
         self.problems = problems or [message]
         super().__init__(message)
@@ -197,8 +204,17 @@ def from_dict(data: dict[str, Any], path: Path | None = None) -> tuple[Settings,
         if key == MODELS_KEY:
             values[key] = _model_tables(value, where, path, errors)
             continue
+        if key in RETIRED:
+            errors.append(SettingsError(f"Setting {key!r}{where} is no longer used and is ignored: "
+                                        f"{RETIRED[key]}. Saving the settings drops it.", path=path, notice=True))
+            continue
+        named = where
+        if key in ALIASES:
+            key, named = ALIASES[key], f" (written as its old name {key!r}){where}"
+            if key in data:  # both spellings: the new one's value wins
+                continue
         try:
-            values[key] = check_value(key, value, where)
+            values[key] = check_value(key, value, named)
         except SettingsError as exc:
             exc.path = path
             errors.append(exc)
@@ -253,7 +269,8 @@ def read_settings(path: Path | None = None) -> tuple[Settings, list[SettingsErro
 
 def load_settings(path: Path | None = None) -> Settings:
     """Strict: the settings, or a SettingsError listing every invalid key (for the CLI and tests)."""
-    settings, errors = read_settings(path)
+    settings, all_errors = read_settings(path)
+    errors = [e for e in all_errors if not e.notice]
     if errors:
         problems = [str(e) for e in errors]
         raise SettingsError("\n".join(problems), key=errors[0].key, path=path or settings_path(),
@@ -300,9 +317,9 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
 def to_load_options(settings: Settings, base: LoadOptions | None = None) -> LoadOptions:
     """LoadOptions from the settings; fields the settings do not cover are kept from `base`."""
     base = base or LoadOptions()
-    return dataclasses.replace(base, n_ctx=settings.n_ctx, n_threads=settings.threads,
-                               n_gpu_layers=settings.gpu_layers, seed=max(settings.seed, 0),
-                               extra_bufts=settings.cpu_extra_buffers, kv_type=settings.kv_cache_type,
+    return dataclasses.replace(base, context=settings.context, threads=settings.threads,
+                               gpu_layers=settings.gpu_layers, seed=max(settings.seed, 0),
+                               extra_buffers=settings.extra_buffers, kv_type=settings.kv_type,
                                api_key_env=base.api_key_env or settings.api_key_env)
 
 

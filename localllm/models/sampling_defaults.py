@@ -151,9 +151,9 @@ def context_for(n_ctx: int, resolved: ResolvedSampling | None = None,
     itself, in the settings, reads as unset, as `settings` does for the sampling."""
     if request is not None and request.ctx_given:
         return n_ctx, "user"
-    if n_ctx != LoadOptions().n_ctx:
+    if n_ctx != LoadOptions().context:
         settings = request.settings if request is not None else None
-        return n_ctx, "settings" if settings is not None and settings.n_ctx == n_ctx else "user"
+        return n_ctx, "settings" if settings is not None and settings.context == n_ctx else "user"
     if resolved is not None and resolved.n_ctx is not None:
         return resolved.n_ctx
     return n_ctx, "default"
@@ -240,7 +240,7 @@ def ollama_defaults(ref: ModelRef, notes: list[str] | None = None) -> tuple[dict
 def ollama_options(params: dict[str, Any], where: str = "Ollama's params",
                    notes: list[str] | None = None) -> tuple[dict[str, Any], int | None]:
     """Ollama's option names as knobs (num_predict > 0 as max_tokens; -1 and -2, Ollama's "no limit"
-    and "fill the context", leave ours), and num_ctx checked as the settings check n_ctx. Unknown keys
+    and "fill the context", leave ours), and num_ctx checked as the settings check context. Unknown keys
     are ignored; a value out of range is left out with a note."""
     notes = notes if notes is not None else []
     found = {knob: params[key] for key, knob in OLLAMA_KEYS.items() if key in params}
@@ -251,7 +251,7 @@ def ollama_options(params: dict[str, Any], where: str = "Ollama's params",
     n_ctx = None
     if params.get("num_ctx") is not None:
         try:
-            n_ctx = check_value("n_ctx", _whole(params["num_ctx"]))
+            n_ctx = check_value("context", _whole(params["num_ctx"]))
         except SettingsError as exc:
             notes.append(f"{where}: num_ctx: {exc} Ignored.")
     return knobs, n_ctx

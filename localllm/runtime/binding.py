@@ -121,12 +121,12 @@ def record_extra_bufts(ok: bool, note: str) -> BindingCaps:
 
 
 def extra_bufts_for(setting: str) -> tuple[bool, str]:
-    """(use extra buffer types?, why) for the cpu_extra_buffers setting: on/off as told; auto follows
+    """(use extra buffer types?, why) for the extra_buffers setting: on/off as told; auto follows
     what this machine showed (probed once in a child process)."""
     if setting == "on":
-        return True, "on (setting cpu_extra_buffers = on)"
+        return True, "on (setting extra_buffers = on)"
     if setting == "off":
-        return False, "off (setting cpu_extra_buffers = off)"
+        return False, "off (setting extra_buffers = off)"
     caps = capabilities()
     if caps.extra_bufts_ok is False:
         return False, f"off on this machine: {caps.extra_bufts_note}"
@@ -155,7 +155,7 @@ def probe(probe_kernels: bool = True, timeout: float = 120.0) -> BindingCaps:
         from localllm.models.embedded import embedded_model_path
 
         model = str(embedded_model_path())
-        client.load(model, LoadOptions(n_ctx=256, n_threads=1, n_gpu_layers=0, extra_bufts="on"))
+        client.load(model, LoadOptions(context=256, threads=1, gpu_layers=0, extra_buffers="on"))
         for event in client.chat([{"role": "user", "content": "Hi"}],
                                  SamplingParams(temperature=0.0, max_tokens=2)):
             if event["ev"] == "error":
@@ -181,4 +181,4 @@ def is_sigill(exc: BaseException) -> bool:
 
 SIGILL_NOTICE = ("The model worker died of SIGILL (an instruction this CPU refuses, llama.cpp's AMX/repack "
                  "kernels): retrying with llama.cpp's extra buffer types off, kept for this machine "
-                 "(setting cpu_extra_buffers; `localllm doctor` shows it).")
+                 "(setting extra_buffers; `localllm doctor` shows it).")

@@ -150,7 +150,7 @@ def check_cpu_kernels(hw: HardwareInfo, caps: BindingCaps, settings: Settings) -
         return Check(name, "warn", f"this CPU has {', '.join(missing)} but the llama.cpp build has "
                      f"{'it' if len(missing) == 1 else 'them'} off: rebuilt for this CPU it decodes faster",
                      f"{python} -m pip install --force-reinstall --no-cache-dir llama-cpp-python")
-    setting = settings.cpu_extra_buffers
+    setting = settings.extra_buffers
     if caps.error:  # the binding answered but the test decode did not run (e.g. no embedded model then)
         return Check(name, "warn", f"extra buffer types not tested here: {caps.error}",
                      "localllm doctor --refresh (once the embedded model check is ok)")
@@ -158,9 +158,9 @@ def check_cpu_kernels(hw: HardwareInfo, caps: BindingCaps, settings: Settings) -
         if setting == "on":
             return Check(name, "warn",
                          f"extra buffer types forced on by the settings, but {caps.extra_bufts_note}",
-                         "set cpu_extra_buffers = auto in settings.toml")
+                         "set extra_buffers = auto in settings.toml")
         return Check(name, "warn", f"extra buffer types off on this machine: {caps.extra_bufts_note}",
-                     "nothing to do; set cpu_extra_buffers = on in settings.toml to try them again")
+                     "nothing to do; set extra_buffers = on in settings.toml to try them again")
     if setting == "auto":
         # Same answer as binding.extra_bufts_for("auto"), but from the caps given (no second probe).
         why = "on (a test decode with them ran on this CPU)" if caps.extra_bufts_ok else "on"

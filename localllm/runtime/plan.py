@@ -132,7 +132,7 @@ def budget_of(hw: HardwareInfo, offload: bool) -> Budget:
 # -- GGUF -----------------------------------------------------------------------------------------------
 def _gguf_plan(path: str, spec: ModelSpec, options: LoadOptions, budget: Budget, cpu_flags: Iterable[str],
                extra_bufts: bool, kv_type: str) -> LoadPlan:
-    ctx = options.n_ctx
+    ctx = options.context
     flags = tuple(cpu_flags) if extra_bufts else ()  # extra buffers off: nothing is repacked
 
     def est(layers: int, context: int = ctx, fill: int | None = None) -> MemoryEstimate:
@@ -143,8 +143,8 @@ def _gguf_plan(path: str, spec: ModelSpec, options: LoadOptions, budget: Budget,
         return ("CPU only" if layers == 0 else
                 "full GPU" if layers < 0 or layers > spec.layers else "partial offload")
 
-    if options.n_gpu_layers != AUTO_LAYERS:
-        layers = options.n_gpu_layers if budget.offload else 0
+    if options.gpu_layers != AUTO_LAYERS:
+        layers = options.gpu_layers if budget.offload else 0
         chosen = est(layers)
     elif budget.offload and budget.fits(full := est(-1)):
         layers, chosen = -1, full
@@ -166,15 +166,15 @@ def _gguf_plan(path: str, spec: ModelSpec, options: LoadOptions, budget: Budget,
 def _gguf_alternatives(spec: ModelSpec, options: LoadOptions, budget: Budget, est: Callable[..., MemoryEstimate],
                        layers: int, kv_type: str) -> list[str]:
     out = []
-    ctx = _largest(lambda blocks: budget.fits(est(layers, blocks * 256)), 0, options.n_ctx // 256) * 256
+    ctx = _largest(lambda blocks: budget.fits(est(layers, blocks * 256)), 0, options.context // 256) * 256
     if ctx >= 256:
-        out.append(f"context {ctx} ({est(layers, ctx).ram_bytes / MiB:,.0f} MiB RAM; --ctx {ctx})")
+        out.append(f"context {ctx} ({est(layers, ctx).ram_bytes / MiB:,.0f} MiB RAM; --context {ctx})")
     if budget.offload and layers != 0:
         fewer = _largest(lambda n: budget.fits(est(n)), 0, spec.layers)
         if fewer and budget.fits(est(fewer)):
             out.append(f"{fewer} GPU layers (--gpu-layers {fewer})")
     if kv_type == "f16":
-        q8 = estimate_memory(spec, "gguf", spec.gguf_quant, options.n_ctx, "q8_0", layers)
+        q8 = estimate_memory(spec, "gguf", spec.gguf_quant, options.context, "q8_0", layers)
         if budget.fits(q8):
             out.append(f"a q8_0 KV cache ({q8.ram_bytes / MiB:,.0f} MiB RAM; --kv q8_0)")
     bare = dataclasses.replace(spec, gguf_path="")  # a bits-per-weight estimate of the other quants
@@ -182,7 +182,7 @@ def _gguf_alternatives(spec: ModelSpec, options: LoadOptions, budget: Budget, es
     for quant, bpw in sorted(GGUF_BPW.items(), key=lambda kv: -kv[1]):
         if bpw >= now:
             continue
-        alt = estimate_memory(bare, "gguf", quant, options.n_ctx, kv_type, layers)
+        alt = estimate_memory(bare, "gguf", quant, options.context, kv_type, layers)
         if budget.fits(alt):
             out.append(f"the {quant} quant ({alt.ram_bytes / MiB:,.0f} MiB RAM"
                        + (f", {alt.vram_bytes / MiB:,.0f} MiB VRAM" if alt.vram_bytes else "") + ")")
@@ -209,8 +209,8 @@ def _transformers_plan(path: str, options: LoadOptions, budget: Budget, hw: Hard
     else:
         dtype = options.dtype if options.dtype != "auto" else ("float16" if cuda else "float32")
         fmt, quant = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}[dtype], dtype
-    est = estimate_memory(spec, fmt, quant, options.n_ctx, "f16", -1 if cuda else 0)
-    plan = LoadPlan(spec.name, path, "transformers", fmt, quant, options.n_ctx, "f16", -1 if cuda else 0,
+    est = estimate_memory(spec, fmt, quant, options.context, "f16", -1 if cuda else 0)
+    plan = LoadPlan(spec.name, path, "transformers", fmt, quant, options.context, "f16", -1 if cuda else 0,
                     spec.layers, "full GPU" if cuda else "CPU only", est, budget.ram, budget.vram,
                     budget.gpu_name, device_map=options.device_map if cuda else "cpu",
                     dtype=options.dtype if options.dtype != "auto" else ("float16" if cuda else "float32"),
@@ -218,9 +218,9 @@ def _transformers_plan(path: str, options: LoadOptions, budget: Budget, hw: Hard
     if not plan.fits:
         plan.placement = "does not fit"
         ctx = _largest(lambda b: budget.fits(estimate_memory(spec, fmt, quant, b * 256, "f16", plan.gpu_layers)),
-                       0, options.n_ctx // 256) * 256
+                       0, options.context // 256) * 256
         if ctx >= 256:
-            plan.alternatives.append(f"context {ctx} (--ctx {ctx})")
+            plan.alternatives.append(f"context {ctx} (--context {ctx})")
         if fmt in ("fp32", "fp16", "bf16"):
             plan.alternatives.append("4-bit at load (--load-in nf4)")
     return plan
@@ -238,12 +238,12 @@ def make_plan(path: str, options: LoadOptions, hw: HardwareInfo, *, offload: boo
         return _transformers_plan(path, options, budget, hw)
     spec = ModelSpec.from_gguf(path)
     trained = spec.max_context
-    if options.n_ctx > trained:  # llama.cpp loads it (RoPE scaling); the memory is what matters here
-        spec = dataclasses.replace(spec, max_context=options.n_ctx)
+    if options.context > trained:  # llama.cpp loads it (RoPE scaling); the memory is what matters here
+        spec = dataclasses.replace(spec, max_context=options.context)
     plan = _gguf_plan(path, spec, options, budget, kernel_flags(hw.cpu.flags, build_features), extra_bufts,
                       kv_type)
-    if options.n_ctx > trained:
-        plan.notes.append(f"context {options.n_ctx} is beyond the {trained} tokens the model was trained on")
+    if options.context > trained:
+        plan.notes.append(f"context {options.context} is beyond the {trained} tokens the model was trained on")
     return plan
 
 
@@ -263,7 +263,7 @@ def plan_for(path: str, options: LoadOptions, hw: HardwareInfo | None = None,
     if hw.gpus and not offload:
         notes.append("the GPU is not used: this llama-cpp-python was built for the CPU only "
                      "(localllm doctor says how to rebuild it)")
-    extra, why = binding.extra_bufts_for(options.extra_bufts)
+    extra, why = binding.extra_bufts_for(options.extra_buffers)
     plan = make_plan(path, options, hw, offload=offload, extra_bufts=extra, kv_type=kv_type,
                      build_features=None if caps.error else caps.build_features)
     plan.notes[:0] = notes + ([f"llama.cpp extra CPU buffers {why}"] if plan.backend == "llama_cpp" else [])

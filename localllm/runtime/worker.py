@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 SIGNAL_REASONS: dict[int, str] = {
     signal.SIGKILL: "it was killed (SIGKILL), most likely by the system's out-of-memory killer. "
-                    "Try a smaller model or quantization, or a shorter context (--ctx)",
+                    "Try a smaller model or quantization, or a shorter context (--context)",
     signal.SIGABRT: "native code aborted (SIGABRT), usually llama.cpp rejecting a malformed or "
                     "unsupported model file",
     signal.SIGSEGV: "it crashed (SIGSEGV), usually a malformed or unsupported model file",

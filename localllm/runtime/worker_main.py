@@ -33,14 +33,14 @@ def placed(path: str, options: LoadOptions, backend: str) -> LoadOptions:
         return options
     from localllm.runtime import binding
 
-    if options.extra_bufts not in ("on", "off"):
-        options = dataclasses.replace(options, extra_bufts="on" if binding.extra_bufts_for(options.extra_bufts)[0]
+    if options.extra_buffers not in ("on", "off"):
+        options = dataclasses.replace(options, extra_buffers="on" if binding.extra_bufts_for(options.extra_buffers)[0]
                                       else "off")
-    if options.n_gpu_layers == AUTO_LAYERS:
+    if options.gpu_layers == AUTO_LAYERS:
         from localllm.runtime.plan import plan_for
 
         try:
-            options = dataclasses.replace(options, n_gpu_layers=plan_for(path, options).gpu_layers)
+            options = dataclasses.replace(options, gpu_layers=plan_for(path, options).gpu_layers)
         except (LocalLLMError, OSError, ValueError, KeyError):
             pass  # the estimator cannot read it: the backend places it (all or none) and says why if it fails
     return options
@@ -86,7 +86,7 @@ class Worker:
             if self.backend is not None:
                 self.backend.unload()
             backend = self.backend = registry.create(req.get("backend", "llama_cpp"))
-            options = placed(req["path"], LoadOptions(**req.get("options", {})), backend.name)
+            options = placed(req["path"], LoadOptions.from_dict(req.get("options", {})), backend.name)
             if backend.name == "llama_cpp":  # llama.cpp reports its progress through the tensors
                 # (a keyword of LlamaCppBackend.load only, not of the Backend protocol)
                 info = cast(Any, backend).load(req["path"], options, progress=self._load_progress())

@@ -69,7 +69,7 @@ def _batch_pays_and_keeps_sequences_apart(client: WorkerClient, label: str) -> N
 
 
 def test_llama_cpp_batch(worker, model_path) -> None:
-    client = worker(model_path, LoadOptions(n_ctx=2048, n_threads=2, extra_bufts="off"), "llama_cpp")
+    client = worker(model_path, LoadOptions(context=2048, threads=2, extra_buffers="off"), "llama_cpp")
     _batch_pays_and_keeps_sequences_apart(client, "llama.cpp")
     with pytest.raises(LocalLLMError, match="at least 1"):  # an error event, and the worker lives on
         client.batch(0, NEW, 2, timeout=60)
@@ -84,7 +84,7 @@ def test_transformers_batch(worker, checkpoint) -> None:
     pytest.importorskip("transformers")
     # one thread: torch's many small parallel regions stall whenever another process takes a core of a
     # shared 2-core host (500 ms a token at 2 threads where 1 thread takes 140 ms, measured)
-    client = worker(checkpoint, LoadOptions(n_ctx=512, n_threads=1), "transformers")
+    client = worker(checkpoint, LoadOptions(context=512, threads=1), "transformers")
     _batch_pays_and_keeps_sequences_apart(client, "transformers fp32")
 
 

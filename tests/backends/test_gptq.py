@@ -53,7 +53,7 @@ def test_the_apps_own_gptq_job_writes_a_recorded_library_model(gptq_model) -> No
 def test_chat_with_the_gptq_model_through_its_own_environment(gptq_model) -> None:
     s = ChatSession(sampling=SamplingParams(temperature=0.0, max_tokens=16, seed=1))
     try:
-        info = s.load(str(gptq_model.path), LoadOptions(n_ctx=512, n_threads=2))
+        info = s.load(str(gptq_model.path), LoadOptions(context=512, threads=2))
         assert info.backend == "transformers" and info.quant == "gptq-4bit-g64"
         text, done = collect(s.send("What is the capital of France?"))
         assert "Paris" in text  # 4-bit GPTQ of a 135M model still knows this one

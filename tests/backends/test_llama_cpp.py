@@ -19,7 +19,7 @@ MSGS = [{"role": "system", "content": "You are a helpful assistant."},
 @pytest.fixture(scope="module")
 def backend(model_path):
     b = create("llama_cpp")
-    b.load(model_path, LoadOptions(n_ctx=1024, n_threads=2))
+    b.load(model_path, LoadOptions(context=1024, threads=2))
     yield b
     b.unload()
 
@@ -31,7 +31,7 @@ def _run(backend, sampling, cancel=None):
 
 def test_load_reports_the_model(model_path) -> None:
     b = create("llama_cpp")
-    info = b.load(model_path, LoadOptions(n_ctx=512, n_threads=1))
+    info = b.load(model_path, LoadOptions(context=512, threads=1))
     try:
         assert info.backend == "llama_cpp" and info.quant == "Q4_1"
         assert info.n_ctx == 512 and info.n_ctx_train == 8192 and info.n_threads == 1
@@ -78,7 +78,7 @@ def test_cancel_stops_soon(backend) -> None:
 
 def test_prompt_longer_than_context_is_refused(model_path) -> None:
     b = create("llama_cpp")
-    b.load(model_path, LoadOptions(n_ctx=64, n_threads=1))
+    b.load(model_path, LoadOptions(context=64, threads=1))
     try:
         with pytest.raises(ValueError, match="does not fit"):
             list(b.stream_chat([{"role": "user", "content": "word " * 200}], SamplingParams(),
@@ -93,7 +93,7 @@ def test_a_stop_interrupts_the_prompt_evaluation(model_path) -> None:
     import time
 
     b = create("llama_cpp")
-    b.load(model_path, LoadOptions(n_ctx=2048, n_threads=2))
+    b.load(model_path, LoadOptions(context=2048, threads=2))
     eight = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True, seed=1)
 
     def long(word: str) -> list[dict]:

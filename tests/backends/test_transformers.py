@@ -38,7 +38,7 @@ def test_converted_checkpoint_is_plain_safetensors(checkpoint) -> None:
 
 @pytest.mark.parametrize("quantization,label", [("none", "float32"), ("int8", "int8"), ("nf4", "nf4")])
 def test_chat_in_each_precision(checkpoint, quantization, label) -> None:
-    info, text, stats = chat(checkpoint, LoadOptions(n_ctx=512, quantization=quantization))
+    info, text, stats = chat(checkpoint, LoadOptions(context=512, quantization=quantization))
     assert info.backend == "transformers" and info.quant == label
     assert len(text.split()) >= 2  # real words from real weights
     assert stats.completion_tokens == 12 and stats.decode_tok_s > 0 and stats.cpu_total_s > 0
@@ -46,14 +46,14 @@ def test_chat_in_each_precision(checkpoint, quantization, label) -> None:
 
 
 def test_nf4_takes_less_memory_than_fp32(checkpoint) -> None:
-    fp32, _, _ = chat(checkpoint, LoadOptions(n_ctx=256), tokens=2)
-    nf4, _, _ = chat(checkpoint, LoadOptions(n_ctx=256, quantization="nf4"), tokens=2)
+    fp32, _, _ = chat(checkpoint, LoadOptions(context=256), tokens=2)
+    nf4, _, _ = chat(checkpoint, LoadOptions(context=256, quantization="nf4"), tokens=2)
     assert nf4.size_bytes < fp32.size_bytes * 0.6  # the model's own footprint, embeddings kept
 
 
 def test_cancel_stops_generation(checkpoint) -> None:
     s = ChatSession(sampling=SamplingParams(max_tokens=400, ignore_eos=True, seed=1))
-    s.load(checkpoint, LoadOptions(n_ctx=1024), backend="transformers")
+    s.load(checkpoint, LoadOptions(context=1024), backend="transformers")
     try:
         done = stop_at_first_piece(s, "Tell a long story.")
         assert done.turn.status == "stopped" and done.stats.completion_tokens < 400

@@ -45,11 +45,12 @@ def test_repeated_prompts_are_turns_of_one_conversation_reusing_the_kv_cache() -
 
 
 def test_one_shot_json_has_the_reply_and_every_number() -> None:
-    out = run("chat", "-p", "Say hello.", "--json", "--max-tokens", "12", "--seed", "7", "--ctx", "512")
+    out = run("chat", "-p", "Say hello.", "--json", "--max-tokens", "12", "--seed", "7", "--context", "512")
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
     assert record["reply"].strip()
     assert record["model"]["quant"] == "Q4_1" and record["model"]["n_ctx"] == 512
+    assert record["model"]["context"] == 512  # the knob's one name, beside the old n_ctx
     # the load's progress on stderr (a pipe: plain lines), and its time in the record
     assert "loading model" in out.stderr and "100/100" in out.stderr and "[loaded in" in out.stderr
     assert record["load_s"] > 0 and record["model"]["load_s"] == pytest.approx(record["load_s"], abs=1e-3)

@@ -31,7 +31,7 @@ def reference() -> str:
     """The greedy reply of a healthy worker with extra buffers off: what every fallback must answer."""
     session = ChatSession(sampling=SamplingParams(temperature=0.0, max_tokens=24))
     try:
-        session.load(binding_model(), LoadOptions(extra_bufts="off"))
+        session.load(binding_model(), LoadOptions(extra_buffers="off"))
         reply = "".join(e.text for e in session.send(QUESTION) if isinstance(e, TextDelta))
     finally:
         session.close()
@@ -71,7 +71,7 @@ def test_a_worker_that_dies_mid_chat_is_retried_once_without_extra_buffers(sigil
     """The setting says on, so nothing is probed: the first decode dies, the reply is retried."""
     session = ChatSession(sampling=SamplingParams(temperature=0.0, max_tokens=24))
     try:
-        session.load(binding_model(), LoadOptions(extra_bufts="on"))
+        session.load(binding_model(), LoadOptions(extra_buffers="on"))
         assert session.model.extra["extra_bufts"] is True
         events = list(session.send(QUESTION))
     finally:
@@ -117,7 +117,7 @@ async def test_the_tui_answers_after_one_notice(sigill_home, reference) -> None:
     from localllm.ui.widgets.chat_log import AssistantMessage, Notice
     from tests.waits import wait_for
 
-    app = LocalLLMApp(settings=Settings(cpu_extra_buffers="on", temperature=0.0, max_tokens=24,
+    app = LocalLLMApp(settings=Settings(extra_buffers="on", temperature=0.0, max_tokens=24,
                                         save_conversations=False))
     async with app.run_test(size=(100, 32)) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)

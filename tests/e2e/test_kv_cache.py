@@ -18,7 +18,7 @@ MiB = 2**20
 def test_the_kv_type_is_what_llama_cpp_allocates_and_the_plan_counts(kv_type, flash) -> None:
     session = ChatSession(sampling=SamplingParams(temperature=0.0, max_tokens=8))
     try:
-        session.load("embedded", LoadOptions(n_ctx=2048, kv_type=kv_type))
+        session.load("embedded", LoadOptions(context=2048, kv_type=kv_type))
         done = next(e for e in session.send("What is the capital of France?") if isinstance(e, ReplyDone))
         log = session.log_path.read_text(errors="replace")
         assert done.turn.content.strip() and session.model.extra["kv_type"] == kv_type

@@ -58,7 +58,7 @@ def test_chat_json_shows_each_value_with_its_source(model_path, tmp_path) -> Non
 
 def test_a_stop_string_ends_a_real_reply_and_is_not_shown(model_path) -> None:
     session = ChatSession(sampling=SamplingParams(temperature=0.0, seed=1, max_tokens=48))
-    session.load(model_path, LoadOptions(n_ctx=512, n_threads=1))
+    session.load(model_path, LoadOptions(context=512, threads=1))
     try:
         full = [e for e in session.send(PROMPT)][-1].turn.content
         assert "Paris" in full  # greedy: "The capital of France is Paris."
@@ -83,7 +83,7 @@ def test_a_checkpoint_folder_s_generation_config_drives_a_real_reply(checkpoint,
     (folder / "generation_config.json").write_text(json.dumps(
         {"do_sample": False, "temperature": 0.9, "eos_token_id": [2]}))
     session = ChatSession(sampling_request=SamplingRequest(base=SamplingParams(max_tokens=24)))
-    session.load(str(folder), LoadOptions(n_ctx=512, n_threads=2))
+    session.load(str(folder), LoadOptions(context=512, threads=2))
     try:
         got = {k: (v["value"], v["from"]) for k, v in session.resolved_sampling.to_dict().items()}
         assert got["temperature"] == (0.0, "generation_config")

@@ -30,7 +30,7 @@ def panel_rows(app) -> dict[str, str]:
 
 async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
     app = LocalLLMApp(sampling=SamplingParams(max_tokens=300, ignore_eos=True, seed=4),
-                      load_options=LoadOptions(n_ctx=1024))
+                      load_options=LoadOptions(context=1024))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)
         status = str(app.query_one(StatusBar).render())
@@ -81,7 +81,7 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
 
 async def test_escape_stops_a_long_reply_and_history_stays_consistent() -> None:
     app = LocalLLMApp(sampling=SamplingParams(max_tokens=2000, ignore_eos=True, seed=1),
-                      load_options=LoadOptions(n_ctx=4096))
+                      load_options=LoadOptions(context=4096))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)
         await pilot.press("escape")  # nothing generating: harmless
@@ -103,7 +103,7 @@ async def test_escape_stops_a_long_reply_and_history_stays_consistent() -> None:
 
 async def test_empty_prompt_is_ignored_and_regenerate_replaces_the_reply() -> None:
     app = LocalLLMApp(sampling=SamplingParams(max_tokens=6, ignore_eos=True, seed=1),
-                      load_options=LoadOptions(n_ctx=512))
+                      load_options=LoadOptions(context=512))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)
         await send(pilot, app, "   ")
@@ -146,7 +146,7 @@ def test_sparkline_scales_from_the_floor() -> None:
 
 
 async def test_panel_fits_at_80x24() -> None:
-    app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+    app = LocalLLMApp(load_options=LoadOptions(context=512))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)
         panel = app.query_one(MetricsPanel)
@@ -158,7 +158,7 @@ async def test_every_binding_is_shown_in_the_footer_at_80_and_at_200_columns() -
     from textual.widgets._footer import FooterKey
 
     for width in (80, 200):
-        app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+        app = LocalLLMApp(load_options=LoadOptions(context=512))
         async with app.run_test(size=(width, 24)) as pilot:
             def laid_out(app=app) -> bool:  # every binding has its key, and every key its place
                 keys = app.screen.query(FooterKey)
@@ -185,7 +185,7 @@ async def test_footer_rewraps_when_the_terminal_is_resized() -> None:
 
     from localllm.ui.widgets.wrapping_footer import WrappingFooter
 
-    app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+    app = LocalLLMApp(load_options=LoadOptions(context=512))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         async with app.run_test(size=(200, 24)) as pilot:
@@ -203,7 +203,7 @@ async def test_worker_log_screen_shows_llama_cpp_output() -> None:
 
     from localllm.ui.screens.log_screen import LogScreen
 
-    app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+    app = LocalLLMApp(load_options=LoadOptions(context=512))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)
         await pilot.press("ctrl+g")
@@ -286,7 +286,7 @@ async def test_model_picker_lists_servers_running_here(monkeypatch) -> None:
     with FaultServer("ok") as srv:
         port = int(srv.url.rsplit(":", 1)[1])
         monkeypatch.setattr(endpoints, "USUAL_PORTS", {port: "test-server"})
-        app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+        app = LocalLLMApp(load_options=LoadOptions(context=512))
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.session.model is not None)
             await pilot.press("ctrl+o")
@@ -311,7 +311,7 @@ async def test_download_from_the_hub_in_the_models_screen_then_chat(tmp_path, mo
         hub.add_repo("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", {"SmolLM2-135M-Instruct.Q4_1.gguf": fh.read()})
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-        app = LocalLLMApp(sampling=SamplingParams(max_tokens=4, ignore_eos=True), load_options=LoadOptions(n_ctx=512))
+        app = LocalLLMApp(sampling=SamplingParams(max_tokens=4, ignore_eos=True), load_options=LoadOptions(context=512))
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.session.model is not None)
             first_path = app.session.model.path
@@ -350,7 +350,7 @@ async def test_saved_servers_list_their_models_and_a_typed_url_can_be_saved(monk
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     monkeypatch.setattr(endpoints, "USUAL_PORTS", {})  # only the saved servers are asked
     with FaultServer("ok") as srv, FaultServer("ok") as other:
-        app = LocalLLMApp(load_options=LoadOptions(n_ctx=512), settings=Settings(endpoints=[srv.url, dead]))
+        app = LocalLLMApp(load_options=LoadOptions(context=512), settings=Settings(endpoints=[srv.url, dead]))
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.session.model is not None)
             await pilot.press("ctrl+o")
@@ -395,7 +395,7 @@ async def test_a_gpu_the_binding_cannot_use_is_said_in_the_status_bar(monkeypatc
                                     system_info="CPU : SSE3 = 1 | AVX2 = 1 |")
     monkeypatch.setattr(binding, "cached", lambda: cpu_build)
     monkeypatch.setattr(binding, "capabilities", lambda *a, **k: cpu_build)
-    app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+    app = LocalLLMApp(load_options=LoadOptions(context=512))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "GPU unused" in str(app.query_one(StatusBar).render()))
         assert app.session.model.n_gpu_layers == 0  # the plan put nothing on a GPU it cannot use

@@ -33,7 +33,7 @@ def cells(screen: BenchScreen) -> list[dict[str, str]]:
 async def test_a_plan_runs_shows_table_and_charts_saves_and_exports(tmp_path) -> None:
     junk = tmp_path / "corrupt.gguf"
     junk.write_bytes(b"GGUF" + b"\xff" * 64)
-    app = LocalLLMApp(load_options=LoadOptions(n_ctx=256))
+    app = LocalLLMApp(load_options=LoadOptions(context=256))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)  # the chat's own load, out of the way
         screen = BenchScreen()

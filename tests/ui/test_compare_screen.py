@@ -23,7 +23,7 @@ from tests.waits import wait_for
 pytestmark = pytest.mark.slow  # real model workers: not in the quick tier
 
 SIZE = (100, 32)
-OPTIONS = LoadOptions(n_ctx=512, n_threads=1)  # one thread: llama.cpp's pool crawls on a busy 2-core CPU
+OPTIONS = LoadOptions(context=512, threads=1)  # one thread: llama.cpp's pool crawls on a busy 2-core CPU
 
 
 @pytest.fixture(scope="module")

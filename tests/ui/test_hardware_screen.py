@@ -235,7 +235,7 @@ async def test_f4_in_the_app_then_enter_downloads_the_pick_from_the_hub_and_load
     with HubServer() as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-        app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+        app = LocalLLMApp(load_options=LoadOptions(context=512))
 
         def progress():
             size = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) if cache.exists() else 0
@@ -292,7 +292,7 @@ async def test_picking_the_embedded_model_in_the_app_goes_straight_to_chat() -> 
     from localllm.models.embedded import embedded_model_path
     from localllm.ui.app import LocalLLMApp
 
-    app = LocalLLMApp(model_path="/nonexistent/model.gguf", load_options=LoadOptions(n_ctx=512))
+    app = LocalLLMApp(model_path="/nonexistent/model.gguf", load_options=LoadOptions(context=512))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.query_one("#prompt", Input).disabled is not None
                        and "no model loaded" in str(app.query_one("StatusBar").render()), 60)
@@ -322,7 +322,7 @@ async def test_a_pick_loads_with_its_plans_placement(monkeypatch) -> None:
     monkeypatch.setattr(hardware, "probe", lambda *a, **k: machine(gpu=True, ram=64.0, available=50.0))
     monkeypatch.setattr(binding, "capabilities", lambda *a, **k: binding.BindingCaps(
         version="0.3.36", gpu_offload=True, extra_bufts_ok=True))
-    app = LocalLLMApp(model_path="/nonexistent/model.gguf", load_options=LoadOptions(n_ctx=512))
+    app = LocalLLMApp(model_path="/nonexistent/model.gguf", load_options=LoadOptions(context=512))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "no model loaded" in str(app.query_one("StatusBar").render()), 60)
         await pilot.press("f4")

@@ -25,20 +25,20 @@ pytestmark = pytest.mark.slow  # real model workers (or servers): not in the qui
 
 async def test_theme_switch_is_remembered(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
-    app = LocalLLMApp(load_options=LoadOptions(n_ctx=256))
+    app = LocalLLMApp(load_options=LoadOptions(context=256))
     async with app.run_test(size=SIZE) as pilot:
         assert app.theme == "localllm-dark"
         app.theme = "localllm-high-contrast"
         await pilot.pause()
     assert load_settings().theme == "localllm-high-contrast"
-    again = LocalLLMApp(load_options=LoadOptions(n_ctx=256))
+    again = LocalLLMApp(load_options=LoadOptions(context=256))
     assert again.theme == "localllm-high-contrast"
 
 
 async def test_replies_are_saved_and_reopened(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
     app = LocalLLMApp(sampling=SamplingParams(max_tokens=6, ignore_eos=True, seed=1),
-                      load_options=LoadOptions(n_ctx=512))
+                      load_options=LoadOptions(context=512))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)
         await send(pilot, app, "First question")
@@ -70,7 +70,7 @@ APP_SCRIPT = textwrap.dedent("""
 
     async def main():
         app = LocalLLMApp(sampling=SamplingParams(max_tokens=8, ignore_eos=True, seed=1),
-                          load_options=LoadOptions(n_ctx=4096))
+                          load_options=LoadOptions(context=4096))
         async with app.run_test(size=(100, 30)) as pilot:
             while app.session.model is None:
                 await asyncio.sleep(0.1)

@@ -63,7 +63,7 @@ async def test_quitting_with_a_running_comparison_cancels_it_and_closes_its_work
 
     started = time.time() - 1  # create_time has a coarse clock
     session = ChatSession(sampling=SamplingParams(max_tokens=2000, ignore_eos=True, seed=1))
-    screen = CompareScreen("Write an endless story.", session, load_options=LoadOptions(n_ctx=512, n_threads=1))
+    screen = CompareScreen("Write an endless story.", session, load_options=LoadOptions(context=512, threads=1))
     app = App()
     async with app.run_test(size=SIZE) as pilot:
         await app.push_screen(screen)

@@ -20,7 +20,7 @@ def plan_text(screen) -> str:
 
 
 async def test_plan_refusal_run_and_load(tmp_path) -> None:
-    app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+    app = LocalLLMApp(load_options=LoadOptions(context=512))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)
         first = app.session.model.path
@@ -54,7 +54,7 @@ async def test_plan_refusal_run_and_load(tmp_path) -> None:
 async def test_escape_cancels_a_running_job_and_leaves_nothing(tmp_path) -> None:
     from localllm.models.embedded import embedded_model_path
 
-    app = LocalLLMApp(load_options=LoadOptions(n_ctx=512))
+    app = LocalLLMApp(load_options=LoadOptions(context=512))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.model is not None)
         screen = QuantizeScreen(sources=[("embedded", str(embedded_model_path()))])

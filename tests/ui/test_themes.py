@@ -207,7 +207,7 @@ async def test_settings_screen_fits_validates_and_returns_settings(user_dir, the
         for key in FIELDS:  # every setting on screen at once, at 80x24
             assert visible(app, screen.query_one(f"#setting-{key}")), key
         assert visible(app, screen.query_one("#settings-save"))
-        screen.query_one("#setting-n_ctx", Input).value = "5"
+        screen.query_one("#setting-context", Input).value = "5"
         screen.query_one("#setting-temperature", Input).value = "0.3"
         screen.query_one("#setting-top_p", Input).value = "3"
         screen.query_one("#setting-model", Input).value = "/models/x.gguf"
@@ -216,19 +216,19 @@ async def test_settings_screen_fits_validates_and_returns_settings(user_dir, the
         await pilot.pause()
         assert app.screen is screen and results == []  # refused: still editing
         errors = str(screen.query_one("#settings-errors", Static).render())
-        assert "'n_ctx' must be an integer from 128 to 1048576 (got 5)" in errors
+        assert "'context' must be an integer from 128 to 1048576 (got 5)" in errors
         assert "'top_p' must be a number from 0.0 to 1.0" in errors
-        assert screen.query_one("#setting-n_ctx").has_class("-rejected")
-        assert screen.focused is screen.query_one("#setting-n_ctx")
-        screen.query_one("#setting-n_ctx", Input).value = "4096"
+        assert screen.query_one("#setting-context").has_class("-rejected")
+        assert screen.focused is screen.query_one("#setting-context")
+        screen.query_one("#setting-context", Input).value = "4096"
         screen.query_one("#setting-top_p", Input).value = "0.8"
         screen.query_one("#setting-save_conversations", Switch).value = False
         await pilot.pause()
-        assert not screen.query_one("#setting-n_ctx").has_class("-rejected")  # cleared by the edit
+        assert not screen.query_one("#setting-context").has_class("-rejected")  # cleared by the edit
         await pilot.press("ctrl+s")
         await pilot.pause()
     [saved] = results
-    assert saved == dataclasses.replace(Settings(), n_ctx=4096, temperature=0.3, top_p=0.8,
+    assert saved == dataclasses.replace(Settings(), context=4096, temperature=0.3, top_p=0.8,
                                         model="/models/x.gguf", save_conversations=False)
 
 
@@ -254,15 +254,15 @@ async def test_settings_screen_enter_in_a_field_or_the_button_saves(user_dir) ->
     async with app.run_test(size=SMALL) as pilot:
         app.push_screen(SettingsScreen(Settings()), results.append)
         await pilot.pause()
-        await pilot.press("tab", "tab")  # model -> backend -> context
-        assert app.screen.focused is app.screen.query_one("#setting-n_ctx")
+        await pilot.press("tab")  # model -> context
+        assert app.screen.focused is app.screen.query_one("#setting-context")
         await pilot.press("end", *["backspace"] * 4, *"8192", "enter")
         await pilot.pause()
         app.push_screen(SettingsScreen(Settings(seed=3)), results.append)
         await pilot.pause()
         await pilot.click("#settings-save")
         await pilot.pause()
-    assert results == [Settings(n_ctx=8192), Settings(seed=3)]
+    assert results == [Settings(context=8192), Settings(seed=3)]
 
 
 def make_store(path: Path) -> tuple[ConversationStore, list[int]]:

@@ -36,7 +36,7 @@ from localllm.runtime.metrics import ReplyStats
 slow = pytest.mark.slow  # real model workers: not in the quick tier
 
 SHORT = SamplingParams(max_tokens=16, ignore_eos=True, seed=1, temperature=0.0)
-OPTIONS = LoadOptions(n_ctx=512, n_threads=1)  # one thread: llama.cpp's pool crawls on a busy 2-core CPU
+OPTIONS = LoadOptions(context=512, threads=1)  # one thread: llama.cpp's pool crawls on a busy 2-core CPU
 
 
 @pytest.fixture(scope="module")

@@ -132,7 +132,7 @@ def test_cpu_kernels_report_extra_buffers_off_after_sigill() -> None:
     caps = BindingCaps(version="0.3.36", system_info=FULL, extra_bufts_ok=False,
                        extra_bufts_note="died of SIGILL in a test decode")
     check = doctor.check_cpu_kernels(machine("gpu-24gb"), caps, Settings())
-    assert check.status == "warn" and "SIGILL" in check.summary and "cpu_extra_buffers = on" in check.fix
+    assert check.status == "warn" and "SIGILL" in check.summary and "extra_buffers = on" in check.fix
 
 
 def test_bad_settings_file_warns(tmp_path, monkeypatch) -> None:

@@ -28,7 +28,7 @@ def test_pulled_gguf_loads_and_chats(hub_server, model_path, tmp_path) -> None: 
     assert (entry.path, entry.quant, entry.usable) == (str(path), "Q4_1", True)
     session = ChatSession(sampling=SamplingParams(temperature=0, seed=1, max_tokens=4))
     try:  # one thread: on a shared 2-core machine two spinning threads made this 10x slower
-        session.load(entry.path, LoadOptions(n_ctx=512, n_threads=1))
+        session.load(entry.path, LoadOptions(context=512, threads=1))
         events = list(session.send("Say hello."))
     finally:
         session.close()

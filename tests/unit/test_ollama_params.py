@@ -120,7 +120,7 @@ def test_an_ollama_ref_takes_its_params_layer_and_changes_no_store(env) -> None:
     assert got["temperature"] == (0.3, "ollama") and got["stop"] == (["<|im_end|>"], "ollama")
     assert got["top_p"] == (SamplingParams().top_p, "default") and not resolved.notes
     assert resolved.n_ctx == (4096, "ollama")
-    assert context_for(LoadOptions().n_ctx, resolved) == (4096, "ollama")
+    assert context_for(LoadOptions().context, resolved) == (4096, "ollama")
     # this run's values, and the ones saved for the model by its Ollama name, win
     settings = Settings(models={"smollm2:135m": {"temperature": 0.4}})
     got = values(resolve_sampling("ollama:smollm2:135m", SamplingRequest(run={"stop": ["x"]}, settings=settings)))
@@ -134,10 +134,10 @@ def test_an_ollama_ref_takes_its_params_layer_and_changes_no_store(env) -> None:
 
 def test_the_context_is_the_model_s_only_where_nobody_chose_one(env) -> None:
     resolved = resolve_sampling("ollama:smollm2:135m")
-    default = LoadOptions().n_ctx
+    default = LoadOptions().context
     assert context_for(default, resolved, SamplingRequest()) == (4096, "ollama")
     assert context_for(default, resolved, SamplingRequest(ctx_given=True)) == (default, "user")  # --ctx 2048
-    assert context_for(1024, resolved, SamplingRequest(settings=Settings(n_ctx=1024))) == (1024, "settings")
+    assert context_for(1024, resolved, SamplingRequest(settings=Settings(context=1024))) == (1024, "settings")
     assert context_for(1024, resolved, SamplingRequest()) == (1024, "user")
     assert context_for(default, resolve_sampling("ollama:bare:latest")) == (default, "default")
 

@@ -28,7 +28,7 @@ def machine(name: str, **memory) -> HardwareInfo:
 
 
 def test_a_cpu_machine_gets_no_gpu_layers_and_an_itemized_plan(model_path) -> None:
-    plan = make_plan(model_path, LoadOptions(n_ctx=2048), machine("cpu-16gb"), offload=False)
+    plan = make_plan(model_path, LoadOptions(context=2048), machine("cpu-16gb"), offload=False)
     assert plan.fits and plan.placement == "CPU only" and plan.gpu_layers == 0
     cpu = plan.to_dict()["devices"]["cpu"]
     assert set(plan.to_dict()["devices"]) == {"cpu"}
@@ -38,7 +38,7 @@ def test_a_cpu_machine_gets_no_gpu_layers_and_an_itemized_plan(model_path) -> No
 
 
 def test_a_24gb_gpu_takes_every_layer(model_path) -> None:
-    plan = make_plan(model_path, LoadOptions(n_ctx=2048), machine("gpu-24gb"), offload=True)
+    plan = make_plan(model_path, LoadOptions(context=2048), machine("gpu-24gb"), offload=True)
     assert plan.placement == "full GPU" and plan.gpu_layers == -1 and plan.gpu_name == "NVIDIA GeForce RTX 4090"
     gpu = plan.devices()["gpu0"]
     assert gpu["weights"] > 60 * MiB and gpu["kv_cache"] > 0 and gpu["total"] <= plan.vram_budget
@@ -48,12 +48,12 @@ def test_a_24gb_gpu_takes_every_layer(model_path) -> None:
 def test_a_small_gpu_takes_some_layers(model_path) -> None:
     hw = machine("gpu-8gb")
     def vram(layers: int) -> int:
-        return make_plan(model_path, LoadOptions(n_ctx=2048, n_gpu_layers=layers), hw,
+        return make_plan(model_path, LoadOptions(context=2048, gpu_layers=layers), hw,
                          offload=True).estimate.vram_bytes
 
     room = (vram(1) + vram(29)) // 2  # the CUDA context alone is most of it for a model this small
     hw.gpus[0] = dataclasses.replace(hw.gpus[0], free_bytes=int(room / 0.9) + 1)
-    plan = make_plan(model_path, LoadOptions(n_ctx=2048), hw, offload=True)
+    plan = make_plan(model_path, LoadOptions(context=2048), hw, offload=True)
     assert plan.placement == "partial offload" and 0 < plan.gpu_layers < plan.layers
     assert plan.fits and plan.estimate.vram_bytes <= plan.vram_budget
 
@@ -64,24 +64,24 @@ def test_a_gpu_the_binding_cannot_use_places_nothing_there(model_path) -> None:
 
 
 def test_an_explicit_layer_count_overrides_the_plan(model_path) -> None:
-    plan = make_plan(model_path, LoadOptions(n_gpu_layers=7), machine("gpu-24gb"), offload=True)
+    plan = make_plan(model_path, LoadOptions(gpu_layers=7), machine("gpu-24gb"), offload=True)
     assert plan.gpu_layers == 7 and plan.placement == "partial offload"
-    assert make_plan(model_path, LoadOptions(n_gpu_layers=0), machine("gpu-24gb"), offload=True).gpu_layers == 0
+    assert make_plan(model_path, LoadOptions(gpu_layers=0), machine("gpu-24gb"), offload=True).gpu_layers == 0
 
 
 def test_what_does_not_fit_is_refused_with_the_numbers_and_what_would(model_path) -> None:
-    big = make_plan(model_path, LoadOptions(n_ctx=8192), machine("cpu-16gb"), offload=False)
-    small = make_plan(model_path, LoadOptions(n_ctx=512), machine("cpu-16gb"), offload=False)
+    big = make_plan(model_path, LoadOptions(context=8192), machine("cpu-16gb"), offload=False)
+    small = make_plan(model_path, LoadOptions(context=512), machine("cpu-16gb"), offload=False)
     room = (big.estimate.ram_bytes + small.estimate.ram_bytes) // 2  # 512 fits, 8192 does not
     hw = machine("cpu-16gb", available_bytes=int(room / 0.9), swap_free_bytes=0)
-    plan = make_plan(model_path, LoadOptions(n_ctx=8192), hw, offload=False)
+    plan = make_plan(model_path, LoadOptions(context=8192), hw, offload=False)
     assert not plan.fits and plan.placement == "does not fit"
     text = plan.refusal()
     assert f"{plan.estimate.ram_bytes / MiB:,.0f} MiB" in text and "--force" in text
     assert plan.alternatives and plan.alternatives[0].startswith("context ")
     ctx = int(plan.alternatives[0].split()[1])
     assert 512 <= ctx < 8192
-    assert make_plan(model_path, LoadOptions(n_ctx=ctx), hw, offload=False).fits
+    assert make_plan(model_path, LoadOptions(context=ctx), hw, offload=False).fits
 
 
 def test_extra_buffers_count_the_amx_copy(model_path) -> None:
@@ -103,7 +103,7 @@ def gpu_host(monkeypatch):
 
 
 def test_plan_for_this_machine_uses_the_binding(gpu_host, model_path, monkeypatch) -> None:
-    assert plan_for(model_path, LoadOptions(n_gpu_layers=AUTO_LAYERS)).gpu_layers == -1
+    assert plan_for(model_path, LoadOptions(gpu_layers=AUTO_LAYERS)).gpu_layers == -1
     monkeypatch.setattr(binding, "capabilities", lambda *a, **k: binding.BindingCaps(version="0.3.36"))
     plan = plan_for(model_path, LoadOptions())
     assert plan.gpu_layers == 0 and any("built for the CPU only" in n for n in plan.notes)
@@ -119,7 +119,7 @@ def test_a_session_refuses_before_starting_a_worker(monkeypatch, model_path) -> 
     started = []
     monkeypatch.setattr(session_mod.WorkerClient, "start", lambda self, **k: started.append(self))
     with pytest.raises(PlanRefused) as err:
-        session_mod.ChatSession().load(model_path, LoadOptions(n_ctx=2048))
+        session_mod.ChatSession().load(model_path, LoadOptions(context=2048))
     assert "does not fit" in str(err.value) and not started
 
 
@@ -130,7 +130,7 @@ def test_a_70b_header_is_refused_on_24_gib_with_a_fix_that_fits_and_its_weights_
 
     path = shapes("llama-70b")
     hw = machine("cpu-16gb", total_bytes=24 * 2**30, available_bytes=22 * 2**30, swap_free_bytes=0)
-    plan = make_plan(path, LoadOptions(n_ctx=8192), hw, offload=False, extra_bufts=True)
+    plan = make_plan(path, LoadOptions(context=8192), hw, offload=False, extra_bufts=True)
     cpu = plan.devices()["cpu"]
     weights = read_layout(path).tensor_bytes
     assert not plan.fits and plan.placement == "does not fit"

@@ -39,7 +39,7 @@ def test_a_gguf_job_is_planned_run_recorded_and_joins_the_library(tmp_path) -> N
     # a normal, reloadable model
     s = ChatSession(sampling=SamplingParams(max_tokens=6, ignore_eos=True, seed=1))
     try:
-        s.load(str(result.path), LoadOptions(n_ctx=256, n_threads=1))
+        s.load(str(result.path), LoadOptions(context=256, threads=1))
         done = [e for e in s.send("Hi") if isinstance(e, ReplyDone)][0]
         assert done.stats.completion_tokens == 6
     finally:

@@ -29,7 +29,7 @@ def test_a_changed_system_prompt_is_named_and_the_next_turn_reuses_again() -> No
 
     session = ChatSession(sampling=SamplingParams(temperature=0.0, max_tokens=8))
     try:
-        session.load("embedded", LoadOptions(n_ctx=1024))
+        session.load("embedded", LoadOptions(context=1024))
 
         def turn(text: str):
             return next(e for e in session.send(text) if isinstance(e, ReplyDone)).stats

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # real model workers (or servers): not in the qui
 @pytest.fixture(scope="module")
 def session(model_path):
     s = ChatSession(sampling=SamplingParams(temperature=0, seed=1, max_tokens=40))
-    s.load(model_path, LoadOptions(n_ctx=1024, n_threads=2))
+    s.load(model_path, LoadOptions(context=1024, threads=2))
     yield s
     s.close()
 
@@ -124,7 +124,7 @@ def test_a_calibrating_session_keeps_each_reply_beside_the_estimate(session) -> 
 
 def test_old_turns_trimmed_with_a_notice(model_path) -> None:
     s = ChatSession(sampling=SamplingParams(max_tokens=64, ignore_eos=True, seed=1))
-    s.load(model_path, LoadOptions(n_ctx=256, n_threads=2))
+    s.load(model_path, LoadOptions(context=256, threads=2))
     try:
         notices = []
         for i in range(4):
@@ -141,9 +141,9 @@ def test_old_turns_trimmed_with_a_notice(model_path) -> None:
 
 def test_prompt_longer_than_context_is_refused_and_not_kept(model_path) -> None:
     s = ChatSession()
-    s.load(model_path, LoadOptions(n_ctx=128, n_threads=1))
+    s.load(model_path, LoadOptions(context=128, threads=1))
     try:
-        with pytest.raises(PromptTooLong, match="--ctx"):
+        with pytest.raises(PromptTooLong, match="--context"):
             list(s.send("word " * 400))
         assert s.history == []
     finally:
@@ -163,7 +163,7 @@ def test_bad_model_file_is_refused_before_any_worker(tmp_path) -> None:
 
 def test_worker_killed_mid_reply_is_explained_and_restarted(model_path) -> None:
     s = ChatSession(sampling=SamplingParams(max_tokens=2000, ignore_eos=True))
-    s.load(model_path, LoadOptions(n_ctx=4096, n_threads=2))
+    s.load(model_path, LoadOptions(context=4096, threads=2))
     try:
         pid = s.worker_pid
         with pytest.raises(WorkerDied) as err:
@@ -182,7 +182,7 @@ def test_worker_killed_mid_reply_is_explained_and_restarted(model_path) -> None:
 
 def test_worker_native_abort_is_explained(model_path) -> None:
     s = ChatSession()
-    s.load(model_path, LoadOptions(n_ctx=256, n_threads=1))
+    s.load(model_path, LoadOptions(context=256, threads=1))
     try:
         os.kill(s.worker_pid, signal.SIGABRT)
         with pytest.raises(WorkerDied, match="aborted"):
@@ -214,7 +214,7 @@ def test_unsupported_architecture_names_the_file_and_llama_cpp_reason(tmp_path) 
 
 def test_worker_leaves_cleanly_and_logs_llama_cpp(model_path) -> None:
     s = ChatSession()
-    s.load(model_path, LoadOptions(n_ctx=256, n_threads=1))
+    s.load(model_path, LoadOptions(context=256, threads=1))
     client = s._client
     proc = client._proc
     s.close()

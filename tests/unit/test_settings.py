@@ -55,7 +55,7 @@ def test_localllm_home_moves_the_file(home, monkeypatch) -> None:
 
 
 def test_round_trip_keeps_every_value(home) -> None:
-    custom = Settings(model="/models/a b.gguf", backend="remote", n_ctx=8192, threads=3, gpu_layers=-1,
+    custom = Settings(model="/models/a b.gguf", context=8192, threads=3, gpu_layers=-1,
                       system_prompt='Say "hi"\nthen stop.', temperature=0.0, top_p=1.0, top_k=0, min_p=0.0,
                       repeat_penalty=1.0, max_tokens=64, seed=42, theme="my-own-theme",
                       save_conversations=False, endpoints=["http://127.0.0.1:8080", "https://gpu.example:8000/v1"],
@@ -65,7 +65,7 @@ def test_round_trip_keeps_every_value(home) -> None:
     assert load_settings() == custom
     text = path.read_text()
     assert "# context size in tokens" in text  # the file documents itself
-    assert tomllib.loads(text)["n_ctx"] == 8192
+    assert tomllib.loads(text)["context"] == 8192
 
 
 def test_every_field_has_a_description_and_a_type() -> None:
@@ -78,7 +78,7 @@ def test_partial_file_keeps_defaults_for_the_rest(home) -> None:
     write(home, 'temperature = 1\ntheme = "localllm-light"\n')
     s = load_settings()
     assert s.temperature == 1.0 and isinstance(s.temperature, float)  # TOML 1 means 1.0 here
-    assert s.theme == "localllm-light" and s.n_ctx == Settings().n_ctx
+    assert s.theme == "localllm-light" and s.context == Settings().context
 
 
 def test_unknown_theme_name_is_not_an_error(home) -> None:
@@ -88,14 +88,13 @@ def test_unknown_theme_name_is_not_an_error(home) -> None:
 
 INVALID = [
     ("model", "3", "a string"),
-    ("backend", '"ollama"', "one of 'llama_cpp'"),
-    ("kv_cache_type", '"q2_k"', "one of 'f16'"),
-    ("n_ctx", "5", "an integer from 128 to 1048576"),
-    ("n_ctx", '"big"', "an integer from 128"),
-    ("n_ctx", "2048.0", "an integer from 128"),
+    ("kv_type", '"q2_k"', "one of 'f16'"),
+    ("context", "5", "an integer from 128 to 1048576"),
+    ("context", '"big"', "an integer from 128"),
+    ("context", "2048.0", "an integer from 128"),
     ("threads", "-2", "an integer from 0 to 1024"),
     ("gpu_layers", "-5", "an integer from -2"),
-    ("cpu_extra_buffers", "\"sometimes\"", "one of 'auto', 'on', 'off'"),
+    ("extra_buffers", "\"sometimes\"", "one of 'auto', 'on', 'off'"),
     ("system_prompt", "[1, 2]", "a string"),
     ("temperature", "9.5", "a number from 0.0 to 5.0"),
     ("temperature", "nan", "a number from 0.0 to 5.0"),
@@ -143,14 +142,14 @@ def test_unknown_key_is_named_with_the_known_ones(home) -> None:
 
 
 def test_all_problems_reported_at_once_and_good_keys_kept_when_lenient(home) -> None:
-    write(home, 'n_ctx = 1\ntop_p = 7\nthreads = 2\nbogus = 1\n')
+    write(home, 'context = 1\ntop_p = 7\nthreads = 2\nbogus = 1\n')
     with pytest.raises(SettingsError) as err:
         load_settings()
     assert len(err.value.problems) == 3
-    for key in ("n_ctx", "top_p", "bogus"):
+    for key in ("context", "top_p", "bogus"):
         assert f"'{key}'" in str(err.value)
     settings, warnings = load_settings_lenient()
-    assert settings.threads == 2 and settings.n_ctx == Settings().n_ctx and len(warnings) == 3
+    assert settings.threads == 2 and settings.context == Settings().context and len(warnings) == 3
 
 
 def test_broken_toml_names_the_file(home) -> None:
@@ -163,13 +162,13 @@ def test_broken_toml_names_the_file(home) -> None:
 
 
 def test_parse_field_for_the_form() -> None:
-    assert parse_field("n_ctx", " 4096 ") == 4096
+    assert parse_field("context", " 4096 ") == 4096
     assert parse_field("temperature", "0") == 0.0
     assert parse_field("save_conversations", "False") is False
     assert parse_field("model", "  /m.gguf ") == "/m.gguf"
     assert parse_field("system_prompt", "  keep  ") == "  keep  "
-    with pytest.raises(SettingsError, match=r"'n_ctx' must be an integer from 128 to 1048576 \(got 'abc'\)"):
-        parse_field("n_ctx", "abc")
+    with pytest.raises(SettingsError, match=r"'context' must be an integer from 128 to 1048576 \(got 'abc'\)"):
+        parse_field("context", "abc")
     with pytest.raises(SettingsError, match="'top_p' must be a number from 0.0 to 1.0"):
         parse_field("top_p", "2")
     # saved servers: comma- or space-separated, trailing slashes and repeats dropped
@@ -180,7 +179,7 @@ def test_parse_field_for_the_form() -> None:
 
 
 def test_save_refuses_invalid_values_and_keeps_the_old_file(home) -> None:
-    save_settings(Settings(n_ctx=4096))
+    save_settings(Settings(context=4096))
     before = (home / "settings.toml").read_bytes()
     with pytest.raises(SettingsError, match="'top_k'"):
         save_settings(dataclasses.replace(Settings(), top_k=-3))
@@ -189,7 +188,7 @@ def test_save_refuses_invalid_values_and_keeps_the_old_file(home) -> None:
 
 @pytest.mark.parametrize("fail_at", ["write", "replace"])
 def test_save_is_atomic(home, monkeypatch, fail_at) -> None:
-    save_settings(Settings(n_ctx=4096))
+    save_settings(Settings(context=4096))
     path = home / "settings.toml"
     before = path.read_bytes()
     if fail_at == "replace":
@@ -204,7 +203,7 @@ def test_save_is_atomic(home, monkeypatch, fail_at) -> None:
             raise OSError("disk full")
         monkeypatch.setattr(state.os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
-        save_settings(Settings(n_ctx=8192))
+        save_settings(Settings(context=8192))
     assert path.read_bytes() == before  # the old file, whole
     assert sorted(p.name for p in home.iterdir()) == ["settings.toml"]  # no temp file left behind
 
@@ -216,10 +215,10 @@ def test_save_creates_the_folder(tmp_path, monkeypatch) -> None:
 
 
 def test_load_options_and_sampling_from_settings() -> None:
-    s = Settings(n_ctx=4096, threads=3, gpu_layers=-1, temperature=0.2, top_p=0.9, top_k=20, min_p=0.1,
+    s = Settings(context=4096, threads=3, gpu_layers=-1, temperature=0.2, top_p=0.9, top_k=20, min_p=0.1,
                  repeat_penalty=1.3, max_tokens=77, seed=-1)
     load = to_load_options(s)
-    assert (load.n_ctx, load.n_threads, load.n_gpu_layers, load.seed) == (4096, 3, -1, 0)
+    assert (load.context, load.threads, load.gpu_layers, load.seed) == (4096, 3, -1, 0)
     sampling = to_sampling(s)
     assert (sampling.temperature, sampling.top_p, sampling.top_k, sampling.min_p) == (0.2, 0.9, 20, 0.1)
     assert (sampling.repeat_penalty, sampling.max_tokens, sampling.seed) == (1.3, 77, None)
@@ -243,3 +242,71 @@ def test_model_folders_round_trip_and_an_old_file_without_them_loads(home) -> No
     assert parse_field("model_folders", " /srv/models , ~/My Models,/srv/models") == ["/srv/models", "~/My Models"]
     save_settings(Settings(model_folders=["/srv/models", "~/My Models"]))
     assert load_settings().model_folders == ["/srv/models", "~/My Models"]
+
+
+def test_an_old_file_with_the_old_key_names_loads_and_is_written_back_with_the_new_ones(home) -> None:
+    path = write(home, 'n_ctx = 8192\nkv_cache_type = "q8_0"\ncpu_extra_buffers = "off"\nthreads = 3\n'
+                       'gpu_layers = -1\nbackend = "remote"\ntemperature = 0.3\n')
+    settings = load_settings()  # the retired `backend` is a notice, not an error
+    assert (settings.context, settings.kv_type, settings.extra_buffers) == (8192, "q8_0", "off")
+    assert (settings.threads, settings.gpu_layers, settings.temperature) == (3, -1, 0.3)
+    _, warnings = load_settings_lenient()
+    assert len(warnings) == 1 and "'backend'" in warnings[0] and "ignored" in warnings[0]
+    save_settings(settings)
+    data = tomllib.loads(path.read_text())
+    assert (data["context"], data["kv_type"], data["extra_buffers"]) == (8192, "q8_0", "off")
+    assert not {"n_ctx", "kv_cache_type", "cpu_extra_buffers", "backend"} & set(data)
+    assert load_settings() == settings
+
+
+def test_the_new_name_wins_over_the_old_and_an_old_key_error_names_both(home) -> None:
+    write(home, "context = 4096\nn_ctx = 8192\n")
+    assert load_settings().context == 4096
+    write(home, "n_ctx = 5\n")
+    with pytest.raises(SettingsError, match=r"'context' \(written as its old name 'n_ctx'\).* must be an integer"):
+        load_settings()
+
+
+@pytest.mark.parametrize(("new", "old", "value", "dest", "expected"), [
+    ("--context", "--ctx", "4096", "context", 4096),
+    ("--kv-type", "--kv", "q8_0", "kv_type", "q8_0"),
+    ("--temperature", "--temp", "0.2", "temperature", 0.2),
+    ("--system-prompt", "--system", "Be brief.", "system_prompt", "Be brief."),
+    ("--threads", "--threads", "3", "threads", 3),
+    ("--gpu-layers", "--gpu-layers", "auto", "gpu_layers", -2),
+])
+def test_both_cli_spellings_parse_to_the_same_value(new, old, value, dest, expected) -> None:
+    from localllm.cli.main import build_parser
+
+    parser = build_parser()
+    for flag in (new, old):
+        args = parser.parse_args(["chat", flag, value])
+        assert getattr(args, dest) == expected, flag
+
+
+@pytest.mark.parametrize(("argv", "dest", "expected"), [
+    (["plan", "embedded", "{}", "512"], "context", 512),
+    (["plan", "embedded", "{}", "q4_0"], "kv_type", "q4_0"),
+    (["serve", "{}", "512"], "context", 512),
+    (["bench", "{}", "512"], "context", 512),
+    (["bench", "{}", "q8_0,f16"], "kv_type", "q8_0,f16"),
+    (["recommend", "{}", "q8_0"], "kv_type", "q8_0"),
+])
+def test_commands_take_both_spellings(argv, dest, expected) -> None:
+    from localllm.cli.main import build_parser
+
+    flags = {"context": ("--context", "--ctx"), "kv_type": ("--kv-type", "--kv")}[dest]
+    for flag in flags:
+        args = build_parser().parse_args([flag if a == "{}" else a for a in argv])
+        assert getattr(args, dest) == expected, flag
+
+
+def test_load_options_fields_carry_the_knob_names_and_the_worker_reads_the_old_ones() -> None:
+    from localllm.config import LoadOptions
+
+    new = LoadOptions(context=4096, threads=2, gpu_layers=0, extra_buffers="off", kv_type="q8_0")
+    assert LoadOptions.from_dict(vars(new)) == new  # the worker protocol's round trip
+    old = {"n_ctx": 4096, "n_threads": 2, "n_gpu_layers": 0, "extra_bufts": "off", "kv_type": "q8_0"}
+    assert LoadOptions.from_dict(old) == new
+    settings_fields = set(FIELDS)
+    assert {"context", "threads", "gpu_layers", "kv_type", "extra_buffers"} <= settings_fields & set(vars(new))

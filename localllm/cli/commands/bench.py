@@ -32,8 +32,8 @@ def register(sub) -> None:
     p.add_argument("--threads", default="0", help="CPU threads; a list such as 1,2 runs each (default: cores)")
     p.add_argument("--gpu-layers", type=_gpu_layers, default="auto", metavar="auto|N",
                    help="layers to offload to the GPU: auto (the load plan places them; default), N, -1, 0")
-    p.add_argument("--ctx", type=int, default=2048, help="context size (default 2048)")
-    p.add_argument("--kv", default="f16", metavar="TYPE[,TYPE...]",
+    p.add_argument("--context", "--ctx", type=int, default=2048, dest="context", help="context size (default 2048)")
+    p.add_argument("--kv-type", "--kv", default="f16", dest="kv_type", metavar="TYPE[,TYPE...]",
                    help="llama.cpp KV-cache types, each a row: f16 (default), q8_0, q4_0, e.g. f16,q8_0")
     p.add_argument("--seed", type=int, default=42, help="load and sampling seed (default 42)")
     p.add_argument("--perplexity", action="store_true", help="add perplexity on a shipped public-domain text")
@@ -102,9 +102,9 @@ def build_plan(args: argparse.Namespace):
         if ref.load_in != "none" and ref.backend != "transformers":
             raise SystemExit(f"error: @{ref.load_in} (bitsandbytes at load) needs a checkpoint folder, not {ref.text}")
         configs += [BenchConfig(model=ref.text, backend=ref.backend, load_in=ref.load_in, n_threads=t,
-                                n_gpu_layers=args.gpu_layers, n_ctx=args.ctx, batch=b, depth=d, kv_type=kv)
+                                n_gpu_layers=args.gpu_layers, n_ctx=args.context, batch=b, depth=d, kv_type=kv)
                     for t in _threads(args.threads) for b in _numbers(args.batch, "--batch", [0])
-                    for d in _numbers(args.depth, "--depth", [0]) for kv in _kv_types(args.kv)]
+                    for d in _numbers(args.depth, "--depth", [0]) for kv in _kv_types(args.kv_type)]
     plan = BenchPlan.from_preset(args.preset, configs, reps=args.reps, warmup=args.warmup,
                                  gen_tokens=args.tokens, prompt_tokens=args.prompt_tokens,
                                  prompts=args.prompts, seed=args.seed, perplexity=args.perplexity)

@@ -21,8 +21,8 @@ def register(sub) -> None:
                         "else 2048)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
                    help="auto (default), N, -1 for all, 0 for none")
-    p.add_argument("--kv", choices=KV_TYPES, default=None,
-                   help="KV-cache type (GGUF; default: the settings' kv_cache_type, f16)")
+    p.add_argument("--kv-type", "--kv", choices=KV_TYPES, default=None, dest="kv_type",
+                   help="KV-cache type (GGUF; default: the settings' kv_type, f16)")
     p.add_argument("--load-in", choices=["none", "int8", "nf4", "fp4"], default="none",
                    help="transformers checkpoints: bitsandbytes quantization at load time")
     p.add_argument("--hw", metavar="FILE_OR_PROFILE",
@@ -69,9 +69,9 @@ def run(args) -> int:
     settings = _settings()
     options = to_load_options(settings)
     if args.context:
-        options.n_ctx = args.context
+        options.context = args.context
     if args.gpu_layers is not None:
-        options.n_gpu_layers = args.gpu_layers
+        options.gpu_layers = args.gpu_layers
     options.quantization = args.load_in
     from localllm.models.ref import ModelRef
     from localllm.models.sampling_defaults import SamplingRequest, context_for, resolve_sampling
@@ -80,14 +80,14 @@ def run(args) -> int:
     # the sampling a chat with it would use, each value with its source (flags aside), and its context
     request = SamplingRequest(settings=settings, ctx_given=bool(args.context))
     sampling = resolve_sampling(args.model, request)
-    options.n_ctx, ctx_from = context_for(options.n_ctx, sampling, request)
+    options.context, ctx_from = context_for(options.context, sampling, request)
     if args.hw:  # another machine: its GPUs count as usable; its CPU flags decide what is repacked
-        extra = binding.extra_bufts_for(options.extra_bufts)[0] if options.extra_bufts != "auto" else True
+        extra = binding.extra_bufts_for(options.extra_buffers)[0] if options.extra_buffers != "auto" else True
         plan = make_plan(path, options, _hardware(args.hw), offload=True, extra_bufts=extra,
-                         kv_type=args.kv or options.kv_type)
+                         kv_type=args.kv_type or options.kv_type)
         plan.notes.append(f"planned for {args.hw}, assuming a llama.cpp build with GPU offload")
     else:
-        plan = plan_for(path, options, kv_type=args.kv)
+        plan = plan_for(path, options, kv_type=args.kv_type)
     if args.json:
         print(json.dumps({**plan.to_dict(), "context_from": ctx_from, "sampling": sampling.to_dict()}, indent=2))
     else:

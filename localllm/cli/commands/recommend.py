@@ -14,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("--context", type=int, default=8192, help="context length you want (default 8192)")
     p.add_argument("--use", choices=("chat", "quality", "speed"), default="chat",
                    help="chat: good and readable speed; quality: best that runs; speed: fastest")
-    p.add_argument("--kv", choices=("f16", "q8_0", "q4_0"), default="f16", help="KV-cache type (GGUF)")
+    p.add_argument("--kv-type", "--kv", choices=("f16", "q8_0", "q4_0"), default="f16", dest="kv_type", help="KV-cache type (GGUF)")
     p.add_argument("--format", action="append", dest="formats", metavar="FORMAT",
                    choices=("gguf", "gptq", "bnb-nf4", "bnb-int8", "fp16"),
                    help="only these formats (repeatable)")
@@ -134,7 +134,7 @@ def run(args) -> int:
         print("error: --context must be at least 1 token", file=sys.stderr)
         return 2
     info = _hardware(args.hw)
-    wishes = Wishes(context=args.context, use=args.use, kv_type=args.kv,
+    wishes = Wishes(context=args.context, use=args.use, kv_type=args.kv_type,
                     formats=tuple(args.formats) if args.formats else Wishes.formats)
     specs = _specs(args.model)
     too_short = [s for s in specs if s.max_context < args.context]

@@ -14,7 +14,7 @@ def register(sub) -> None:
                    help="'embedded' (default) or a GGUF file")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    p.add_argument("--ctx", type=int, default=None, help="context size in tokens (default: the settings')")
+    p.add_argument("--context", "--ctx", type=int, default=None, dest="context", help="context size in tokens (default: the settings')")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the settings')")
     p.add_argument("server_args", nargs="*", metavar="-- ARG",
                    help="more of llama_cpp.server's own options, after --")
@@ -44,9 +44,9 @@ def run(args) -> int:
         return 2
     argv, why = server_command(
         path, "--host", args.host, "--port", str(args.port),
-        "--n_ctx", str(args.ctx or options.n_ctx),
-        "--n_threads", str(args.threads or options.resolved().n_threads), *args.server_args,
-        extra_bufts=settings.cpu_extra_buffers)
+        "--n_ctx", str(args.context or options.context),
+        "--n_threads", str(args.threads or options.resolved().threads), *args.server_args,
+        extra_bufts=settings.extra_buffers)
     print(f"serving {ref.name} at http://{args.host}:{args.port}/v1 (llama.cpp extra CPU buffers {why})",
           file=sys.stderr, flush=True)
     os.execv(argv[0], argv)  # the server becomes this process: Ctrl-C and kill reach it directly

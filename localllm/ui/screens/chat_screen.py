@@ -95,8 +95,8 @@ class ChatScreen(Screen):
         """The load options with a recommendation's plan applied: its GPU layers and the context it was
         planned for."""
         est, options = pick.estimate, self.load_options
-        return dataclasses.replace(options, n_gpu_layers=pick.gpu_layers if pick.verdict != "CPU only" else 0,
-                                   n_ctx=est.context if est is not None else options.n_ctx)
+        return dataclasses.replace(options, gpu_layers=pick.gpu_layers if pick.verdict != "CPU only" else 0,
+                                   context=est.context if est is not None else options.context)
 
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def load_model(self, path: str | None, options: LoadOptions | None = None) -> None:

@@ -20,8 +20,8 @@ from textual.widgets._input import InputType
 from localllm.config.settings import FIELDS, TYPES, Settings, SettingsError, allowed, check_value, parse_field
 
 LABELS = {
-    "model": "Model", "backend": "Backend", "n_ctx": "Context", "threads": "Threads",
-    "gpu_layers": "GPU layers", "cpu_extra_buffers": "CPU extra bufs", "kv_cache_type": "KV cache",
+    "model": "Model", "context": "Context", "threads": "Threads",
+    "gpu_layers": "GPU layers", "extra_buffers": "CPU extra bufs", "kv_type": "KV cache",
     "system_prompt": "System prompt", "temperature": "Temperature",
     "top_p": "Top-p", "top_k": "Top-k", "min_p": "Min-p", "repeat_penalty": "Repeat penalty",
     "max_tokens": "Max tokens", "seed": "Seed", "theme": "Theme", "save_conversations": "Save chats",
@@ -83,9 +83,6 @@ class SettingsScreen(ModalScreen[Settings | None]):
     def _editor(self, key: str) -> Widget:
         value = getattr(self.settings, key)
         wid = f"setting-{key}"
-        if key == "backend":
-            choices = FIELDS[key].metadata["choices"]
-            return Select([(c, c) for c in choices], value=value, allow_blank=False, compact=True, id=wid)
         if key == "theme":
             names = sorted(set(self._themes or self.app.available_themes) | {value})
             return Select([(n, n) for n in names], value=value, allow_blank=False, compact=True, id=wid)
