@@ -273,9 +273,8 @@ async def test_a_header_click_sorts_within_fitting_and_not_fitting_rows() -> Non
             w.is_running and w.group.startswith("hw-") for w in host.workers))
         ranked = list(screen.rows)
         table = screen.query_one(DataTable)
-        index = list(table.columns).index("tok/s")
-        await pilot.click(DataTable, offset=(sum(c.get_render_width(table) for c in
-                                                  list(table.columns.values())[:index]) + 1, 0))
+        await click_header(pilot, screen, "tok/s")
+        assert screen._sort == ("tok/s", False)
         # the sorted order, not "a different order": with some measured bandwidths they are the same
         await wait_for(pilot, lambda: screen.rows == by_speed(ranked))
         fits = [p for p in screen.rows if p.fits]
@@ -359,13 +358,29 @@ async def test_a_rerank_keeps_the_highlight_on_the_same_pick() -> None:
         table.move_cursor(row=row)
         held = screen.current
         await pilot.pause()  # the messages the move posted (highlight, scroll) are handled before the click
-        await pilot.click(DataTable, offset=(sum(c.get_render_width(table) for c in
-                                                  list(table.columns.values())[:list(table.columns).index("tok/s")])
-                                              + 1, 0))  # sort by tok/s
+        await click_header(pilot, screen, "tok/s")  # sort by tok/s
         # on a timeout, say where it stood: 2 runs of the quick tier in ~10 timed out here, not reproduced
         await wait_for(pilot, lambda: screen.rows == expected, progress=lambda: (
             row, len(ranked), screen._sort, screen.rows == ranked, table.scroll_offset, screen.current is held))
         assert screen.current is held and expected.index(held) == table.cursor_row
+
+
+async def click_header(pilot, screen: HardwareScreen, column: str) -> None:
+    """Click a column's header, as a user does. A pilot's click now and then never reaches the header (seen
+    under load, and once in a full run on an idle host: the test then waited 180 s for a sort): click again
+    only while none has registered, as a second registered click would sort the other way."""
+    table = screen.query_one(DataTable)
+    index = list(table.columns).index(column)
+    offset = (sum(c.get_render_width(table) for c in list(table.columns.values())[:index]) + 1, 0)
+    before = screen._sort
+    for _ in range(5):
+        await pilot.click(DataTable, offset=offset)
+        try:
+            await wait_for(pilot, lambda: screen._sort != before, 10)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"5 clicks on the {column!r} header never registered (sort still {screen._sort!r})")
 
 
 def by_speed(rows: list) -> list:
