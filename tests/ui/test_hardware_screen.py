@@ -272,7 +272,6 @@ async def test_a_header_click_sorts_within_fitting_and_not_fitting_rows() -> Non
         await wait_for(pilot, lambda: screen.rows and not any(
             w.is_running and w.group.startswith("hw-") for w in host.workers))
         ranked = list(screen.rows)
-        table = screen.query_one(DataTable)
         await click_header(pilot, screen, "tok/s")
         assert screen._sort == ("tok/s", False)
         # the sorted order, not "a different order": with some measured bandwidths they are the same
