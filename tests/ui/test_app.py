@@ -60,11 +60,14 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
         # the estimator's figure for this reply's context fill sits beside the measured peak, with its error
         await wait_for(pilot, lambda: "RSS estimate" in panel_rows(app) and not any(
             w.group == "estimate" and w.is_running for w in app.workers))
-        table = panel_rows(app)
+        panel = app.query_one(MetricsPanel)
+        table, peak, estimate_mib = panel_rows(app), panel.rss[1], panel.estimate_mib  # one moment: no await
         estimate, error = table["RSS estimate"].split(" MiB ")
-        peak = app.query_one(MetricsPanel).rss[1]
         assert abs(float(estimate) - peak) / peak < 0.10 and error.endswith("%")  # the F2 target
-        assert f"{100 * (float(estimate) - peak) / peak:+.0f}%" == error
+        # the error is the unrounded estimate's (from the shown, rounded MiB it could differ by 1: CI saw
+        # -3% against a shown -2%)
+        assert estimate_mib is not None and abs(float(estimate) - estimate_mib) <= 0.5
+        assert f"{100 * (estimate_mib - peak) / peak:+.0f}%" == error
         # and the pair is kept, so later estimates learn from this machine
         from localllm.machine.calibration import load_measurements
 
