@@ -27,12 +27,17 @@ def _remote(url: str) -> ModelInfo:
                      extra={"api_key_env": "LOCALLLM_TEST_NO_SUCH_KEY"})
 
 
+def _as_llama_server(srv: MetricsServer) -> None:
+    """Answer as llama-server does before any reply: /props, no busy slots, the first /metrics body."""
+    srv.json("/props", json.dumps({"total_slots": 2, "default_generation_settings": {}}))
+    srv.json("/slots", "[]")
+    srv.metrics(recorded("llama_server_a.txt"))
+
+
 async def test_the_server_block_shows_what_llama_server_says_and_keeps_the_last_prefill(monkeypatch) -> None:
     monkeypatch.setattr(metrics_panel, "SERVER_EVERY_S", 0.2)
     with MetricsServer() as srv:
-        srv.json("/props", json.dumps({"total_slots": 2, "default_generation_settings": {}}))
-        srv.json("/slots", "[]")
-        srv.metrics(recorded("llama_server_a.txt"))
+        _as_llama_server(srv)
         app = PanelApp()
         async with app.run_test(size=(40, 60)) as pilot:
             panel = app.query_one(MetricsPanel)
@@ -81,9 +86,7 @@ async def test_after_a_reply_the_client_ttft_stands_beside_the_servers_prompt_ti
     """llama-server: its response's timings.prompt_ms is this reply's prompt time; the difference is
     network + queue, marked when the two differ by more than 20% of the client's TTFT."""
     with MetricsServer() as srv:
-        srv.json("/props", json.dumps({"total_slots": 2, "default_generation_settings": {}}))
-        srv.json("/slots", "[]")
-        srv.metrics(recorded("llama_server_a.txt"))
+        _as_llama_server(srv)
         app = PanelApp()
         async with app.run_test(size=(40, 60)) as pilot:
             panel = app.query_one(MetricsPanel)
