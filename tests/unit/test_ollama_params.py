@@ -5,7 +5,6 @@ temporary HOME from the embedded GGUF (its blob a hard link), and never changed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -23,41 +22,17 @@ from localllm.models.sampling_defaults import (
     ollama_options,
     resolve_sampling,
 )
+from tests.unit.test_stores import _blob, _link, _sha, checksums
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPT = "What is the capital of France?"
 PARAMS = {"temperature": 0.3, "stop": ["<|im_end|>"], "num_ctx": 4096}
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _blob(models: Path, data: bytes) -> dict:
-    digest = hashlib.sha256(data).hexdigest()
-    path = models / "blobs" / f"sha256-{digest}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return {"digest": f"sha256:{digest}", "size": len(data)}
-
-
 def _manifest(models: Path, name: str, layers: list[dict]) -> None:
     path = models / "manifests" / "registry.ollama.ai" / "library" / name.replace(":", "/")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"schemaVersion": 2, "layers": layers}))
-
-
-def checksums(root: Path) -> dict[str, str]:
-    out = {}
-    for folder, dirs, files in os.walk(root):
-        out[f"dir:{folder}"] = ",".join(sorted(dirs + files))
-        for name in files:
-            out[str(Path(folder) / name)] = _sha(Path(folder) / name)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +42,7 @@ def store(tmp_path_factory, model_path) -> Path:
     home = tmp_path_factory.mktemp("ollama-home")
     models = home / ".ollama" / "models"
     sha = _sha(Path(model_path))
-    blob = models / "blobs" / f"sha256-{sha}"
-    blob.parent.mkdir(parents=True)
-    try:
-        os.link(model_path, blob)
-    except OSError:
-        os.symlink(model_path, blob)
+    _link(Path(model_path), models / "blobs" / f"sha256-{sha}")
     model = {"mediaType": stores.ollama.MODEL_LAYER, "digest": f"sha256:{sha}",
              "size": Path(model_path).stat().st_size}
     params = {"mediaType": stores.ollama.PARAMS_LAYER, **_blob(models, json.dumps(PARAMS).encode())}
