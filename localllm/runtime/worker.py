@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import queue
 import re
@@ -92,6 +93,9 @@ def native_errors(log_tail: str) -> str:
 # llama.cpp stops within one token or one prompt batch, which takes seconds on a big model and a slow CPU.
 STOP_GRACE_S = {"remote": 0.5}
 DEFAULT_STOP_GRACE_S = 15.0
+# Names each worker's log: a client's id() is reused once the last one is freed, so two workers
+# started in the same second shared (and appended to) one log.
+_LOG_SERIAL = itertools.count(1)
 # Counting a prompt's tokens renders the chat template: a template that loops for CPU must not wedge the
 # chat. Generous for a 128k-token prompt on a slow CPU.
 COUNT_TIMEOUT_S = 30.0
@@ -116,7 +120,7 @@ class WorkerClient:
         log_dir = log_dir or config.logs_dir()
         config.prune_worker_logs(log_dir)  # a log per worker start: keep the folder bounded
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.log_path = log_dir / f"worker-{stamp}-{os.getpid()}-{id(self) & 0xFFFF:04x}.log"
+        self.log_path = log_dir / f"worker-{stamp}-{os.getpid()}-{next(_LOG_SERIAL):04x}.log"
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._proc: subprocess.Popen[bytes] | None = None
         self._write_lock = threading.Lock()

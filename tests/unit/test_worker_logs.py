@@ -65,3 +65,11 @@ def test_a_short_log_is_shown_whole(tmp_path) -> None:
     path = tmp_path / "worker.log"
     path.write_text("one\ntwo\n")
     assert logs.read_tail(path) == "one\ntwo\n"
+
+
+def test_workers_started_in_the_same_second_each_get_their_own_log(tmp_path) -> None:
+    # Each client is dropped before the next is made, so a name built from id() came back the same
+    # and the second worker's log was appended to the first's (CI's KV-cache test read the wrong one).
+    paths = [WorkerClient(log_dir=tmp_path).log_path for _ in range(20)]
+    assert len(set(paths)) == 20
+    assert all(logs._WORKER_LOG.fullmatch(p.name) for p in paths)  # pruning still recognises them
