@@ -8,6 +8,11 @@ quant blocks: llama.cpp loads it, decodes at the real speed and memory, and prin
 larger are sparse: a real header and tensor table with the data left as a hole, for plan and refusal
 checks only.
 
+Beyond Llama and Qwen2.5: Gemma 3 4B (arch gemma3: 256-wide heads, q/k norms and post-norms, tied
+embeddings, a 1024-token sliding window on 5 of every 6 layers; llama.cpp derives the pattern) and
+OLMoE-1B-7B (arch olmoe: a mixture of experts, 64 per layer as 3-D tensors with a router, 8 used per
+token: 6.9B weights on disk, 1.3B read per token).
+
     python benchmarks/model_factory.py llama-1b        # prints the path (written once, then cached)
     python benchmarks/model_factory.py --list
 
@@ -38,10 +43,12 @@ class Shape:
 
     name: str
     catalog_id: str
-    arch: str  # llama | qwen2
+    arch: str  # llama | qwen2 | gemma3 | olmoe
     rope_base: float
     qkv_bias: bool = False
     sparse: bool = False  # header and tensor table only: the data is a hole
+    norm_eps: float = 1e-5
+    rope_linear: float = 0.0  # linear RoPE scaling of the global layers (Gemma 3 4B and up: 8)
 
     @property
     def spec(self):
@@ -58,6 +65,9 @@ class Shape:
     context = property(lambda self: self.spec.max_context)
     tied = property(lambda self: self.spec.tied_embeddings)  # the output head is the token embedding
     published = property(lambda self: self.spec.name)
+    sliding_window = property(lambda self: self.spec.sliding_window)
+    experts = property(lambda self: self.spec.experts)  # 0: a dense model; else ffn is one expert's
+    experts_used = property(lambda self: self.spec.experts_active)
 
 
 SHAPES = {s.name: s for s in (
@@ -66,6 +76,14 @@ SHAPES = {s.name: s for s in (
     Shape("llama-8b", "llama-3.1-8b", "llama", 500000.0),
     Shape("qwen2.5-7b", "qwen2.5-7b", "qwen2", 1000000.0, qkv_bias=True),  # GQA 7:1, attention biases
     Shape("llama-70b", "llama-3.1-70b", "llama", 500000.0, sparse=True),
+    # Gemma 3: rope 1M on the global layers (llama.cpp's default 10k on the sliding ones is Gemma's),
+    # rope_scaling {linear, 8} and rms_norm_eps 1e-6 as in google/gemma-3-4b-it's config.json
+    Shape("gemma-3-4b", "gemma-3-4b", "gemma3", 1000000.0, norm_eps=1e-6, rope_linear=8.0),
+    # The mixture of experts: OLMoE-1B-7B-0125-Instruct, because it is the plainest MoE llama.cpp runs
+    # (every layer routed, no shared expert, one expert width, so the catalog's ffn/experts describe
+    # it whole) and small enough to decode here (Q4_K_M 4.2 GB); granitemoe adds logit and residual
+    # multipliers, qwen2moe a shared expert of another width.
+    Shape("olmoe-1b-7b", "olmoe-1b-7b", "olmoe", 10000.0),
 )}
 
 
@@ -79,8 +97,10 @@ def cache_dir() -> Path:
 
 
 def tensors(shape: Shape, vocab: int) -> list[tuple[str, tuple[int, ...], str]]:
-    """(name, ggml shape (row length first), type) of every tensor, in llama.cpp's order."""
+    """(name, ggml shape (row length first), type) of every tensor, in llama.cpp's order (its
+    load_arch_tensors for the arch, src/models/*.cpp)."""
     h, q, kv, f = shape.hidden, shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim, shape.ffn
+    e = shape.experts
     out: list[tuple[str, tuple[int, ...], str]] = [("token_embd.weight", (h, vocab), "Q6_K" if shape.tied else "Q4_K")]
     for i in range(shape.layers):
         b = f"blk.{i}."
@@ -90,8 +110,23 @@ def tensors(shape: Shape, vocab: int) -> list[tuple[str, tuple[int, ...], str]]:
         if shape.qkv_bias:
             out += [(b + "attn_q.bias", (q,), "F32"), (b + "attn_k.bias", (kv,), "F32"),
                     (b + "attn_v.bias", (kv,), "F32")]
-        out += [(b + "ffn_norm.weight", (h,), "F32"), (b + "ffn_gate.weight", (h, f), "Q4_K"),
-                (b + "ffn_up.weight", (h, f), "Q4_K"), (b + "ffn_down.weight", (f, h), "Q6_K")]
+        if shape.arch == "gemma3":  # RMS norms of each head's q and k, and one after attention
+            out += [(b + "post_attention_norm.weight", (h,), "F32"),
+                    (b + "attn_k_norm.weight", (shape.head_dim,), "F32"),
+                    (b + "attn_q_norm.weight", (shape.head_dim,), "F32")]
+        elif shape.arch == "olmoe":  # RMS norms over all of q and of k (llama.cpp: n_embd wide, both)
+            out += [(b + "attn_q_norm.weight", (h,), "F32"), (b + "attn_k_norm.weight", (h,), "F32")]
+        out.append((b + "ffn_norm.weight", (h,), "F32"))
+        if e:  # the router (kept F32 by the converter and llama-quantize), then the experts stacked
+            out += [(b + "ffn_gate_inp.weight", (h, e), "F32"),
+                    (b + "ffn_gate_exps.weight", (h, f, e), "Q4_K"),
+                    (b + "ffn_down_exps.weight", (f, h, e), "Q6_K"),
+                    (b + "ffn_up_exps.weight", (h, f, e), "Q4_K")]
+        else:
+            out += [(b + "ffn_gate.weight", (h, f), "Q4_K"), (b + "ffn_up.weight", (h, f), "Q4_K"),
+                    (b + "ffn_down.weight", (f, h), "Q6_K")]
+        if shape.arch == "gemma3":
+            out.append((b + "post_ffw_norm.weight", (h,), "F32"))
     out.append(("output_norm.weight", (h,), "F32"))
     if not shape.tied:
         out.append(("output.weight", (h, vocab), "Q6_K"))
@@ -106,8 +141,10 @@ def nbytes(dims: tuple[int, ...], kind: str) -> int:
     return count // BLOCK_WEIGHTS[kind] * size
 
 
-def random_blocks(kind: str, dims: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+def random_blocks(kind: str, dims: tuple[int, ...], rng: np.random.Generator, router: bool = False) -> np.ndarray:
     """Random quants with small, finite fp16 scales: weights of about +-0.03, as trained ones."""
+    if router:  # random, so tokens pick different experts (a router of ones ties: the same 8 for all)
+        return rng.normal(0.0, 0.02, int(np.prod(dims))).astype(np.float32)
     if kind == "F32":
         return np.ones(int(np.prod(dims)), dtype=np.float32)  # norms at 1, biases at 1: harmless
     size, scale_at = BLOCKS[kind]
@@ -133,13 +170,18 @@ def path_for(name: str) -> Path:
     return cache_dir() / f"{name}-Q4_K_M-v{FACTORY_VERSION}.gguf"
 
 
-def make(name: str, out: Path | None = None, quiet: bool = False) -> Path:
-    """The file for shape `name`, written once (atomically) and then taken from the cache."""
+def make(name: str, out: Path | None = None, quiet: bool = False, sparse: bool | None = None) -> Path:
+    """The file for shape `name`, written once (atomically) and then taken from the cache. sparse=True
+    writes any shape's header and tensor table with the data as a hole (kilobytes on disk; tests), to
+    `out` only: the cache holds each shape as SHAPES says."""
     import gguf
 
     from localllm.models.embedded import embedded_model_path
 
     shape = SHAPES[name]
+    if sparse is not None and out is None:
+        raise ValueError("make(sparse=...) needs an explicit out path")
+    sparse = shape.sparse if sparse is None else sparse
     path = out or path_for(name)
     if path.exists():
         return path
@@ -159,8 +201,19 @@ def make(name: str, out: Path | None = None, quiet: bool = False) -> Path:
     writer.add_uint32(f"{arch}.attention.head_count", shape.heads)
     writer.add_uint32(f"{arch}.attention.head_count_kv", shape.kv_heads)
     writer.add_float32(f"{arch}.rope.freq_base", shape.rope_base)
-    writer.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
+    writer.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", shape.norm_eps)
     writer.add_uint32(f"{arch}.rope.dimension_count", shape.head_dim)
+    if shape.head_dim * shape.heads != shape.hidden:  # Gemma 3: 8 heads of 256 on a 2560 stream
+        writer.add_key_length(shape.head_dim)
+        writer.add_value_length(shape.head_dim)
+    if shape.sliding_window:
+        writer.add_sliding_window(shape.sliding_window)
+    if shape.rope_linear:
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(shape.rope_linear)
+    if shape.experts:
+        writer.add_expert_count(shape.experts)
+        writer.add_expert_used_count(shape.experts_used)
     writer.add_uint32(f"{arch}.vocab_size", vocab)
     writer.add_uint32("general.file_type", int(gguf.LlamaFileType.MOSTLY_Q4_K_M))
     writer.add_uint32("general.quantization_version", 2)
@@ -173,14 +226,14 @@ def make(name: str, out: Path | None = None, quiet: bool = False) -> Path:
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
     rng = np.random.default_rng(zlib.crc32(name.encode()))  # the same bytes on every run
-    if shape.sparse:
+    if sparse:
         fout = writer.fout[0]
         start = gguf.GGUFWriter.ggml_pad(fout.tell(), writer.data_alignment)
         total = sum(gguf.GGUFWriter.ggml_pad(nbytes(d, k), writer.data_alignment) for _, d, k in layout)
         fout.truncate(start + total)  # a hole: no disk used, reads as zeros
     else:
-        for i, (_tname, dims, kind) in enumerate(layout):
-            writer.write_tensor_data(random_blocks(kind, dims, rng))
+        for i, (tname, dims, kind) in enumerate(layout):
+            writer.write_tensor_data(random_blocks(kind, dims, rng, router=tname.endswith("ffn_gate_inp.weight")))
             if not quiet and i % 50 == 0:
                 print(f"  {name}: {i}/{len(layout)} tensors", file=sys.stderr, flush=True)
     writer.close()
@@ -195,8 +248,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.list or not args.shape:
         for s in SHAPES.values():
+            moe = f"  experts {s.experts_used}/{s.experts}" if s.experts else ""
+            swa = f"  window {s.sliding_window}" if s.sliding_window else ""
             print(f"{s.name:<12} {s.layers:>3} layers  hidden {s.hidden:<5} ffn {s.ffn:<6} heads {s.heads}/{s.kv_heads}"
-                  f"{'  sparse' if s.sparse else ''}  ({s.published})  -> {path_for(s.name)}")
+                  f"{moe}{swa}{'  sparse' if s.sparse else ''}  ({s.published})  -> {path_for(s.name)}")
         return 0
     for name in args.shape:
         if name not in SHAPES:
