@@ -181,10 +181,21 @@ def _place(spec: ModelSpec, fmt: str, quant: str, ctx: int, kv: str, m: _Machine
     return ("CPU only" if _fits(cpu, m) else "does not fit"), cpu
 
 
+def quality_params(spec: ModelSpec) -> float:
+    """The parameters the quality index counts. A mixture of experts counts as the geometric mean of its
+    weights and those one token reads (a rule of thumb: OLMoE-1B-7B, 6.9B of which 1.3B per token, ranks
+    with the 3B dense models, not the 7B ones)."""
+    if not spec.experts or not spec.experts_active:
+        return float(spec.params)
+    active = spec.active_layer_params * spec.layers + spec.embedding_params + spec.output_params
+    return math.sqrt(spec.params * active)
+
+
 def quality_index(spec: ModelSpec, fmt: str, quant: str) -> tuple[float, str]:
     """20 x log10(parameters / 1e7), less the quantization's cost, which small models feel more."""
-    base = 20 * math.log10(spec.params / 1e7)
-    scale = min(3.0, (8e9 / spec.params) ** 0.25)
+    params = quality_params(spec)
+    base = 20 * math.log10(params / 1e7)
+    scale = min(3.0, (8e9 / params) ** 0.25)
     if fmt == "gguf":
         ppl = GGUF_PPL.get(quant, 0.45)
         loss, hint = 0.5 * ppl / REF_PPL, f"+{ppl:.3g} ppl on Llama-3-8B (llama.cpp)"

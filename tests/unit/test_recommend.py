@@ -10,7 +10,7 @@ import pytest
 
 from localllm.machine.estimate import EstimateError
 from localllm.machine.hardware import HardwareInfo
-from localllm.machine.recommend import Wishes, recommend
+from localllm.machine.recommend import Wishes, quality_index, quality_params, recommend
 from localllm.models import catalog
 
 GiB = 1024**3
@@ -70,6 +70,15 @@ def test_cpu_only_16gb_puts_gguf_first_and_marks_cuda_formats() -> None:
     assert all(rec.picks.index(p) > last_gguf for p in cuda)
     assert any("GGUF (llama.cpp) comes first" in n for n in rec.notes)
     assert all(p.ram_bytes <= rec.ram_budget for p in rec.picks)
+
+
+def test_a_mixture_of_experts_is_ranked_between_its_active_and_total_size() -> None:
+    """OLMoE-1B-7B (6.9B weights, 1.3B read per token) is not rated as a 7B: the geometric mean, ~3B."""
+    olmoe = catalog.get("olmoe-1b-7b")
+    assert 2.5e9 < quality_params(olmoe) < 3.5e9 < olmoe.params
+    assert quality_params(catalog.get("llama-3.1-8b")) == catalog.get("llama-3.1-8b").params  # dense: as is
+    q = {m: quality_index(catalog.get(m), "gguf", "Q4_K_M")[0] for m in ("qwen2.5-1.5b", "olmoe-1b-7b", "gemma-3-4b")}
+    assert q["qwen2.5-1.5b"] < q["olmoe-1b-7b"] < q["gemma-3-4b"]
 
 
 def test_cpu_only_quality_and_speed_pull_in_opposite_directions() -> None:
