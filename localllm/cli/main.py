@@ -198,7 +198,7 @@ def _stream_reply(session, text: str, echo: bool):
 
 
 def _print_reply(events, echo: bool):
-    from localllm.chat.session import KernelNotice, ReplyDone, TextDelta, TrimNotice
+    from localllm.chat.turns import KernelNotice, ReplyDone, TextDelta, TrimNotice
     from localllm.cli.safe_text import terminal_safe
 
     done = None
