@@ -102,7 +102,7 @@ class _StepClock(transformers.StoppingCriteria):
 
 
 def batch_prompt_text(i: int, seed: int, count: int) -> str:
-    """Prompt i of a batched timing run, as llama_cpp.batch_prompt_text makes it (this module cannot
+    """Prompt i of a batched timing run, as llama_cpp_batch.batch_prompt_text makes it (this module cannot
     import that one): a count of its own per sequence, so each has one clear greedy continuation."""
     start = 1 + 1000 * seed + 37 * i
     return "Counting: " + ", ".join(str(n) for n in range(start, start + count))

@@ -7,7 +7,8 @@ import threading
 
 import psutil
 
-from localllm.models.server_stats import ServerStatsReader, Snapshot, stats_between
+from localllm.models.server_figures import Snapshot, stats_between
+from localllm.models.server_stats import ServerStatsReader
 
 RSS_EVERY_S = 0.2
 

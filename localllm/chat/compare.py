@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from localllm.chat.conversation_records import ConversationNotFound, stats_from_dict
-from localllm.chat.session import ChatSession, ReplyDone, TextDelta
+from localllm.chat.session import ChatSession
+from localllm.chat.turns import ReplyDone, TextDelta
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import LocalLLMError
 from localllm.models.embedded import EMBEDDED

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from localllm.chat.session import Turn
+from localllm.chat.turns import Turn
 from localllm.errors import LocalLLMError
 from localllm.runtime.metrics import ReplyStats
 
@@ -76,7 +76,7 @@ class Conversation:
     comparisons: list[SavedComparison] = field(default_factory=list)
 
     def session_turns(self) -> list[Turn]:
-        """The turns as localllm.chat.session.Turn objects, to put back into a ChatSession's history."""
+        """The turns as localllm.chat.turns.Turn objects, to put back into a ChatSession's history."""
         return [Turn(t.role, t.content, stats_from_dict(t.stats), t.status)
                 for t in self.turns if t.role in ("user", "assistant")]
 

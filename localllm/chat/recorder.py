@@ -7,7 +7,8 @@ from typing import Any
 
 from localllm.chat.conversation_records import ConversationNotFound
 from localllm.chat.conversations import ConversationStore
-from localllm.chat.session import ChatSession, Turn
+from localllm.chat.session import ChatSession
+from localllm.chat.turns import Turn
 from localllm.errors import LocalLLMError
 
 

@@ -13,9 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from localllm.backends.base import Message, ModelInfo
 from localllm.chat.calibration import Calibration
+from localllm.chat.load_checks import kernel_fallback, planned, with_kernels
 from localllm.chat.reuse import reuse_note
+from localllm.chat.turns import (
+    FINISH_STATUS,
+    KernelNotice,
+    ReplyDone,
+    ReplyEvent,
+    TextDelta,
+    TrimNotice,
+    Turn,
+)
 from localllm.config import LoadOptions, SamplingParams
-from localllm.config.options import SCRIPTED_BACKEND
 from localllm.config.settings import Settings
 from localllm.errors import (
     LoadCancelled,
@@ -35,53 +44,10 @@ from localllm.runtime.worker import DEFAULT_STOP_GRACE_S, STOP_GRACE_S, WorkerCl
 if TYPE_CHECKING:
     from localllm.runtime.plan import LoadPlan
 
-
-@dataclass
-class Turn:
-    role: str  # "user" | "assistant"
-    content: str
-    stats: ReplyStats | None = None
-    status: str = "ok"  # assistant turns: "ok" | "stopped" | "length" | "error"
-
-
-@dataclass
-class TrimNotice:
-    """Old turns that no longer fit the context and are not sent to the model any more."""
-
-    dropped_turns: int
-    prompt_tokens: int
-    n_ctx: int
-
-    def __str__(self) -> str:
-        return (f"{self.dropped_turns} older message(s) no longer fit the {self.n_ctx}-token context "
-                f"and are not sent to the model (prompt now {self.prompt_tokens} tokens).")
-
-
-@dataclass
-class KernelNotice:
-    """The worker died of SIGILL with llama.cpp's extra CPU buffers on; the reply is retried without."""
-
-    text: str
-
-    def __str__(self) -> str:
-        return self.text
-
-
-@dataclass
-class TextDelta:
-    text: str
-
-
-@dataclass
-class ReplyDone:
-    turn: Turn
-    stats: ReplyStats
-    estimate_mib: float | None = None  # the memory estimate for this reply's fill (ChatSession.calibrate)
-
-
-ReplyEvent = TrimNotice | KernelNotice | TextDelta | ReplyDone
-
-FINISH_STATUS = {"stop": "ok", "cancelled": "stopped", "length": "length"}
+# The turn and reply-event types live in chat.turns; most callers (the TUI, the CLI, tests, benchmarks)
+# take them from here, beside the session that yields them.
+__all__ = ["FINISH_STATUS", "ChatSession", "KernelNotice", "ReplyDone", "ReplyEvent", "TextDelta", "TrimNotice",
+           "Turn"]
 
 
 @dataclass
@@ -140,18 +106,21 @@ class ChatSession:
             from localllm.models.gguf_check import inspect_gguf
 
             inspect_gguf(path)  # a clear error before llama.cpp can abort on a bad file
-            options = self._with_kernels(options)
+            options, notice = with_kernels(options)
+            if notice:
+                self.notices.append(notice)
         python, env = worker_runtime(path, backend)
         resolved = self._resolve(ref)
         n_ctx, ctx_from = context_for(options.context, resolved, self.sampling_request)
         if n_ctx != options.context:  # the model's own (Ollama's num_ctx), where nobody chose one
             options = dataclasses.replace(options, context=n_ctx)
-        options = self._planned(path, options, backend)
+        self.plan = None  # a refused plan leaves none
+        options, self.plan = planned(path, options, backend)
         self.unload()
         try:
             self.model = self._start(path, options, backend, python, env)
         except WorkerDied as exc:
-            if not self._kernel_fallback(exc, options, backend):
+            if not kernel_fallback(exc, options, backend):
                 raise
             options = dataclasses.replace(options, extra_buffers="off")
             self.notices.append(binding.SIGILL_NOTICE)
@@ -218,44 +187,6 @@ class ChatSession:
     @property
     def loading(self) -> bool:
         return self._lock.locked()
-
-    def _with_kernels(self, options: LoadOptions) -> LoadOptions:
-        """auto -> on/off for this machine (probed once, in a child). Learning 'off' now is a notice."""
-        if options.extra_buffers in ("on", "off"):
-            return options
-        fresh = binding.cached() is None
-        use, why = binding.extra_bufts_for(options.extra_buffers)
-        if not use and fresh:
-            self.notices.append(f"llama.cpp's extra CPU buffer types are {why}. Kept for this machine "
-                                "(setting extra_buffers; `localllm doctor`).")
-        return dataclasses.replace(options, extra_buffers="on" if use else "off")
-
-    def _planned(self, path: str, options: LoadOptions, backend: str) -> LoadOptions:
-        """Apply the load plan: GPU layers when left on auto; refuse what cannot fit unless forced."""
-        self.plan = None
-        if backend in ("remote", SCRIPTED_BACKEND):  # a server's own business; a script has no weights
-            return options
-        from localllm.errors import ModelFileError
-        from localllm.runtime.plan import PlanRefused, plan_for
-
-        try:
-            plan = plan_for(path, options)
-        except (ModelFileError, OSError, ValueError, KeyError):
-            return options  # the estimator cannot read it: the backend still may, and says why if not
-        if not plan.fits and not options.force:
-            raise PlanRefused(plan)
-        self.plan = plan
-        if backend == "llama_cpp":
-            return dataclasses.replace(options, gpu_layers=plan.gpu_layers)
-        return options
-
-    @staticmethod
-    def _kernel_fallback(exc: WorkerDied, options: LoadOptions, backend: str) -> bool:
-        """A SIGILL with extra buffers on: remember 'off' for this machine; the caller retries once."""
-        if backend != "llama_cpp" or options.extra_buffers == "off" or not binding.is_sigill(exc):
-            return False
-        binding.record_extra_bufts(False, "a model worker died of SIGILL with them on")
-        return True
 
     def unload(self) -> None:
         if self._client is not None:
@@ -344,7 +275,7 @@ class ChatSession:
             yield from self._attempt(client, turn)
         except WorkerDied as exc:
             path, options, backend = self._load_args or ("", LoadOptions(), "")
-            if turn.content or not self._kernel_fallback(exc, options, backend):
+            if turn.content or not kernel_fallback(exc, options, backend):
                 raise
             yield KernelNotice(binding.SIGILL_NOTICE)
             self.load(path, dataclasses.replace(options, extra_buffers="off"), backend)

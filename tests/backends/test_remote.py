@@ -89,7 +89,8 @@ def test_server_figures_of_llama_cpp_python_name_what_it_lacks(llama_server, cap
     """llama_cpp.server serves no /metrics, /props or /api/ps: its kind is told from that, the figures it
     lacks are named, and `chat --json` still carries a "server" object saying so."""
     from localllm.cli import main as cli
-    from localllm.models.server_stats import OPENAI, ServerStatsReader
+    from localllm.models.server_figures import OPENAI
+    from localllm.models.server_stats import ServerStatsReader
 
     url, _ = llama_server
     stats = ServerStatsReader(url, key_env=None).sample()

@@ -23,7 +23,7 @@ def _assigned_in(func, attr: str) -> bool:
 
 # -- llama-cpp-python: Llama's private attributes and the internals reached through them ----------------
 @pytest.mark.parametrize("attr,use", [
-    ("_model", "the model handle: n_ctx_train(), vocab, and .model for the batch context"),
+    ("_model", "the model handle: n_ctx_train(), vocab, and .model for llama_cpp_batch's context"),
     ("_ctx", "kv_cache_seq_rm, decode and get_logits for perplexity"),
     ("_batch", "set_batch for perplexity"),
 ])

@@ -9,18 +9,17 @@ import json
 
 import pytest
 
-from localllm.models.server_stats import (
+from localllm.models.server_figures import (
     LLAMA_SERVER,
     LM_STUDIO,
     OLLAMA,
     OPENAI,
     SGLANG,
     VLLM,
-    ServerStatsReader,
     counter_delta,
     parse_metrics,
-    server_root,
 )
+from localllm.models.server_stats import ServerStatsReader, server_root
 from tests.hubserver import free_port
 from tests.metrics_server import MetricsServer, recorded
 
@@ -201,7 +200,8 @@ def test_the_key_goes_only_with_a_named_variable(monkeypatch) -> None:
 
 
 def test_client_ttft_beside_the_server_prompt_time() -> None:
-    from localllm.models.server_stats import ServerStats, client_vs_server
+    from localllm.models.server_figures import ServerStats
+    from localllm.models.server_stats import client_vs_server
 
     near = client_vs_server(0.110, {"prompt_ms": 100.0, "cache_n": 42})
     assert near == {"client_ttft_ms": 110.0, "server_prompt_ms": 100.0, "network_and_queue_ms": 10.0,

@@ -71,7 +71,7 @@ def render_dupes(dupes) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from localllm.hub.repos import human_size
-    from localllm.models import library
+    from localllm.models import library, library_merge
 
     if args.models_action == "add":
         entry, added = library.add_path(args.path)
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     for note in notes:  # a store that cannot be read: the rest are still listed
         print(f"[notice] {note}", file=sys.stderr)
     if args.dupes:
-        dupes = library.duplicates(entries)
+        dupes = library_merge.duplicates(entries)
         if args.json:
             print(json.dumps([{**d.entry.to_dict(), "copies": d.copies, "wasted_bytes": d.wasted_bytes}
                               for d in dupes], indent=2))

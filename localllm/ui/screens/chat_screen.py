@@ -15,7 +15,8 @@ from textual.widgets import Input
 
 from localllm.chat.machine_facts import gpu_binding_mismatch
 from localllm.chat.recorder import Recorder
-from localllm.chat.session import ChatSession, KernelNotice, ReplyDone, TextDelta, TrimNotice
+from localllm.chat.session import ChatSession
+from localllm.chat.turns import KernelNotice, ReplyDone, TextDelta, TrimNotice
 from localllm.config import LoadOptions, default_threads
 from localllm.errors import LocalLLMError
 from localllm.runtime.metrics import ProcessSampler

@@ -7,10 +7,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -22,13 +20,12 @@ from textual.widgets import Checkbox, DataTable, Footer, Input, Label, Select, S
 from textual.worker import get_current_worker
 
 from localllm.chat import machine_facts as facts
-from localllm.chat.machine_facts import USES, GiB, HardwareInfo, Pick, Recommendation, Wishes, card_rows
+from localllm.chat.machine_facts import USES, HardwareInfo, Pick, Recommendation, Wishes
 from localllm.models.catalog import ModelSpec
 from localllm.models.on_disk import OnDisk
+from localllm.ui.screens.hardware_table import SORT_KEYS, gib, hardware_card, row_cells, same_pick, table_rows
 
 FORMATS = {"gguf": ("gguf",), "gptq": ("gptq",), "bnb": ("bnb-nf4", "bnb-int8"), "fp16": ("fp16",)}
-PLACEMENT_STYLE = {"full GPU": "green", "partial offload": "yellow", "CPU only": "", "does not fit": "red"}
-SHOWN = 40  # fitting rows, at most two quants of a model, unless "all quants" is on
 MAX_CONTEXT = 1 << 20
 
 log = logging.getLogger(__name__)
@@ -61,64 +58,6 @@ def pull_command(pick: Pick) -> str | None:
         return None
     repo, file = target
     return f"localllm pull {repo}" + (f" --file {file}" if file else "")
-
-
-def _gib(n: int) -> str:
-    return f"{n / GiB:.1f}"
-
-
-def _k(n: int | None) -> str:
-    if not n:
-        return "-"
-    return f"{n // 1024}k" if n >= 1024 else str(n)  # rounded down: the figure still fits
-
-
-def hardware_card(hw: HardwareInfo) -> Table:
-    """The same lines as `localllm hw` (machine.hardware.card_rows), as a two-column grid: a long value
-    wraps under itself, not under the label."""
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
-    for label, value in card_rows(hw, "press b to measure, ~1 s"):
-        grid.add_row(label, Text(value))
-    return grid
-
-
-def placement(pick: Pick) -> str:
-    if pick.verdict == "partial offload":
-        return f"partial {pick.gpu_layers}/{pick.estimate.layers if pick.estimate else '?'} layers"
-    return {"CPU only": "CPU"}.get(pick.verdict, pick.verdict)
-
-
-def memory_cell(pick: Pick, rec: Recommendation) -> str:
-    """What the pick needs against what is usable (free less the margin), in GiB."""
-    vram = f"{_gib(pick.vram_bytes)}/{_gib(rec.vram_budget)} VRAM"
-    ram = f"{_gib(pick.ram_bytes)}/{_gib(rec.ram_budget)} RAM"
-    return {"full GPU": vram, "CPU only": ram}.get(pick.verdict, f"{vram} + {ram}" if pick.vram_bytes else ram)
-
-
-# Header -> sort key; numbers sort best first (fastest, smallest, longest context).
-SORT_KEYS: dict[str, Callable[[Pick], Any] | None] = {  # None: the table's own order
-    "#": None, "Model": lambda p: p.name.lower(), "Format": lambda p: p.format, "Quant": lambda p: p.quant,
-    "Placement": lambda p: p.verdict, "Need/usable GiB": lambda p: p.ram_bytes + p.vram_bytes,
-    "tok/s": lambda p: -p.tok_s, "Max ctx": lambda p: -max(p.max_context.values(), default=0),
-}
-
-
-def table_rows(rec: Recommendation, all_quants: bool = False) -> list[Pick]:
-    """Fitting picks best first, then the ones that do not fit, the closest to fitting first."""
-    fitting = rec.top(len(rec.picks), None) if all_quants else rec.top(SHOWN, 2)
-    rejected: list[Pick] = []
-    seen: dict[str, int] = {}
-    for pick in sorted(rec.rejected, key=lambda p: p.ram_bytes + p.vram_bytes):
-        if all_quants or seen.get(pick.model, 0) < 1:
-            rejected.append(pick)
-            seen[pick.model] = seen.get(pick.model, 0) + 1
-    return fitting + rejected
-
-
-def _same_pick(a: Pick, b: Pick) -> bool:
-    return (a.model, a.format, a.quant, a.source) == (b.model, b.format, b.quant, b.source)
 
 
 class HardwareScreen(Screen[Pick | None]):
@@ -277,8 +216,8 @@ class HardwareScreen(Screen[Pick | None]):
         self.recommendation = rec
         self._fill_table()
         w = rec.wishes
-        lines = [f"{len(rec.picks)} options fit {w.context} tokens of context. Usable: {_gib(rec.ram_budget)} "
-                 f"GiB RAM" + (f", {_gib(rec.vram_budget)} GiB VRAM on {rec.gpu}" if rec.gpu else "")
+        lines = [f"{len(rec.picks)} options fit {w.context} tokens of context. Usable: {gib(rec.ram_budget)} "
+                 f"GiB RAM" + (f", {gib(rec.vram_budget)} GiB VRAM on {rec.gpu}" if rec.gpu else "")
                  + f" (free less {w.margin:.0%})."]
         if not rec.picks:
             lines = [f"Nothing fits {w.context} tokens of context. What would:"]
@@ -310,13 +249,8 @@ class HardwareScreen(Screen[Pick | None]):
                          + sorted([p for p in self.rows if not p.fits], key=by, reverse=reverse))
         for i, p in enumerate(self.rows):
             assert rec is not None  # no recommendation: no rows
-            dim = "" if p.fits else "dim"
-            cells: list[str | Text] = [str(i + 1) if p.fits else "-", p.name, p.format, p.quant,
-                     Text(placement(p), style=PLACEMENT_STYLE[p.verdict]), memory_cell(p, rec),
-                     f"{p.tok_s:.1f}", _k(p.max_context.get(rec.wishes.kv_type if p.format == "gguf" else "f16")),
-                     p.why]
-            table.add_row(*(c if isinstance(c, Text) else Text(c, style=dim) for c in cells), key=str(i))
-        same = [i for i, p in enumerate(self.rows) if held is not None and _same_pick(p, held)]
+            table.add_row(*row_cells(i, p, rec), key=str(i))
+        same = [i for i, p in enumerate(self.rows) if held is not None and same_pick(p, held)]
         if same:
             table.move_cursor(row=same[0])
         self._show_why()

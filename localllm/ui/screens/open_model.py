@@ -90,7 +90,8 @@ class OpenModelScreen(ModalScreen[str | None]):
         the embedded model or of one listed from the HF cache is not listed twice; what Ollama or LM
         Studio has loaded now says so."""
         from localllm.hub.repos import human_size
-        from localllm.models.library import embedded_entry, mark_serving, merge_duplicates, store_entries
+        from localllm.models.library import embedded_entry, store_entries
+        from localllm.models.library_merge import mark_serving, merge_duplicates
 
         try:
             listed = [embedded_entry(), *cached]

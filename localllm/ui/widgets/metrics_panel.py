@@ -14,7 +14,8 @@ from textual.timer import Timer
 from textual.widget import Widget
 
 from localllm.models.sampling_defaults import SHORT, ResolvedSampling
-from localllm.models.server_stats import ServerStats, ServerStatsReader, client_vs_server
+from localllm.models.server_figures import ServerStats
+from localllm.models.server_stats import ServerStatsReader, client_vs_server
 from localllm.runtime.figures import mib, rate, seconds
 from localllm.runtime.metrics import ReplyStats
 
