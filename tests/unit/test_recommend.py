@@ -10,7 +10,8 @@ import pytest
 
 from localllm.machine.estimate import EstimateError
 from localllm.machine.hardware import HardwareInfo
-from localllm.machine.recommend import Wishes, quality_index, quality_params, recommend
+from localllm.machine.quality import quality_index, quality_params
+from localllm.machine.recommend import Wishes, recommend
 from localllm.models import catalog
 
 GiB = 1024**3
