@@ -191,9 +191,13 @@ class WorkerClient:
             raise self._died(event["rc"])
         return event
 
-    def _expect(self, kind: str, timeout: float | None = None) -> dict[str, Any]:
+    def _expect(self, kind: str, timeout: float | None = None,
+                on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+        """The next event but a load's progress ones, which go to `on_progress` (only load() shows them)."""
         event = self.next_event(timeout)
-        while event["ev"] == "progress" and kind != "progress":  # a load's progress: only load() shows it
+        while event["ev"] == "progress" and kind != "progress":
+            if on_progress is not None:
+                on_progress(float(event["fraction"]))
             event = self.next_event(timeout)
         return self._check(event, kind)
 
@@ -215,13 +219,7 @@ class WorkerClient:
         """`on_progress(fraction)`, in this thread, as llama.cpp reads the file's tensors."""
         self.send({"op": "load", "backend": backend, "path": path,
                    "options": vars(options.resolved())})
-        while True:
-            event = self.next_event()
-            if event["ev"] != "progress":
-                break
-            if on_progress is not None:
-                on_progress(float(event["fraction"]))
-        return ModelInfo(**self._check(event, "loaded")["info"])
+        return ModelInfo(**self._expect("loaded", on_progress=on_progress)["info"])
 
     def count_tokens(self, messages: list[Message], timeout: float = COUNT_TIMEOUT_S) -> int:
         self.settle()

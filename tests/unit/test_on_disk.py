@@ -15,7 +15,7 @@ from localllm.machine.hardware import HardwareInfo
 from localllm.machine.recommend import recommend
 from localllm.models import catalog, library, on_disk, stores
 from tests.hubserver import tiny_gguf
-from tests.unit.test_stores import _cli, _link, _manifest, _sha, checksums
+from tests.unit.test_stores import _cli, _link, _manifest, _sha, checksums, use_stores
 
 SMOL = catalog.get("smollm2-135m")
 Q8_0, Q4_0 = 7, 2  # llama.cpp file types
@@ -78,12 +78,7 @@ def disk(tmp_path_factory, model_path) -> dict[str, Path]:
 
 @pytest.fixture
 def env(disk, tmp_path, monkeypatch) -> dict[str, Path]:
-    monkeypatch.setenv("HOME", str(disk["home"]))
-    monkeypatch.setenv("OLLAMA_MODELS", str(disk["ollama"]))
-    monkeypatch.setenv("LOCALLLM_STORES", "ollama,lmstudio")
-    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path / "localllm"))
-    monkeypatch.setattr(stores.ollama, "ollama_roots", lambda: [disk["ollama"]])
-    (tmp_path / "localllm").mkdir()
+    use_stores(monkeypatch, tmp_path, disk["home"], disk["ollama"])
     return disk
 
 

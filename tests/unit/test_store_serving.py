@@ -16,7 +16,7 @@ import pytest
 from localllm.models import library, stores
 from localllm.models.stores import serving
 from tests.hubserver import tiny_gguf
-from tests.unit.test_stores import _cli, _link, _manifest, _sha, checksums
+from tests.unit.test_stores import _cli, _link, _manifest, _sha, checksums, use_stores
 
 OLLAMA_PS = {"models": [{
     "name": "smollm2:135m", "model": "smollm2:135m", "size": 283_000_000,
@@ -109,14 +109,9 @@ def tree(tmp_path_factory, model_path) -> dict[str, Path]:
 
 @pytest.fixture
 def env(tree, tmp_path, monkeypatch) -> dict[str, Path]:
-    monkeypatch.setenv("HOME", str(tree["home"]))
-    monkeypatch.setenv("OLLAMA_MODELS", str(tree["ollama"]))
-    monkeypatch.setenv("LOCALLLM_STORES", "ollama,lmstudio")
-    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path / "localllm"))
-    monkeypatch.setattr(stores.ollama, "ollama_roots", lambda: [tree["ollama"]])
+    use_stores(monkeypatch, tmp_path, tree["home"], tree["ollama"])
     monkeypatch.setenv("LOCALLLM_API_KEY", "sk-secret-localllm")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-openai")
-    (tmp_path / "localllm").mkdir()
     return tree
 
 

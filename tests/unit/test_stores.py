@@ -121,6 +121,17 @@ def env(store_tree, tmp_path, monkeypatch):
     return store_tree
 
 
+def use_stores(monkeypatch, tmp_path: Path, home: Path, ollama: Path) -> None:
+    """HOME at a built store tree with Ollama's and LM Studio's stores on (conftest turns them off),
+    localllm's own home private to the test."""
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("OLLAMA_MODELS", str(ollama))
+    monkeypatch.setenv("LOCALLLM_STORES", "ollama,lmstudio")
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path / "localllm"))
+    monkeypatch.setattr(stores.ollama, "ollama_roots", lambda: [ollama])
+    (tmp_path / "localllm").mkdir()
+
+
 def checksums(*roots: Path) -> dict[str, str]:
     """Every file's sha256 and every folder's listing, symlinks as their targets."""
     out = {}
