@@ -127,7 +127,7 @@ class ChatSession:
             self.model = self._start(path, options, backend, python, env)
         self._load_args, self._ref, self.context = (path, options, backend), ref, (n_ctx, ctx_from)
         if resolved is not None:
-            self.resolved_sampling, self.sampling = resolved, resolved.params
+            self._take(resolved)
             self.notices += resolved.notes
         return self.model
 
@@ -148,8 +148,14 @@ class ChatSession:
         if self._ref is None:  # resolved at the next load
             self.sampling = dataclasses.replace(request.base, **request.run)
             return
-        resolved = resolve_sampling(self._ref, request)
+        self._take(resolve_sampling(self._ref, request))
+
+    def _take(self, resolved: ResolvedSampling) -> None:
+        """The model's resolved sampling, and its system prompt for a conversation not yet begun (one
+        that has begun keeps the prompt it began with)."""
         self.resolved_sampling, self.sampling = resolved, resolved.params
+        if not self.history:
+            self.system_prompt = resolved.system_prompt
 
     def _start(self, path: str, options: LoadOptions, backend: str, python: str | None,
                env: dict[str, str] | None) -> ModelInfo:
@@ -347,7 +353,10 @@ class ChatSession:
         return self._meter.snapshot() if self._meter is not None else None
 
     def clear(self) -> None:
+        """A new conversation: with the loaded model's own system prompt where it was resolved."""
         self.history.clear()
+        if self.resolved_sampling is not None:
+            self.system_prompt = self.resolved_sampling.system_prompt
         self.context_start = 0
         self._cached = None
 

@@ -132,7 +132,8 @@ def _options(args, settings):
         if knob in given:
             setattr(load, knob, given[knob])
     run = {field: given[arg] for arg, field in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
-                                                ("repeat_penalty", "repeat_penalty"), ("max_tokens", "max_tokens"))
+                                                ("repeat_penalty", "repeat_penalty"), ("max_tokens", "max_tokens"),
+                                                ("system_prompt", "system_prompt"))
            if arg in given}
     if "seed" in given:
         sampling.seed = given["seed"]
@@ -173,8 +174,6 @@ def _new_session(args):
     settings = _settings()
     load, request = _options(args, settings)
     session = ChatSession(sampling=request.base, system_prompt=settings.system_prompt, sampling_request=request)
-    if args.system_prompt is not None:
-        session.system_prompt = args.system_prompt
     bar = None
     if not getattr(args, "quiet", False):
         from localllm.cli.progress import ProgressBar

@@ -30,6 +30,9 @@ SETTINGS_FILE = "settings.toml"
 DEFAULT_THEME = "localllm-dark"
 
 
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."  # a model may bring its own (catalog, Ollama)
+
+
 def _doc(text: str, **rules: Any) -> dict[str, Any]:
     """Field metadata: a one-line description (shown in the file and the screen) and its limits."""
     return {"doc": text, **rules}
@@ -55,7 +58,7 @@ class Settings:
     kv_type: str = field(default=_LOAD.kv_type, metadata=_doc(
         "llama.cpp's KV cache type: f16, or q8_0 / q4_0 (about half / a quarter of the memory, with flash "
         "attention)", choices=KV_TYPES))
-    system_prompt: str = field(default="You are a helpful assistant.", metadata=_doc(
+    system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT, metadata=_doc(
         "system prompt of new conversations"))
     temperature: float = field(default=_SAMPLING.temperature, metadata=_doc("sampling temperature; 0: greedy", min=0.0, max=5.0))
     top_p: float = field(default=_SAMPLING.top_p, metadata=_doc("nucleus sampling: keep this much probability mass",
@@ -98,6 +101,7 @@ RETIRED = {"backend": "the backend follows the model (a .gguf file: llama.cpp, a
                       "transformers, a server URL: remote)"}
 # the settings one model's table may pin: the sampling knobs a model's own metadata may also give
 MODEL_KNOBS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens")
+MODEL_TABLE_KEYS = (*MODEL_KNOBS, "system_prompt")  # what a [models."<model>"] table may pin
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)
                                              if f.name != MODELS_KEY}
 # Each field's plain type from its annotation (list[str] -> list), read once: the checks below need them.
@@ -225,12 +229,12 @@ def check_model_table(model: str, table: Any, where: str = "") -> dict[str, Any]
     """One [models."<model>"] table, checked knob by knob; SettingsError names the model and the key."""
     if not isinstance(table, dict):
         raise SettingsError(f"Setting models.{model!r}{where} must be a table of sampling settings "
-                            f"({', '.join(MODEL_KNOBS)}).", key=MODELS_KEY)
+                            f"({', '.join(MODEL_TABLE_KEYS)}).", key=MODELS_KEY)
     checked: dict[str, Any] = {}
     for knob, value in table.items():
-        if knob not in MODEL_KNOBS:
+        if knob not in MODEL_TABLE_KEYS:
             raise SettingsError(f"Unknown setting {knob!r} for model {model!r}{where}. A model's table "
-                                f"takes: {', '.join(MODEL_KNOBS)}.", key=MODELS_KEY)
+                                f"takes: {', '.join(MODEL_TABLE_KEYS)}.", key=MODELS_KEY)
         checked[knob] = check_value(knob, value, f" for model {model!r}{where}")
     return checked
 

@@ -58,6 +58,8 @@ class ModelSpec:
     # the model card's recommended sampling (temperature, top_p, ..., stop), a [model.sampling] table;
     # localllm.models.sampling_defaults ranks it below the model's own metadata
     sampling: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # a system prompt this model does better with than the app's (measured: benchmarks/paris_rate.py --questions)
+    system_prompt: str = ""
 
     # -- derived sizes --------------------------------------------------------------------------
     @property

@@ -12,6 +12,11 @@ Each knob takes the first value these give, in this order:
     catalog            the catalog entry: the model card's recommendation (data/catalog.toml)
     default            the app's defaults (localllm.config.options.SamplingParams)
 
+A new conversation's system prompt is resolved the same way (system_prompt_for): --system or the
+settings box, the model's table, the global setting where it is not the app's default, an Ollama
+model's SYSTEM layer, the catalog's (a prompt measured to suit the model), the app's. A conversation
+that has begun keeps the prompt it began with.
+
 A [models."<model>"] table is found by any of the model's names: what was typed (`embedded`, a path),
 the full path, the file's stem or the folder's name, or its catalog id (`smollm2-135m`).
 A value in a model's file that is out of range is skipped, with a note; reading never fails a load.
@@ -33,13 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from localllm.config import LoadOptions, SamplingParams
-from localllm.config.settings import MODEL_KNOBS, Settings, SettingsError, check_value
+from localllm.config.settings import DEFAULT_SYSTEM_PROMPT, MODEL_KNOBS, Settings, SettingsError, check_value
 from localllm.errors import LocalLLMError
 from localllm.models import catalog
 from localllm.models.catalog import ModelSpec
 from localllm.models.embedded import FILENAME
 from localllm.models.ref import ModelRef
-from localllm.models.stores import resolve_found
+from localllm.models.stores import Source, resolve_found
 
 SOURCES = ("user", "saved", "settings", "ollama", "gguf", "generation_config", "catalog", "default")
 # every knob a source may give: the numbers the settings also hold, and what ends a reply
@@ -90,20 +95,29 @@ class SamplingRequest:
 @dataclass
 class ResolvedSampling:
     params: SamplingParams
-    sources: dict[str, str]  # knob -> one of SOURCES
+    sources: dict[str, str]  # knob -> one of SOURCES; "system_prompt" among them
     notes: list[str] = field(default_factory=list)  # values found but not used, and why
     n_ctx: tuple[int, str] | None = None  # the model's own context and its source (Ollama's num_ctx)
+    # the system prompt of a new conversation with this model, resolved like the knobs (its source is
+    # sources["system_prompt"]); not a SamplingParams field: the session holds it beside the history
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+
+    def value(self, knob: str) -> Any:
+        return self.system_prompt if knob == "system_prompt" else getattr(self.params, knob)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """{"temperature": {"value": 0.2, "from": "catalog"}, ...}: for --json, plans and manifests."""
-        return {knob: {"value": _plain(getattr(self.params, knob)), "from": source}
+        return {knob: {"value": _plain(self.value(knob)), "from": source}
                 for knob, source in self.sources.items()}
 
     def line(self) -> str:
         """One compact line for a panel: `temp 0.2 catalog · top-p 0.9 catalog · top-k 40 default ...`."""
         parts = []
         for knob, source in self.sources.items():
-            value = getattr(self.params, knob)
+            value = self.value(knob)
+            if knob == "system_prompt":  # too long for the line: only where it came from
+                parts.append(f"system {source}")
+                continue
             if knob in ("stop", "stop_token_ids") and not value:
                 continue
             shown = ",".join(map(str, value)) if isinstance(value, list) else f"{value:g}"
@@ -122,8 +136,9 @@ def resolve_sampling(model: str | Path | ModelRef, request: SamplingRequest | No
     notes: list[str] = []
     spec = catalog_entry(ref)
     ollama, n_ctx = ollama_defaults(ref, notes)
+    run = {k: v for k, v in request.run.items() if k != "system_prompt"}
     layers: list[tuple[str, dict[str, Any]]] = [
-        ("user", _checked(request.run, "this run's setting", notes)),
+        ("user", _checked(run, "this run's setting", notes)),
         ("saved", saved_for(ref, request.settings, spec)),
         ("settings", _global(request.settings)),
         ("ollama", ollama),
@@ -140,7 +155,25 @@ def resolve_sampling(model: str | Path | ModelRef, request: SamplingRequest | No
                              ("default", getattr(defaults, knob)))
         values[knob], sources[knob] = _plain(value), source
     params = dataclasses.replace(request.base, **values)
-    return ResolvedSampling(params, sources, notes, None if n_ctx is None else (n_ctx, "ollama"))
+    system, sources["system_prompt"] = system_prompt_for(ref, request, spec)
+    return ResolvedSampling(params, sources, notes, None if n_ctx is None else (n_ctx, "ollama"), system)
+
+
+def system_prompt_for(ref: ModelRef, request: SamplingRequest, spec: ModelSpec | None = None) -> tuple[str, str]:
+    """A new conversation's system prompt and its source, in the knobs' order: this run's, the model's
+    saved table's, the global setting where it is not the app's default, Ollama's SYSTEM layer, the
+    catalog's, the app's. An empty prompt set by the user is kept: it means none."""
+    settings = request.settings
+    layers = [
+        ("user", request.run.get("system_prompt")),
+        ("saved", saved_for(ref, settings, spec).get("system_prompt")),
+        ("settings", settings.system_prompt if settings is not None
+         and settings.system_prompt != DEFAULT_SYSTEM_PROMPT else None),
+        ("ollama", (source.system or None) if (source := _ollama_source(ref)) is not None else None),
+        ("catalog", (spec.system_prompt or None) if spec is not None else None),
+    ]
+    return next(((str(value), name) for name, value in layers if value is not None),
+                (DEFAULT_SYSTEM_PROMPT, "default"))
 
 
 def context_for(n_ctx: int, resolved: ResolvedSampling | None = None,
@@ -226,15 +259,20 @@ def _checked(values: dict[str, Any], where: str, notes: list[str]) -> dict[str, 
 def ollama_defaults(ref: ModelRef, notes: list[str] | None = None) -> tuple[dict[str, Any], int | None]:
     """An `ollama:` ref's params layer as knobs, with its num_ctx; ({}, None) for any other model, one
     without the layer, or a ref the store cannot resolve (the load says why)."""
+    source = _ollama_source(ref)
+    if source is None or not source.params:
+        return {}, None
+    return ollama_options(json.loads(source.params), f"{ref.text} (Ollama's params)", notes)
+
+
+def _ollama_source(ref: ModelRef) -> Source | None:
+    """An `ollama:` ref's store entry; None for any other model or one the store cannot resolve."""
     if not ref.text.startswith(OLLAMA_PREFIX):
-        return {}, None
+        return None
     try:
-        params = resolve_found(ref.text).source.params
+        return resolve_found(ref.text).source
     except LocalLLMError:
-        return {}, None
-    if not params:
-        return {}, None
-    return ollama_options(json.loads(params), f"{ref.text} (Ollama's params)", notes)
+        return None
 
 
 def ollama_options(params: dict[str, Any], where: str = "Ollama's params",

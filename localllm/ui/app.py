@@ -72,6 +72,8 @@ class LocalLLMApp(App[int]):
         self.settings = settings
         if sampling is None and sampling_request is None:  # each model's own defaults, under the settings
             sampling_request = SamplingRequest(settings=settings, base=to_sampling(settings))
+        if sampling_request is not None and system_prompt is not None:  # typed: wins over the model's
+            sampling_request.run["system_prompt"] = system_prompt
         self.session = ChatSession(sampling=sampling or (sampling_request.base if sampling_request
                                                          else to_sampling(settings)),
                                    system_prompt=settings.system_prompt if system_prompt is None

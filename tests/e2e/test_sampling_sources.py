@@ -35,9 +35,16 @@ def sources(record: dict) -> dict:
 
 
 def test_chat_json_shows_each_value_with_its_source(model_path, tmp_path) -> None:
-    got = sources(run("chat", "-m", "embedded", "-p", PROMPT, "--json", "--max-tokens", "8", "--ctx", "512"))
+    first = run("chat", "-m", "embedded", "-p", PROMPT, "--json", "--max-tokens", "8", "--ctx", "512")
+    got = sources(first)
     assert got["temperature"] == (0.2, "catalog") and got["top_p"] == (0.9, "catalog")
     assert got["top_k"] == (SamplingParams().top_k, "default")
+    assert got["system_prompt"][1] == "catalog" and len(got["system_prompt"][0]) > len("Be brief.")
+    # --system wins, and is what the model is sent: the prompt is shorter by the difference
+    brief = run("chat", "-m", "embedded", "-p", PROMPT, "--json", "--max-tokens", "8", "--ctx", "512",
+                "--system", "Be brief.")
+    assert sources(brief)["system_prompt"] == ("Be brief.", "user")
+    assert brief["prompt_tokens"] < first["prompt_tokens"]
 
     tuned = with_kv_copy(model_path, tmp_path / "tuned.gguf", {"general.sampling.temp": 0.6,
                                                                "general.sampling.top_k": 20})

@@ -7,6 +7,7 @@ import pytest
 from textual.widgets import Input, Static
 
 from localllm.config.settings import Settings, load_settings, save_settings, settings_path
+from localllm.models import catalog
 from localllm.ui.app import LocalLLMApp
 from localllm.ui.screens.settings_screen import SettingsScreen
 from localllm.ui.widgets.metrics_panel import MetricsPanel
@@ -25,6 +26,8 @@ async def test_the_panel_and_the_settings_box_show_the_model_s_sampling() -> Non
         assert rows["temp"] == "0.2 catalog" and rows["top-p"] == "0.9 catalog" and rows["top-k"] == "12 saved"
         assert "sampling (from)" in str(app.query_one(MetricsPanel).render())
         assert app.session.sampling.temperature == 0.2
+        # the new conversation's system prompt is the model's (its catalog entry), named in the panel
+        assert rows["system"] == "catalog" and app.session.system_prompt == catalog.get("smollm2-135m").system_prompt
 
         await pilot.press("f2")
         await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))

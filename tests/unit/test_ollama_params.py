@@ -27,6 +27,7 @@ from tests.unit.test_stores import _blob, _link, _sha, checksums
 REPO = Path(__file__).resolve().parents[2]
 PROMPT = "What is the capital of France?"
 PARAMS = {"temperature": 0.3, "stop": ["<|im_end|>"], "num_ctx": 4096}
+SYSTEM = "You are Ollama's SmolLM. Réponds brièvement."  # a Modelfile's SYSTEM, not ASCII
 
 
 def _manifest(models: Path, name: str, layers: list[dict]) -> None:
@@ -37,8 +38,8 @@ def _manifest(models: Path, name: str, layers: list[dict]) -> None:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, model_path) -> Path:
-    """~/.ollama/models with smollm2:135m (params: temperature 0.3, stop, num_ctx 4096) and the same
-    blob as bare:latest, with no params layer."""
+    """~/.ollama/models with smollm2:135m (params: temperature 0.3, stop, num_ctx 4096; a SYSTEM layer)
+    and the same blob as bare:latest, with neither layer."""
     home = tmp_path_factory.mktemp("ollama-home")
     models = home / ".ollama" / "models"
     sha = _sha(Path(model_path))
@@ -46,7 +47,8 @@ def store(tmp_path_factory, model_path) -> Path:
     model = {"mediaType": stores.ollama.MODEL_LAYER, "digest": f"sha256:{sha}",
              "size": Path(model_path).stat().st_size}
     params = {"mediaType": stores.ollama.PARAMS_LAYER, **_blob(models, json.dumps(PARAMS).encode())}
-    _manifest(models, "smollm2:135m", [model, params])
+    system = {"mediaType": stores.ollama.SYSTEM_LAYER, **_blob(models, SYSTEM.encode())}
+    _manifest(models, "smollm2:135m", [model, params, system])
     _manifest(models, "bare:latest", [model])
     return home
 
@@ -95,8 +97,13 @@ def test_an_ollama_ref_takes_its_params_layer_and_changes_no_store(env) -> None:
     settings = Settings(models={"smollm2:135m": {"temperature": 0.4}})
     got = values(resolve_sampling("ollama:smollm2:135m", SamplingRequest(run={"stop": ["x"]}, settings=settings)))
     assert got["temperature"] == (0.4, "saved") and got["stop"] == (["x"], "user")
+    # its SYSTEM layer is the new conversation's system prompt, over the catalog's; a typed one wins
+    assert (resolved.system_prompt, resolved.sources["system_prompt"]) == (SYSTEM, "ollama")
+    typed = resolve_sampling("ollama:smollm2:135m", SamplingRequest(run={"system_prompt": "Be terse."}))
+    assert (typed.system_prompt, typed.sources["system_prompt"]) == ("Be terse.", "user")
     # the same blob by its path, or under a name with no params layer: no "ollama" source (predictable)
-    for other in (str(next((env / "blobs").iterdir())), "ollama:bare:latest"):
+    blob = next(p for p in (env / "blobs").iterdir() if p.stat().st_size > 1_000_000)
+    for other in (str(blob), "ollama:bare:latest"):
         same = resolve_sampling(other)
         assert "ollama" not in same.sources.values() and same.n_ctx is None, other
     assert checksums(env) == before

@@ -12,6 +12,7 @@ import pytest
 from localllm.backends.base import StopText
 from localllm.config import SamplingParams
 from localllm.config.settings import (
+    DEFAULT_SYSTEM_PROMPT,
     Settings,
     SettingsError,
     load_settings,
@@ -195,3 +196,36 @@ def test_stop_strings_end_the_reply_and_are_not_shown(pieces, stops, shown) -> N
     else:
         out += stop.flush()
     assert out == shown and hit == (shown != "".join(pieces))
+
+
+def test_a_new_conversation_s_system_prompt_has_a_source_too() -> None:
+    catalog_prompt = catalog_entry(ModelRef.parse("embedded")).system_prompt
+    assert catalog_prompt and catalog_prompt != DEFAULT_SYSTEM_PROMPT
+    got = resolve_sampling("embedded")
+    assert (got.system_prompt, got.sources["system_prompt"]) == (catalog_prompt, "catalog")
+    assert got.to_dict()["system_prompt"] == {"value": catalog_prompt, "from": "catalog"}
+    assert "system catalog" in got.line() and catalog_prompt not in got.line()
+    # a model the catalog has no prompt for gets the app's
+    other = resolve_sampling("http://127.0.0.1:9/v1#some-model")  # a server's model: no catalog entry
+    assert (other.system_prompt, other.sources["system_prompt"]) == (DEFAULT_SYSTEM_PROMPT, "default")
+    # the global setting counts only where it is not the app's own default; the model's table, then this run win
+    for request, want in [
+        (SamplingRequest(settings=Settings()), (catalog_prompt, "catalog")),
+        (SamplingRequest(settings=Settings(system_prompt="Mine.")), ("Mine.", "settings")),
+        (SamplingRequest(settings=Settings(system_prompt="Mine.", models={"embedded": {"system_prompt": "Saved."}})),
+         ("Saved.", "saved")),
+        (SamplingRequest(run={"system_prompt": ""}, settings=Settings(models={"embedded": {"system_prompt": "S."}})),
+         ("", "user")),  # an empty prompt typed by the user means none, and stays
+    ]:
+        got = resolve_sampling("embedded", request)
+        assert (got.system_prompt, got.sources["system_prompt"]) == want, request
+        assert not got.notes  # not taken for an unknown sampling knob
+
+
+def test_a_model_table_may_pin_a_system_prompt_and_round_trips(tmp_path) -> None:
+    saved = Settings(models={"embedded": {"system_prompt": "Réponds en français.", "temperature": 0.3}})
+    path = save_settings(saved, tmp_path / "settings.toml")
+    assert load_settings(path).models == saved.models
+    path.write_text('[models."embedded"]\nsystem_prompt = 3\n')
+    settings, errors = read_settings(path)
+    assert settings.models == {} and "system_prompt" in " ".join(str(e) for e in errors)

@@ -31,6 +31,7 @@ class Source:
     projector: str = ""  # a vision projector beside it (Ollama's projector layer, LM Studio's mmproj file)
     params: str = ""  # Ollama's params layer, as compact JSON text
     digest: str = ""  # Ollama's blob digest: the sha256 of the whole file
+    system: str = ""  # Ollama's system layer: the Modelfile's SYSTEM prompt
 
     @property
     def ref(self) -> str:
@@ -82,6 +83,16 @@ def _unique(paths: list[Path]) -> list[Path]:
             seen.add(key)
             out.append(p)
     return out
+
+
+def _small_text(path: Path) -> str:
+    """A small UTF-8 text file's content; "" when it is missing, unreadable, too large or not UTF-8."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(_MAX_SMALL + 1)
+        return raw.decode("utf-8") if len(raw) <= _MAX_SMALL else ""
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _small_json(path: Path) -> Any:

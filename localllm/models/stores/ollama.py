@@ -20,12 +20,14 @@ from localllm.models.stores.base import (
     _is_dir,
     _is_file,
     _small_json,
+    _small_text,
     _unique,
 )
 
 OLLAMA_HOST, OLLAMA_NAMESPACE, OLLAMA_TAG = "registry.ollama.ai", "library", "latest"
 _MEDIA = "application/vnd.ollama.image."
 MODEL_LAYER, PROJECTOR_LAYER, PARAMS_LAYER = _MEDIA + "model", _MEDIA + "projector", _MEDIA + "params"
+SYSTEM_LAYER = _MEDIA + "system"  # the Modelfile's SYSTEM prompt, as plain text
 TENSOR_LAYER = _MEDIA + "tensor"  # safetensors/MLX tensors (Ollama's newer engines): not runnable here
 ADAPTER_LAYER = _MEDIA + "adapter"  # a LoRA Ollama applies on top: without it, another model
 _DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
@@ -107,7 +109,7 @@ def _ollama_model(root: Path, name: tuple[str, str, str, str], manifest: Path) -
     want = models[0].get("size")
     if isinstance(want, int) and want != size:
         return broken(f"the blob {blob} has {size} bytes, the manifest says {want}: an unfinished pull")
-    projector, params = "", ""
+    projector, params, system = "", "", ""
     for layer in layers:
         path, _ = _blob(root, layer.get("digest"))
         if path is None:
@@ -117,4 +119,6 @@ def _ollama_model(root: Path, name: tuple[str, str, str, str], manifest: Path) -
         elif layer.get("mediaType") == PARAMS_LAYER:
             value = _small_json(path)
             params = json.dumps(value, sort_keys=True, separators=(",", ":")) if isinstance(value, dict) else ""
-    return Found(Source("ollama", display, str(blob), projector, params, f"sha256:{digest}"), (blob,))
+        elif layer.get("mediaType") == SYSTEM_LAYER:
+            system = _small_text(path)
+    return Found(Source("ollama", display, str(blob), projector, params, f"sha256:{digest}", system), (blob,))

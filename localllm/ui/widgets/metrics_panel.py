@@ -189,7 +189,10 @@ class MetricsPanel(Widget):
             self.refresh()  # nothing the model or the user chose: the app's defaults, not shown
             return
         for knob, source in resolved.sources.items():
-            value = getattr(resolved.params, knob)
+            if knob == "system_prompt":  # the prompt itself is in the settings box; here where it came from
+                self.sampling.append(("system", source.replace("generation_config", "gen-config")))
+                continue
+            value = resolved.value(knob)
             if isinstance(value, list):
                 if not value:
                     continue
