@@ -114,6 +114,16 @@ def match(specs: Sequence[ModelSpec], entries: Sequence[LibraryEntry]) -> dict[t
     return out
 
 
+def catalog_model(specs: Sequence[ModelSpec], source: Source) -> ModelSpec | None:
+    """The catalog model a store's file is (`ollama:smollm2:135m` is SmolLM2-135M-Instruct), by the same
+    test as match(): its shape and the names its tool gives it; None when it cannot tell."""
+    facts = stores.facts(source.path)
+    if facts is None or facts.damage or not facts.quant:
+        return None
+    names = _names(source, source.path)
+    return next((s for s in specs if _shaped(s, facts) and _named(s, facts.quant, names)), None)
+
+
 def find_on_disk(specs: Sequence[ModelSpec], notes: list[str] | None = None) -> dict[tuple[str, str], OnDisk]:
     """The catalog picks the library holds (every source listed once; cheap with a warm identity cache)."""
     return match(specs, list_models(notes=notes))

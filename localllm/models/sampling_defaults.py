@@ -43,8 +43,9 @@ from localllm.errors import LocalLLMError
 from localllm.models import catalog
 from localllm.models.catalog import ModelSpec
 from localllm.models.embedded import FILENAME
+from localllm.models.on_disk import catalog_model
 from localllm.models.ref import ModelRef
-from localllm.models.stores import Source, resolve_found
+from localllm.models.stores import PREFIXES, Source, resolve_found
 
 SOURCES = ("user", "saved", "settings", "ollama", "gguf", "generation_config", "catalog", "default")
 # every knob a source may give: the numbers the settings also hold, and what ends a reply
@@ -339,12 +340,18 @@ def generation_config_sampling(folder: str | Path, notes: list[str] | None = Non
 
 def catalog_entry(ref: ModelRef) -> ModelSpec | None:
     """The catalog model `ref` is, when it can tell: the embedded model, a GGUF named as its catalog
-    repo names its quants, or a file or folder in the Hugging Face cache of one of its repos."""
+    repo names its quants, a file or folder in the Hugging Face cache of one of its repos, or an Ollama
+    or LM Studio model of its shape and name."""
     specs = catalog.load_catalog()
     if ref.is_embedded or Path(ref.text).name == FILENAME:  # a reload names the embedded file itself
         return next((s for s in specs if s.embedded), None)
     if ref.backend == "remote":
         return None
+    if ref.text.startswith(PREFIXES):  # ollama:NAME, lmstudio:PUBLISHER/MODEL: by shape and name
+        try:
+            return catalog_model(specs, resolve_found(ref.text).source)
+        except LocalLLMError:
+            return None
     path = Path(ref.text).expanduser()
     for spec in specs:
         repos = [r for r in (spec.gguf_repo, spec.fp16_repo, spec.gptq_repo) if r]

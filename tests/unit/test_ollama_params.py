@@ -90,7 +90,12 @@ def test_an_ollama_ref_takes_its_params_layer_and_changes_no_store(env) -> None:
     resolved = resolve_sampling("ollama:smollm2:135m")
     got = values(resolved)
     assert got["temperature"] == (0.3, "ollama") and got["stop"] == (["<|im_end|>"], "ollama")
-    assert got["top_p"] == (SamplingParams().top_p, "default") and not resolved.notes
+    # Ollama's name and the file's shape say it is the catalog's SmolLM2-135M: the card fills what the
+    # params layer does not give; a name the catalog does not know gets the app's defaults
+    assert got["top_p"] == (0.9, "catalog") and got["top_k"] == (SamplingParams().top_k, "default")
+    assert not resolved.notes
+    bare = values(resolve_sampling("ollama:bare:latest"))
+    assert bare["top_p"] == (SamplingParams().top_p, "default") and bare["system_prompt"][1] == "default"
     assert resolved.n_ctx == (4096, "ollama")
     assert context_for(LoadOptions().context, resolved) == (4096, "ollama")
     # this run's values, and the ones saved for the model by its Ollama name, win
