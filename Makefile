@@ -15,7 +15,7 @@ test:
 # The quick tier (under 2 minutes): no model worker (but the scripted backend's, which loads none), no venv
 # build, no wheel build; mypy first.
 test-fast: typecheck
-	$(PY) -m pytest -q -m "not slow and not wheel" -p no:cacheprovider
+	$(PY) -m pytest -q -m "not slow and not wheel" -p no:cacheprovider -n auto
 
 # mypy, strict on config, models, runtime, machine and chat ([tool.mypy] in pyproject.toml)
 typecheck:
