@@ -251,6 +251,11 @@ FORMAT_PER_LAYER_S = {"gptq": 3e-4, "bnb-nf4": 6e-4, "bnb-int8": 2e-3}  # dequan
 # Reading the KV cache is slower than reading weights: llama.cpp without flash attention walks a
 # transposed V and writes f32 scores. Measured here: SmolLM2 at 1.9k and 7.8k tokens, ~22% of bandwidth.
 KV_EFFICIENCY = {"cpu": 0.22, "gpu": 0.5}
+# A mixture of experts' chosen experts are many small mat-vecs (OLMoE-1B-7B: 8 of 1024 x 2048 per
+# matrix), read below a dense layer's rate: on a 2-core EPYC at 32 GB/s, llama.cpp decoded that shape at
+# 21.1 tok/s (ours) and 21.8 (llama-server) where the dense rate predicted 27.5; 0.75 gives 21.2
+# (benchmarks/scale_table.py --shapes olmoe-1b-7b). No GPU figure yet: 1.0 there.
+EXPERT_EFFICIENCY = {"cpu": 0.75, "gpu": 1.0}
 
 
 
@@ -286,6 +291,10 @@ def estimate_speed(spec: ModelSpec, est: MemoryEstimate, cpu_gb_s: float, gpu_gb
     runtime = runtime_of(est.format)
     fill = max(1, min(est.context, fill if fill is not None else est.context // 2))
     moe = spec.active_layer_params / spec.layer_params if spec.layer_params else 1.0
+    # the share of the bytes a token reads that are its chosen experts' (0 for a dense model)
+    read = spec.active_layer_params * spec.layers + spec.output_params
+    experts = (3 * spec.hidden * spec.ffn * spec.experts_active * spec.layers / read
+               if spec.experts and spec.experts_active and read else 0.0)
     kv_layer = kv_bytes_per_layer(spec, fill, est.kv_type if runtime == "llama.cpp" else "f16")
     gpu_layers = min(est.gpu_layers, est.layers)
     parts = []  # (device, weight bytes read, KV bytes read, layers)
@@ -302,7 +311,8 @@ def estimate_speed(spec: ModelSpec, est: MemoryEstimate, cpu_gb_s: float, gpu_gb
         efficiency = (SLOW_ON_CPU if device == "cpu" else FORMAT_EFFICIENCY).get(est.format, efficiency)
         per_layer = PER_LAYER_S[(runtime, device)] + FORMAT_PER_LAYER_S.get(est.format, 0.0)
         roofline += (weights + kv) / bw
-        seconds += weights / (efficiency * bw) + kv / (KV_EFFICIENCY[device] * bw) + n_layers * per_layer
+        weights_s = weights * (1 - experts + experts / EXPERT_EFFICIENCY[device]) / (efficiency * bw)
+        seconds += weights_s + kv / (KV_EFFICIENCY[device] * bw) + n_layers * per_layer
     total_bytes = int(sum(p[1] + p[2] for p in parts))
     speed = SpeedEstimate(1 / seconds if seconds else 0.0, 1 / roofline if roofline else 0.0, total_bytes,
                           device_of(est), efficiency)

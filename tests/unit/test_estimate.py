@@ -265,3 +265,20 @@ def test_spec_from_a_hub_repo_through_the_loopback_hub(hub_server, tmp_path) -> 
         catalog.spec_from_hub("acme/only-gguf", cfg=cfg)
     with pytest.raises(RepoNotFound, match="no model repo acme/nope"):
         catalog.spec_from_hub("acme/nope", cfg=cfg)
+
+
+def test_a_mixture_of_experts_reads_its_experts_slower_than_dense_weights(monkeypatch) -> None:
+    olmoe, dense = catalog.get("olmoe-1b-7b"), catalog.get("llama-3.2-1b")
+
+    def speeds(spec):
+        est = estimate_memory(spec, "gguf", "Q4_K_M", 2048, calibrate=False)
+        slow = estimate_speed(spec, est, 30.0, fill=512, calibrate=False).tok_s
+        with monkeypatch.context() as m:
+            m.setitem(estimate.EXPERT_EFFICIENCY, "cpu", 1.0)  # as if experts read like dense layers
+            fast = estimate_speed(spec, est, 30.0, fill=512, calibrate=False).tok_s
+        return slow, fast
+
+    slow, fast = speeds(olmoe)
+    # the chosen experts are most of what a token reads, so the experts' rate moves most of the time
+    assert fast * estimate.EXPERT_EFFICIENCY["cpu"] < slow < fast
+    assert speeds(dense)[0] == speeds(dense)[1]  # a dense model has no experts
