@@ -12,7 +12,10 @@ benchmarks/model_factory.py), through localllm's own worker:
   estimator gave before any calibration;
 - with --llama-bench/--llama-server (llama.cpp's own tools, built from the sdist's vendor/llama.cpp, see
   vs_llama_bench.py): pp512, tg128 at our prompt's depth, the server's own `timings` for the same
-  prompt and length, and our ratio to each;
+  prompt and length, and our ratio to each. Each of our timed replies is followed by one run of each
+  peer, so drift in the machine's speed falls on both sides; the peers run with flash attention off,
+  as our f16 KV cache does (their default, auto, turns it on: on a 2-core EPYC that decoded 1B 8%
+  slower and prefilled it 8% faster);
 - a five-turn chat (equal new user text each turn, 16-token replies): TTFT at turn 5 against turn 1,
   with the tokens each had to read (the rest came from the KV cache) and the ratio per new token.
 
@@ -64,7 +67,9 @@ def filler(session: ChatSession, tokens: int) -> str:
     return FILLER * max(1, tokens // max(1, per))
 
 
-def ours(path: Path, threads: int, reps: int) -> dict:
+def ours(path: Path, threads: int, reps: int, between=None) -> dict:
+    """`between(prompt_tokens)`: called after each of our timed replies, so the peers' runs alternate
+    with ours (a VM's speed drifts by several % over minutes: back to back, that drift was the ratio)."""
     import psutil
 
     session = ChatSession(system_prompt="", sampling=SamplingParams(temperature=0.0, max_tokens=32, seed=1))
@@ -92,6 +97,8 @@ def ours(path: Path, threads: int, reps: int) -> dict:
             assert stats.cached_tokens < stats.prompt_tokens // 4, stats.cached_tokens  # the template only
             prefill.append(stats.prefill_tok_s or 0.0)
             decode.append(stats.decode_tok_s or 0.0)
+            if between is not None:
+                between(stats.prompt_tokens)
         row["prefill"], row["decode"] = statistics.median(prefill), statistics.median(decode)
         row["prompt_tokens"] = stats.prompt_tokens
         # five turns of equal new text: from turn 2 on only the new tokens are processed
@@ -105,52 +112,82 @@ def ours(path: Path, threads: int, reps: int) -> dict:
     return row
 
 
-def llama_bench(exe: str, path: Path, threads: int, reps: int, depth: int) -> tuple[float, float]:
-    """pp512 from an empty context, and tg128 with `depth` tokens already in it: where our decode runs
-    (after its ~500-token prompt)."""
+FLASH_ATTN = "off"  # what our load uses for an f16 KV cache (backends.llama_cpp.kv_params); the peers too
+
+
+def llama_bench(exe: str, path: Path, threads: int, depth: int) -> tuple[float, float]:
+    """One pp512 from an empty context, and one tg128 with `depth` tokens already in it: where our decode
+    runs (after its ~500-token prompt)."""
     def run(*args: str) -> float:
-        out = subprocess.run([exe, "-m", str(path), "-t", str(threads), "-r", str(reps), "-o", "json", *args],
-                             capture_output=True, text=True, check=True)
+        with quiet_stderr():
+            out = subprocess.run([exe, "-m", str(path), "-t", str(threads), "-r", "1", "-o", "json",
+                                  "-fa", "0" if FLASH_ATTN == "off" else "1", *args],
+                                 capture_output=True, text=True, check=True)
         return float(json.loads(out.stdout)[0]["avg_ts"])
 
     return run("-p", "512", "-n", "0"), run("-p", "0", "-n", "128", "-d", str(depth))
 
 
-def llama_server(exe: str, path: Path, threads: int, reps: int, prompt: str) -> tuple[float, float]:
+class LlamaServer:
     """llama.cpp's server on loopback: its own timings of a ~500-token prompt and 128 tokens."""
-    from tests.hubserver import free_port
 
-    port = free_port()
-    proc = subprocess.Popen([exe, "-m", str(path), "-t", str(threads), "-c", str(CTX), "--port", str(port),
-                             "--host", "127.0.0.1", "--no-webui"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    def __init__(self, exe: str, path: Path, threads: int) -> None:
+        from tests.hubserver import free_port
+
+        port = free_port()
+        self.proc = subprocess.Popen([exe, "-m", str(path), "-t", str(threads), "-c", str(CTX), "--port", str(port),
+                                      "--host", "127.0.0.1", "--no-webui", "--flash-attn", FLASH_ATTN],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 600
         while True:
             try:
-                if json.load(urllib.request.urlopen(url + "/health", timeout=2)).get("status") == "ok":
-                    break
+                if json.load(urllib.request.urlopen(self.url + "/health", timeout=2)).get("status") == "ok":
+                    return
             except (OSError, ValueError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"llama-server did not start ({proc.returncode})") from None
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.close()
+                    raise SystemExit(f"llama-server did not start ({self.proc.returncode})") from None
                 time.sleep(0.5)
-        pp, tg = [], []
-        for _ in range(reps):
-            body = json.dumps({"prompt": prompt, "n_predict": 128, "ignore_eos": True, "temperature": 0,
-                               "cache_prompt": False}).encode()
-            req = urllib.request.Request(url + "/completion", body, {"Content-Type": "application/json"})
-            timings = json.load(urllib.request.urlopen(req, timeout=1800))["timings"]
-            pp.append(timings["prompt_per_second"])
-            tg.append(timings["predicted_per_second"])
-        return statistics.median(pp), statistics.median(tg)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+
+    def once(self, prompt: str) -> tuple[float, float]:
+        body = json.dumps({"prompt": prompt, "n_predict": 128, "ignore_eos": True, "temperature": 0,
+                           "cache_prompt": False}).encode()
+        req = urllib.request.Request(self.url + "/completion", body, {"Content-Type": "application/json"})
+        timings = json.load(urllib.request.urlopen(req, timeout=1800))["timings"]
+        return timings["prompt_per_second"], timings["predicted_per_second"]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def medians(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def per(row: dict, turn: int) -> float:
     """TTFT per token read at that turn (turn 1 also reads the template's default system prompt)."""
     return row[f"ttft{turn}_ms"] / max(1, row[f"new{turn}"])
+
+
+def side_by_side(path: Path, args: argparse.Namespace) -> tuple[dict, list, list]:
+    """Our row, with a run of each peer after each of our timed replies."""
+    bench_runs: list[tuple[float, float]] = []
+    server_runs: list[tuple[float, float]] = []
+    server = LlamaServer(args.llama_server, path, args.threads) if args.llama_server else None
+
+    def peers(depth: int) -> None:
+        if args.llama_bench:
+            bench_runs.append(llama_bench(args.llama_bench, path, args.threads, depth))
+        if server is not None:
+            server_runs.append(server.once(FILLER * 16))
+
+    try:
+        return ours(path, args.threads, args.reps, peers), bench_runs, server_runs
+    finally:
+        if server is not None:
+            server.close()
 
 
 def main() -> int:
@@ -170,25 +207,24 @@ def main() -> int:
     worst = 0.0
     for shape in args.shapes:
         path = model_path(shape)
-        r = ours(path, args.threads, args.reps)
+        r, bench_runs, server_runs = side_by_side(path, args)
         spec = ModelSpec.from_gguf(path)
         est = estimate.estimate_memory(spec, "gguf", spec.gguf_quant, CTX, calibrate=False)
         speed = estimate.estimate_speed(spec, est, gb_s, fill=r["prompt_tokens"] + 64, calibrate=False)
         error = 100 * (r["plan_mib"] - r["measured_mib"]) / r["measured_mib"]
         worst = max(worst, abs(error))
-        bench = server = "-"
-        if args.llama_bench:
-            with quiet_stderr():
-                pp, tg = llama_bench(args.llama_bench, path, args.threads, args.reps, r["prompt_tokens"])
+        bench = served = "-"
+        if bench_runs:
+            pp, tg = medians(bench_runs)
             bench = f"{pp:.1f} / {tg:.2f} (ours {r['prefill'] / pp:.2f} / {r['decode'] / tg:.2f})"
-        if args.llama_server:
-            pp, tg = llama_server(args.llama_server, path, args.threads, args.reps, FILLER * 16)
-            server = f"{pp:.1f} / {tg:.2f} (ours {r['prefill'] / pp:.2f} / {r['decode'] / tg:.2f})"
+        if server_runs:
+            pp, tg = medians(server_runs)
+            served = f"{pp:.1f} / {tg:.2f} (ours {r['prefill'] / pp:.2f} / {r['decode'] / tg:.2f})"
         print(f"| {spec.name} | {os.path.getsize(path) / 1e6:,.0f} MB | {r['load_s']:.1f} | {r['plan_mib']:,.1f} "
               f"| {r['measured_mib']:,.1f} | {error:+.1f}% | {r['prefill']:.1f} | {r['decode']:.2f} "
               f"| {speed.tok_s:.2f} ({100 * (speed.tok_s - r['decode']) / r['decode']:+.0f}%) "
               f"| {100 * r['decode'] / speed.roofline_tok_s:.0f}% of {speed.roofline_tok_s:.1f} "
-              f"| {bench} | {server} | {r['ttft5_ms']:.0f} ms ({r['new5']} new) / {r['ttft1_ms']:.0f} ms "
+              f"| {bench} | {served} | {r['ttft5_ms']:.0f} ms ({r['new5']} new) / {r['ttft1_ms']:.0f} ms "
               f"({r['new1']} new): {per(r, 5) / per(r, 1):.2f}x per new token |", flush=True)
     print(f"\nworst plan error {worst:.1f}% (target 5%)")
     return 0 if worst <= 5 else 1
