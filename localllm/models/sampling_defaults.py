@@ -78,7 +78,6 @@ OLLAMA_KEYS = {
     "repeat_penalty": "repeat_penalty",
     "stop": "stop",
 }
-OLLAMA_PREFIX = "ollama:"
 SHORT = {"temperature": "temp", "top_p": "top-p", "top_k": "top-k", "min_p": "min-p",
          "repeat_penalty": "repeat", "max_tokens": "max", "stop": "stop", "stop_token_ids": "eos ids"}
 
@@ -135,15 +134,18 @@ def resolve_sampling(model: str | Path | ModelRef, request: SamplingRequest | No
     request = request or SamplingRequest()
     ref = model if isinstance(model, ModelRef) else ModelRef.parse(model)
     notes: list[str] = []
-    spec = catalog_entry(ref)
-    ollama, n_ctx = ollama_defaults(ref, notes)
+    stored = store_source(ref)  # scans the tool's whole store: once, for the three layers that read it
+    spec = catalog_entry(ref, stored)
+    ollama, n_ctx = ollama_defaults(ref, notes, stored)
     run = {k: v for k, v in request.run.items() if k != "system_prompt"}
+    saved = saved_for(ref, request.settings, spec)
     layers: list[tuple[str, dict[str, Any]]] = [
         ("user", _checked(run, "this run's setting", notes)),
-        ("saved", saved_for(ref, request.settings, spec)),
+        ("saved", saved),
         ("settings", _global(request.settings)),
         ("ollama", ollama),
-        ("gguf", gguf_sampling(ref.path, notes) if ref.backend == "llama_cpp" else {}),
+        ("gguf", gguf_sampling(stored.path if stored is not None else ref.path, notes)
+         if ref.backend == "llama_cpp" else {}),
         ("generation_config", generation_config_sampling(ref.path, notes) if ref.backend == "transformers"
          else {}),
         ("catalog", _checked(spec.sampling, f"catalog entry {spec.id}", notes) if spec else {}),
@@ -156,21 +158,23 @@ def resolve_sampling(model: str | Path | ModelRef, request: SamplingRequest | No
                              ("default", getattr(defaults, knob)))
         values[knob], sources[knob] = _plain(value), source
     params = dataclasses.replace(request.base, **values)
-    system, sources["system_prompt"] = system_prompt_for(ref, request, spec)
+    system, sources["system_prompt"] = system_prompt_for(request, saved, spec, stored)
     return ResolvedSampling(params, sources, notes, None if n_ctx is None else (n_ctx, "ollama"), system)
 
 
-def system_prompt_for(ref: ModelRef, request: SamplingRequest, spec: ModelSpec | None = None) -> tuple[str, str]:
+def system_prompt_for(request: SamplingRequest, saved: dict[str, Any], spec: ModelSpec | None = None,
+                      stored: Source | None = None) -> tuple[str, str]:
     """A new conversation's system prompt and its source, in the knobs' order: this run's, the model's
-    saved table's, the global setting where it is not the app's default, Ollama's SYSTEM layer, the
-    catalog's, the app's. An empty prompt set by the user is kept: it means none."""
+    saved table's (`saved`, saved_for's), the global setting where it is not the app's default, Ollama's
+    SYSTEM layer (of `stored`, the ref's store entry), the catalog's, the app's. An empty prompt set by
+    the user is kept: it means none."""
     settings = request.settings
     layers = [
         ("user", request.run.get("system_prompt")),
-        ("saved", saved_for(ref, settings, spec).get("system_prompt")),
+        ("saved", saved.get("system_prompt")),
         ("settings", settings.system_prompt if settings is not None
          and settings.system_prompt != DEFAULT_SYSTEM_PROMPT else None),
-        ("ollama", (source.system or None) if (source := _ollama_source(ref)) is not None else None),
+        ("ollama", (stored.system or None) if stored is not None and stored.tool == "ollama" else None),
         ("catalog", (spec.system_prompt or None) if spec is not None else None),
     ]
     return next(((str(value), name) for name, value in layers if value is not None),
@@ -257,18 +261,19 @@ def _checked(values: dict[str, Any], where: str, notes: list[str]) -> dict[str, 
     return out
 
 
-def ollama_defaults(ref: ModelRef, notes: list[str] | None = None) -> tuple[dict[str, Any], int | None]:
-    """An `ollama:` ref's params layer as knobs, with its num_ctx; ({}, None) for any other model, one
-    without the layer, or a ref the store cannot resolve (the load says why)."""
-    source = _ollama_source(ref)
-    if source is None or not source.params:
+def ollama_defaults(ref: ModelRef, notes: list[str] | None = None,
+                    stored: Source | None = None) -> tuple[dict[str, Any], int | None]:
+    """An `ollama:` ref's params layer (of `stored`, its store entry) as knobs, with its num_ctx; ({}, None)
+    for any other model, one without the layer, or a ref the store cannot resolve (the load says why)."""
+    if stored is None or stored.tool != "ollama" or not stored.params:
         return {}, None
-    return ollama_options(json.loads(source.params), f"{ref.text} (Ollama's params)", notes)
+    return ollama_options(json.loads(stored.params), f"{ref.text} (Ollama's params)", notes)
 
 
-def _ollama_source(ref: ModelRef) -> Source | None:
-    """An `ollama:` ref's store entry; None for any other model or one the store cannot resolve."""
-    if not ref.text.startswith(OLLAMA_PREFIX):
+def store_source(ref: ModelRef) -> Source | None:
+    """An `ollama:` or `lmstudio:` ref's store entry; None for any other model or one the store cannot
+    resolve (the load says why)."""
+    if not ref.text.startswith(PREFIXES):
         return None
     try:
         return resolve_found(ref.text).source
@@ -338,20 +343,18 @@ def generation_config_sampling(folder: str | Path, notes: list[str] | None = Non
     return _checked(found, str(path), notes)
 
 
-def catalog_entry(ref: ModelRef) -> ModelSpec | None:
+def catalog_entry(ref: ModelRef, stored: Source | None = None) -> ModelSpec | None:
     """The catalog model `ref` is, when it can tell: the embedded model, a GGUF named as its catalog
     repo names its quants, a file or folder in the Hugging Face cache of one of its repos, or an Ollama
-    or LM Studio model of its shape and name."""
+    or LM Studio model of its shape and name (`stored`: its store entry, when already resolved)."""
     specs = catalog.load_catalog()
     if ref.is_embedded or Path(ref.text).name == FILENAME:  # a reload names the embedded file itself
         return next((s for s in specs if s.embedded), None)
     if ref.backend == "remote":
         return None
     if ref.text.startswith(PREFIXES):  # ollama:NAME, lmstudio:PUBLISHER/MODEL: by shape and name
-        try:
-            return catalog_model(specs, resolve_found(ref.text).source)
-        except LocalLLMError:
-            return None
+        stored = stored or store_source(ref)
+        return catalog_model(specs, stored) if stored is not None else None
     path = Path(ref.text).expanduser()
     for spec in specs:
         repos = [r for r in (spec.gguf_repo, spec.fp16_repo, spec.gptq_repo) if r]

@@ -114,6 +114,17 @@ def test_an_ollama_ref_takes_its_params_layer_and_changes_no_store(env) -> None:
     assert checksums(env) == before
 
 
+def test_resolving_scans_the_store_once(env, monkeypatch) -> None:
+    # the params, the SYSTEM layer, the catalog match and the file's own keys all come from one scan of
+    # the store (it reads every manifest): it was read four times
+    scans = []
+    real = stores.scan
+    monkeypatch.setattr(stores, "scan", lambda *a, **k: scans.append(a) or real(*a, **k))
+    resolved = resolve_sampling("ollama:smollm2:135m")
+    assert resolved.sources["temperature"] == "ollama" and resolved.sources["system_prompt"] == "ollama"
+    assert resolved.sources["top_p"] == "catalog" and len(scans) == 1
+
+
 def test_the_context_is_the_model_s_only_where_nobody_chose_one(env) -> None:
     resolved = resolve_sampling("ollama:smollm2:135m")
     default = LoadOptions().context
