@@ -131,10 +131,9 @@ def _options(args, settings):
     for knob in ("context", "threads", "gpu_layers", "kv_type"):  # one name: the flag's dest is the field
         if knob in given:
             setattr(load, knob, given[knob])
-    run = {field: given[arg] for arg, field in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
-                                                ("repeat_penalty", "repeat_penalty"), ("max_tokens", "max_tokens"),
-                                                ("system_prompt", "system_prompt"))
-           if arg in given}
+    # one name per knob: each flag's dest is the knob's own name
+    run = {knob: given[knob] for knob in ("temperature", "top_p", "top_k", "repeat_penalty", "max_tokens",
+                                          "system_prompt") if knob in given}
     if "seed" in given:
         sampling.seed = given["seed"]
     request = SamplingRequest(run=run, settings=settings, base=sampling, ctx_given="context" in given)

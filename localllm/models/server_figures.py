@@ -178,6 +178,17 @@ def _pct(part: float | None, whole: float | None) -> float | None:
     return 100.0 * part / whole
 
 
+def _gauges(out: ServerStats, s: Samples, running: str, waiting: str, kv_ratio: float | None,
+            prompt_total: str, cached_total: str) -> None:
+    """What every Prometheus-speaking kind gives under its own names: requests running and waiting, KV
+    use (its ratio as a percentage), and its prompt and cached-prompt token counters as they stand."""
+    out.requests_running = s.get(running)
+    out.requests_waiting = s.get(waiting)
+    out.kv_use_pct = None if kv_ratio is None else 100 * kv_ratio
+    out.prompt_tokens_total = s.get(prompt_total)
+    out.prompt_tokens_cached_total = s.get(cached_total)
+
+
 def stats_between(prev: Snapshot | None, raw: Snapshot, url: str) -> ServerStats:
     """The figures of `raw`, with token counts, rates and histogram means over the window since `prev`."""
     s, p = raw.samples, (prev.samples if prev is not None else None)
@@ -199,12 +210,8 @@ def stats_between(prev: Snapshot | None, raw: Snapshot, url: str) -> ServerStats
 
     if raw.kind == LLAMA_SERVER:
         L = "llamacpp:"
-        out.requests_running = s.get(L + "requests_processing")
-        out.requests_waiting = s.get(L + "requests_deferred")
-        kv = s.get(L + "kv_cache_usage_ratio")
-        out.kv_use_pct = None if kv is None else 100 * kv
-        out.prompt_tokens_total = s.get(L + "prompt_tokens_total")
-        out.prompt_tokens_cached_total = s.get(L + "prompt_tokens_cached_total")
+        _gauges(out, s, L + "requests_processing", L + "requests_deferred", s.get(L + "kv_cache_usage_ratio"),
+                L + "prompt_tokens_total", L + "prompt_tokens_cached_total")
         out.prompt_tokens = d(L + "prompt_tokens_total")
         out.prompt_tokens_cached = d(L + "prompt_tokens_cached_total")
         out.prefill_tok_s = ratio(out.prompt_tokens, d(L + "prompt_seconds_total"))
@@ -213,13 +220,10 @@ def stats_between(prev: Snapshot | None, raw: Snapshot, url: str) -> ServerStats
         out.draft_acceptance_pct = _pct(acc, d(L + "spec_decode_num_draft_tokens_total"))
     elif raw.kind == VLLM:
         V = "vllm:"
-        out.requests_running = s.get(V + "num_requests_running")
-        out.requests_waiting = s.get(V + "num_requests_waiting")
         kv = _sum(s, V + "kv_cache_usage_perc") if V + "kv_cache_usage_perc" in s else s.get(
             V + "gpu_cache_usage_perc")
-        out.kv_use_pct = None if kv is None else 100 * kv
-        out.prompt_tokens_total = s.get(V + "prompt_tokens_total")
-        out.prompt_tokens_cached_total = s.get(V + "prefix_cache_hits_total")
+        _gauges(out, s, V + "num_requests_running", V + "num_requests_waiting", kv, V + "prompt_tokens_total",
+                V + "prefix_cache_hits_total")
         hits = d(V + "prefix_cache_hits_total")
         prompt = d(V + "prompt_tokens_total")
         out.prompt_tokens_cached = hits
@@ -234,12 +238,8 @@ def stats_between(prev: Snapshot | None, raw: Snapshot, url: str) -> ServerStats
         out.decode_tok_s = ratio(d(V + "generation_tokens_total"), d(V + "request_decode_time_seconds_sum"))
     elif raw.kind == SGLANG:
         G = "sglang:"
-        out.requests_running = s.get(G + "num_running_reqs")
-        out.requests_waiting = s.get(G + "num_queue_reqs")
-        kv = s.get(G + "token_usage")
-        out.kv_use_pct = None if kv is None else 100 * kv
-        out.prompt_tokens_total = s.get(G + "prompt_tokens_total")
-        out.prompt_tokens_cached_total = s.get(G + "cached_tokens_total")
+        _gauges(out, s, G + "num_running_reqs", G + "num_queue_reqs", s.get(G + "token_usage"),
+                G + "prompt_tokens_total", G + "cached_tokens_total")
         out.prompt_tokens_cached = d(G + "cached_tokens_total")
         prompt = d(G + "prompt_tokens_total")
         out.prompt_tokens = None if prompt is None else max(prompt - (out.prompt_tokens_cached or 0), 0.0)

@@ -190,7 +190,7 @@ class MetricsPanel(Widget):
             return
         for knob, source in resolved.sources.items():
             if knob == "system_prompt":  # the prompt itself is in the settings box; here where it came from
-                self.sampling.append(("system", source.replace("generation_config", "gen-config")))
+                self.sampling.append(("system", source))
                 continue
             value = resolved.value(knob)
             if isinstance(value, list):
