@@ -62,6 +62,15 @@ class Finish:
 StreamEvent = Prefill | Chunk | Usage | Finish
 
 
+def batch_prompt_text(i: int, seed: int, count: int) -> str:
+    """Prompt i of a batched timing run, at least `count` tokens long in any tokenizer: a count from a start
+    of its own, so the sequences differ and each has one clear greedy continuation (a near tie could tip
+    either way between a batched and a single evaluation, which differ in the last bits). Every backend's
+    generate_batch builds its prompts from it, so their runs compare."""
+    start = 1 + 1000 * seed + 37 * i
+    return "Counting: " + ", ".join(str(n) for n in range(start, start + count))
+
+
 @dataclass
 class BatchTiming:
     """A batched timing run: `batch` prompts of `prompt_tokens` tokens each, generated together for

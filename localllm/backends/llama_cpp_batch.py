@@ -11,15 +11,7 @@ import time
 import llama_cpp
 import numpy as np
 
-from localllm.backends.base import BatchTiming
-
-
-def batch_prompt_text(i: int, seed: int, count: int) -> str:
-    """Prompt i of a batched timing run, at least `count` tokens long: a count from a start of its own,
-    so the sequences differ and each has one clear greedy continuation (a near tie could tip either way
-    between a batched and a single evaluation, which differ in the last bits)."""
-    start = 1 + 1000 * seed + 37 * i
-    return "Counting: " + ", ".join(str(n) for n in range(start, start + count))
+from localllm.backends.base import BatchTiming, batch_prompt_text
 
 
 def batch_prompts(llm: llama_cpp.Llama, prompt_tokens: int, batch: int, seed: int) -> list[list[int]]:

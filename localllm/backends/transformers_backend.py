@@ -25,6 +25,7 @@ from localllm.backends.base import (
     Prefill,
     StopText,
     StreamEvent,
+    batch_prompt_text,
 )
 from localllm.config import LoadOptions, SamplingParams
 from localllm.errors import ModelLoadError, NoModelLoaded
@@ -99,13 +100,6 @@ class _StepClock(transformers.StoppingCriteria):
             torch.cuda.synchronize(input_ids.device)  # the step's kernels are done, not just queued
         self.stamps.append(time.perf_counter())
         return torch.zeros((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
-
-
-def batch_prompt_text(i: int, seed: int, count: int) -> str:
-    """Prompt i of a batched timing run, as llama_cpp_batch.batch_prompt_text makes it (this module cannot
-    import that one): a count of its own per sequence, so each has one clear greedy continuation."""
-    start = 1 + 1000 * seed + 37 * i
-    return "Counting: " + ", ".join(str(n) for n in range(start, start + count))
 
 
 def _stored_quant(path: str) -> str:
