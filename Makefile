@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv run test test-fast typecheck check lint imports bench bench-tui
+.PHONY: venv run test test-sigill test-fast typecheck check lint imports bench bench-tui
 venv:
 	python3 -m venv $(VENV) && $(VENV)/bin/pip install -e '.[test]'
 
@@ -11,6 +11,11 @@ run:
 
 test:
 	$(PY) -m pytest -q
+
+# The whole suite as on an Intel AMX host whose AMX kernel dies of SIGILL (tests/sigill_sim): every
+# llama.cpp process, this pytest process included, dies at its first decode with extra buffers on.
+test-sigill:
+	LOCALLLM_TEST_SIGILL=1 PYTHONPATH=$(CURDIR)/tests/sigill_sim $(PY) -m pytest -q -p no:cacheprovider
 
 # The quick tier (under 2 minutes): no model worker (but the scripted backend's, which loads none), no venv
 # build, no wheel build; mypy first.
