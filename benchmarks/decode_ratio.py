@@ -107,7 +107,7 @@ def run_tui(args, bare: Bare, path: str) -> tuple[list[float], list[float]]:
                 if rep >= args.warmup:
                     base.append(b)
                     ours.append(stats.decode_tok_s or 0.0)
-            print(f"(TUI repaint interval settled at {app.pacer.interval:.2f} s)")
+            print(f"(TUI repaint interval settled at {app.chat.pacer.interval:.2f} s)")
         return base, ours
 
     return asyncio.run(main())

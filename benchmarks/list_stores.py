@@ -68,7 +68,8 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="list-stores-") as tmp:
         home = Path(tmp) / "home"
-        env = {"HOME": str(home), "LOCALLLM_HOME": str(Path(tmp) / "localllm"), "OLLAMA_MODELS": str(home / ".ollama" / "models")}
+        env = {"HOME": str(home), "LOCALLLM_HOME": str(Path(tmp) / "localllm"), "OLLAMA_MODELS": str(home / ".ollama" / "models"),
+               "LOCALLLM_STORES": "ollama,lmstudio"}  # the stores it built, whatever the caller's environment turns off
         os.environ.update(env)
         began = time.perf_counter()
         build(home, args.n)
@@ -95,6 +96,9 @@ def main() -> int:
         listed = sum(e["source"] in ("ollama", "lmstudio") for e in json.loads(out.stdout))
         print(f"warm `localllm models --json`, fresh process: {listed} store entries in {total:.2f} s "
               f"({start:.2f} s of it starting Python and importing; listing ~{total - start:.2f} s)")
+    if stored != args.n or listed != args.n:  # a timing over fewer entries than built says nothing
+        print(f"MISSED ENTRIES: built {args.n}, listed {stored} here and {listed} in the fresh process")
+        return 1
     return 0
 
 
