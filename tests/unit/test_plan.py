@@ -173,3 +173,19 @@ def test_plan_cli_on_a_70b_header_lists_the_weights_once_and_no_rss_it_cannot_re
     assert out.count("weights, mapped file") == 1 and out.count("weights, repacked copy") <= 1
     assert "reclaimable file pages (not in total)" in out or "repacked" not in out
     assert "rss at" not in out  # a load that cannot happen here has no RSS to show
+
+
+def test_plan_takes_the_model_as_chat_does_or_plans_the_embedded_one(model_path, capsys) -> None:
+    """`plan MODEL`, `plan -m MODEL` and `localllm -m MODEL plan` plan the same file; no model plans the
+    embedded one, as a chat without -m loads it; two different models are refused, not one picked."""
+    from localllm.cli.main import main
+
+    def planned(argv: list[str]) -> str:
+        assert main([*argv, "--hw", "cpu-16gb", "--json"]) == 0
+        return json.loads(capsys.readouterr().out)["model"]
+
+    name = Path(model_path).stem
+    assert planned(["plan", model_path]) == planned(["plan", "-m", model_path]) == name
+    assert planned(["-m", model_path, "plan"]) == planned(["plan"]) == name
+    assert main(["plan", "embedded", "-m", "other.gguf", "--hw", "cpu-16gb"]) == 2
+    assert "two models given" in capsys.readouterr().err

@@ -1,9 +1,11 @@
-"""`localllm plan MODEL`: where a model would go on this machine (or a recorded one) and the memory each
+"""`localllm plan [MODEL]` (or `-m MODEL`): where a model would go on this machine (or a recorded one) and the memory each
 part needs, itemized per device, before anything loads."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 
 MiB = 2**20
 
@@ -14,8 +16,10 @@ def register(sub) -> None:
     from localllm.config import KV_TYPES
 
     p = sub.add_parser("plan", help="show where a model would load and what memory it needs (--json)")
-    p.add_argument("model", metavar="MODEL", help="'embedded', a GGUF file, a checkpoint folder, "
-                   "ollama:NAME[:TAG] or lmstudio:PUBLISHER/MODEL[/FILE]")
+    what = "'embedded' (the default), a GGUF file, a checkpoint folder, ollama:NAME[:TAG] or lmstudio:PUBLISHER/MODEL[/FILE]"
+    p.add_argument("model_arg", nargs="?", metavar="MODEL", help=what)
+    # -m as chat and bench take it; SUPPRESS leaves `localllm -m X plan`'s value alone
+    p.add_argument("-m", "--model", default=argparse.SUPPRESS, metavar="MODEL", help="the same as MODEL")
     p.add_argument("--context", "--ctx", type=int, default=None, dest="context",
                    help="context size in tokens (default: the settings', else an Ollama model's num_ctx, "
                         "else 2048)")
@@ -66,6 +70,11 @@ def run(args) -> int:
     from localllm.runtime import binding
     from localllm.runtime.plan import make_plan, plan_for
 
+    given = {m for m in (args.model_arg, getattr(args, "model", None)) if m}
+    if len(given) > 1:
+        print(f"error: two models given ({' and '.join(sorted(given))}): plan one at a time", file=sys.stderr)
+        return 2
+    model = given.pop() if given else "embedded"
     settings = _settings()
     options = to_load_options(settings)
     if args.context:
@@ -76,10 +85,10 @@ def run(args) -> int:
     from localllm.models.ref import ModelRef
     from localllm.models.sampling_defaults import SamplingRequest, context_for, resolve_sampling
 
-    path = ModelRef.parse(args.model).path
+    path = ModelRef.parse(model).path
     # the sampling a chat with it would use, each value with its source (flags aside), and its context
     request = SamplingRequest(settings=settings, ctx_given=bool(args.context))
-    sampling = resolve_sampling(args.model, request)
+    sampling = resolve_sampling(model, request)
     options.context, ctx_from = context_for(options.context, sampling, request)
     if args.hw:  # another machine: its GPUs count as usable; its CPU flags decide what is repacked
         extra = binding.extra_bufts_for(options.extra_buffers)[0] if options.extra_buffers != "auto" else True
