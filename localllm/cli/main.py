@@ -48,6 +48,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                         "this and the flags below win over the model's defaults and the settings")
     p.add_argument("--top-p", type=float, default=None, help=f"default: the model's own, else {_SAMPLING.top_p}")
     p.add_argument("--top-k", type=int, default=None, help=f"default: the model's own, else {_SAMPLING.top_k}")
+    p.add_argument("--min-p", type=float, default=None, help=f"default: the model's own, else {_SAMPLING.min_p}")
     p.add_argument("--repeat-penalty", type=float, default=None,
                    help=f"default: the model's own, else {_SAMPLING.repeat_penalty}")
     p.add_argument("--seed", type=int, default=None, help="sampling seed for repeatable replies")
@@ -123,7 +124,7 @@ def _options(args, settings):
     a request: each model resolves it with its own defaults when it loads
     (localllm.models.sampling_defaults: flags, then the model's saved table, the settings, the model's
     metadata, its catalog entry, the app's defaults)."""
-    from localllm.config.settings import to_load_options, to_sampling
+    from localllm.config.settings import MODEL_KNOBS, to_load_options, to_sampling
     from localllm.models.sampling_defaults import SamplingRequest
 
     load, sampling = to_load_options(settings), to_sampling(settings)
@@ -132,8 +133,7 @@ def _options(args, settings):
         if knob in given:
             setattr(load, knob, given[knob])
     # one name per knob: each flag's dest is the knob's own name
-    run = {knob: given[knob] for knob in ("temperature", "top_p", "top_k", "repeat_penalty", "max_tokens",
-                                          "system_prompt") if knob in given}
+    run = {knob: given[knob] for knob in (*MODEL_KNOBS, "system_prompt") if knob in given}
     if "seed" in given:
         sampling.seed = given["seed"]
     request = SamplingRequest(run=run, settings=settings, base=sampling, ctx_given="context" in given)

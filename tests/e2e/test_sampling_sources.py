@@ -56,8 +56,8 @@ def test_chat_json_shows_each_value_with_its_source(model_path, tmp_path) -> Non
     got = sources(record)
     assert got["temperature"] == (0.6, "gguf") and got["top_k"] == (3, "saved")
     assert got["top_p"] == (SamplingParams().top_p, "default")
-    got = sources(run(*args, "--temp", "0.1", "--top-k", "5", home=home))  # this run's flags win
-    assert got["temperature"] == (0.1, "user") and got["top_k"] == (5, "user")
+    got = sources(run(*args, "--temp", "0.1", "--top-k", "5", "--min-p", "0.2", home=home))  # this run's flags win
+    assert got["temperature"] == (0.1, "user") and got["top_k"] == (5, "user") and got["min_p"] == (0.2, "user")
 
     plan = run("plan", tuned, "--json", home=home)
     assert sources(plan)["temperature"] == (0.6, "gguf") and sources(plan)["top_k"] == (3, "saved")
