@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from textual.actions import SkipAction
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from localllm.chat.conversations import ConversationStore
@@ -99,6 +100,12 @@ class LocalLLMApp(App[int]):
         except LocalLLMError as exc:
             self.warnings.append(f"Conversations will not be saved: {exc}")
             return None
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification is plain text (localllm.ui.plain): they carry paths, model names and error
+        messages. Screens' notify() comes here too, with markup=True passed along, so it is not read."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return VARIABLE_DEFAULTS  # the app's own colours, for Textual's built-in themes too

@@ -33,6 +33,7 @@ from localllm.bench import results as bench_results
 from localllm.bench.plan import BenchConfig, BenchPlan, Progress
 from localllm.bench.results import BenchResult, Summary
 from localllm.models.embedded import EMBEDDED
+from localllm.ui.plain import cell, plain
 from localllm.ui.widgets.bench_charts import CHARTS, BenchCharts
 
 # A quant, format or precision tag in a model name: what differs between formats of one model.
@@ -168,7 +169,7 @@ class BenchScreen(Screen[None]):
                 models.select(value)
             return
         self._names[value] = name
-        models.add_option(Selection(label, value, selected))
+        models.add_option(Selection(plain(label), value, selected))
 
     # -- picking ------------------------------------------------------------------------------------
     @on(Input.Submitted, "#bench-add")
@@ -298,7 +299,7 @@ class BenchScreen(Screen[None]):
                           *(f"{c.title} {c.unit}".strip() for c in cols))
         for n, row in enumerate(result.rows, 1):
             cells = [bench_export.cell(row.columns.get(c.key, Summary())) for c in cols]
-            table.add_row(str(n), row.label, row.quant, Text(row.status, STATUS_STYLE.get(row.status, "")),
+            table.add_row(str(n), cell(row.label), cell(row.quant), cell(row.status, STATUS_STYLE.get(row.status, "")),
                           *cells, key=str(n))
         # why a row failed or was cut short, in full: a table cell would truncate it
         notes = [f"{n} {r.label}: {r.status}: {r.reason.splitlines()[0]}"

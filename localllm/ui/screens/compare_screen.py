@@ -117,7 +117,7 @@ class CompareScreen(ModalScreen[None]):
             yield Input(self._first_specs, id="compare-specs", compact=True,
                         placeholder="embedded, a GGUF path, FOLDER@nf4, URL#id: comma-separated")
             yield Button("Run", id="compare-run", variant="primary", compact=True)
-        yield Static(id="compare-status")
+        yield Static(id="compare-status", markup=False)
         yield CompareColumns(id="compare-columns")
         yield Footer()
 

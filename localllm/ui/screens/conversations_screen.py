@@ -18,6 +18,7 @@ from localllm.chat.conversation_export import export_filename, model_label
 from localllm.chat.conversations import ConversationStore
 from localllm.config import data_dir
 from localllm.errors import LocalLLMError
+from localllm.ui.plain import cell
 
 
 def local_time(stamp: str) -> str:
@@ -62,7 +63,7 @@ class ConversationsScreen(ModalScreen[int | None]):
             yield Label("Saved conversations", id="conv-title")
             yield DataTable(id="conv-table", cursor_type="row", zebra_stripes=True)
             yield Input(placeholder="New title, Enter to rename, Esc to cancel", id="conv-rename", compact=True)
-            yield Static("", id="conv-status")
+            yield Static("", id="conv-status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -88,7 +89,7 @@ class ConversationsScreen(ModalScreen[int | None]):
         for c in conversations:
             model = model_label(c.model) if c.model else "-"
             updated = local_time(c.updated)
-            table.add_row(c.title or "(untitled)", str(c.message_count), model, updated, key=str(c.id))
+            table.add_row(cell(c.title or "(untitled)"), str(c.message_count), cell(model), updated, key=str(c.id))
         if table.row_count == 0:
             self.say("No saved conversations yet.")
         elif keep is not None and str(keep) in table.rows:

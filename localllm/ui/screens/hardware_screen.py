@@ -112,7 +112,7 @@ class HardwareScreen(Screen[Pick | None]):
                 with Horizontal(classes="hw-row"):
                     yield Label("Context")
                     yield Input(str(self.wishes.context), id="hw-context", compact=True)
-                yield Static("", id="hw-message", classes="-empty")
+                yield Static("", id="hw-message", classes="-empty", markup=False)
                 with Horizontal(classes="hw-row"):
                     yield Label("Use")
                     yield Select([(u, u) for u in USES], value=self.wishes.use, allow_blank=False,

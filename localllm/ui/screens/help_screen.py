@@ -10,6 +10,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Label
 
+from localllm.ui.plain import cell
+
 
 def app_bindings(app: App) -> list[tuple[str, str]]:
     """The bindings the footer shows now (those with show=True), keys written as it writes them."""
@@ -54,7 +56,7 @@ class HelpScreen(ModalScreen[None]):
         table = self.query_one(DataTable)
         table.add_columns("Key", "Action")
         for key, description in self.pairs:
-            table.add_row(key, description)
+            table.add_row(cell(key), cell(description))
         table.focus()
 
     def action_close(self) -> None:

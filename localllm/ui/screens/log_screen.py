@@ -22,7 +22,7 @@ class LogScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="log-box"):
-            yield Label(f"Worker log: {self.path or '(no worker started yet)'} · Esc closes")
+            yield Label(f"Worker log: {self.path or '(no worker started yet)'} · Esc closes", markup=False)
             yield Log(id="log-view", highlight=False)
 
     def on_mount(self) -> None:

@@ -16,6 +16,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, ProgressBar
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
+from localllm.ui.plain import plain
+
 DEFAULT_MODEL = ""  # the value that stands for the embedded model (the app's default)
 
 
@@ -43,16 +45,16 @@ class OpenModelScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="open-box"):
-            yield Label("A GGUF file, a checkpoint folder or a server URL. Enter loads, Ctrl+S saves the "
-                        "URL to the servers list, Esc closes.")
-            yield Input(placeholder="/path/model.gguf, /path/checkpoint or http://127.0.0.1:8080 "
-                        "(empty: embedded)", id="open-path")
+            yield Label("A GGUF file, a checkpoint folder or a server URL. Enter loads (empty: the embedded "
+                        "model), Ctrl+S saves the URL to the servers list, Esc closes.")
+            yield Input(placeholder="/path/model.gguf, /path/checkpoint or http://127.0.0.1:8080",
+                        id="open-path")
             yield Label("Download from the Hugging Face Hub: REPO [QUANT], e.g. "
-                        "bartowski/Qwen2.5-0.5B-Instruct-GGUF Q4_K_M")
+                        "bartowski/Qwen2.5-0.5B-Instruct-GGUF Q4_K_M", markup=False)
             yield Input(placeholder="repo id and optional quant", id="pull-repo")
             with Horizontal(id="pull-row"):
                 yield ProgressBar(id="pull-bar", show_eta=False)
-                yield Label("", id="pull-status")
+                yield Label("", id="pull-status", markup=False)
             yield Label("Library and servers (servers are listed as they answer):")
             yield OptionList(Option("The embedded model: SmolLM2-135M-Instruct (Q4_1)", id="embedded"),
                              id="open-choices")
@@ -141,7 +143,7 @@ class OpenModelScreen(ModalScreen[str | None]):
             options.get_option(value)
             return  # listed already
         except OptionDoesNotExist:
-            options.add_option(Option(label, id=value, disabled=disabled))
+            options.add_option(Option(plain(label), id=value, disabled=disabled))
 
     def action_save_server(self) -> None:
         from localllm.config.settings import SettingsError, check_value

@@ -66,10 +66,10 @@ class QuantizeScreen(ModalScreen[str | None]):
                 yield Input("4", id="q-bits", type="integer", compact=True)
                 yield Label(" group", classes="q-small")
                 yield Input("64", id="q-group", type="integer", compact=True)
-            yield Static("", id="q-plan")
+            yield Static("", id="q-plan", markup=False)
             with Horizontal(id="q-progress-row"):
                 yield ProgressBar(id="q-bar", show_eta=False)
-                yield Label("", id="q-status")
+                yield Label("", id="q-status", markup=False)
             yield Button("Load it", id="q-load", variant="primary", compact=True)
         yield Footer()
 

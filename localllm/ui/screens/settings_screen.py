@@ -73,8 +73,8 @@ class SettingsScreen(ModalScreen[Settings | None]):
                     with Horizontal(classes="setting-row"):
                         yield Label(LABELS[key], classes="setting-label")
                         yield self._editor(key)
-            yield Static("", id="settings-help")
-            yield Static("", id="settings-errors")
+            yield Static("", id="settings-help", markup=False)
+            yield Static("", id="settings-errors", markup=False)
             with Horizontal(id="settings-buttons"):
                 yield Button("Save", id="settings-save", variant="primary", compact=True)
                 yield Button("Cancel", id="settings-cancel", compact=True)

@@ -34,7 +34,7 @@ class BenchCharts(Vertical):
         with Horizontal():
             for key, _ in CHARTS:
                 yield PlotextPlot(id=f"chart-{key}")
-        yield Static("No results yet.", id="chart-legend")
+        yield Static("No results yet.", id="chart-legend", markup=False)
 
     def show(self, rows: list[tuple[str, str, dict[str, float | None]]]) -> None:
         """rows: (label, status, {column key: mean}) in table order. A row without a value (a failed

@@ -9,6 +9,7 @@ from textual.widgets.markdown import MarkdownStream
 
 from localllm.chat.report import stats_line
 from localllm.runtime.metrics import ReplyStats
+from localllm.ui.plain import plain
 
 
 class UserMessage(Static):
@@ -30,9 +31,9 @@ class AssistantMessage(Widget):
 
     def __init__(self, title: str) -> None:
         super().__init__()
-        self.border_title = title
+        self.border_title = plain(title)  # a model name, as it is
         self.markdown = Markdown("")
-        self.stats = Static("generating…", classes="reply-stats")
+        self.stats = Static("generating…", classes="reply-stats", markup=False)
         self._stream: MarkdownStream | None = None
         self.text = ""
         self.deltas = 0  # how many pieces the text arrived in

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
@@ -13,9 +14,11 @@ class StatusBar(Static):
     state: reactive[str] = reactive("starting")
     warning: reactive[str] = reactive("")  # e.g. a GPU the installed llama-cpp-python cannot use
 
-    def render(self) -> str:
-        text = self._text()
-        return f"{text} · [b]{self.warning}[/b]" if self.warning else text
+    def render(self) -> Text:
+        text = Text(self._text())  # model names and server paths, as they are (localllm.ui.plain)
+        if self.warning:
+            text.append(" · ").append(self.warning, style="bold")
+        return text
 
     def _text(self) -> str:
         if self.model is None:
