@@ -88,3 +88,17 @@ async def test_a_servers_model_id_and_the_pull_hint_are_shown_as_sent(tmp_path, 
             await wait_for(pilot, lambda: any(f"org/{ODD}" in o for o in options(choices)))
             hints = [str(label.render()) for label in screen.query(Label)]
             assert any("REPO [QUANT]" in h for h in hints)
+
+
+async def test_a_library_file_with_brackets_is_offered_to_quantize_by_its_name(tmp_path, monkeypatch) -> None:
+    from textual.widgets import Select
+
+    from localllm.ui.screens.quantize_screen import QuantizeScreen
+
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
+    screen = QuantizeScreen(sources=[(f"{ODD} · gguf Q4_1", str(tmp_path / "odd.gguf"))])
+    async with Host(screen).run_test(size=SIZE) as pilot:
+        select = screen.query_one("#q-source", Select)
+        await wait_for(pilot, lambda: select.value == str(tmp_path / "odd.gguf"))
+        await pilot.pause()
+        assert f"{ODD} · gguf Q4_1" in str(select.query_one("SelectCurrent #label").render())

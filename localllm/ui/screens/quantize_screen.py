@@ -15,6 +15,7 @@ from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, S
 
 from localllm.models.quants import COMMON, OFFERED
 from localllm.quantize.jobs import GPTQ, SAFETENSORS
+from localllm.ui.plain import cell
 
 TARGETS = [*COMMON, *(q for q in OFFERED if q not in COMMON), SAFETENSORS, GPTQ]
 
@@ -90,7 +91,7 @@ class QuantizeScreen(ModalScreen[str | None]):
 
     def _set_sources(self, sources: list[tuple[str, str]]) -> None:
         select = self.query_one("#q-source", Select)
-        select.set_options(sources)
+        select.set_options([(cell(label), value) for label, value in sources])  # file names, as they are
         if sources:
             select.value = sources[0][1]
         select.focus()
