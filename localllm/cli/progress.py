@@ -33,8 +33,9 @@ class ProgressBar:
             )
 
             sized = [DownloadColumn(), TransferSpeedColumn()] if unit == "bytes" else [MofNCompleteColumn()]
-            self._rich = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), *sized,
-                                  TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
+            # file names and messages, as they are: Rich would read "[...]" in them as markup
+            self._rich = Progress(TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(),
+                                  *sized, TimeRemainingColumn(), TextColumn("{task.fields[note]}", markup=False),
                                   console=Console(file=self.stream), transient=False)
             self._rich.start()
             self._task = self._rich.add_task("", total=None, note="")

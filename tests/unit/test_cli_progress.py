@@ -33,3 +33,12 @@ def test_a_terminal_gets_richs_bar_with_sizes_and_speed() -> None:
     text = out.getvalue()
     assert "[1/1] model.gguf" in text and "50%" in text and "0.5/1.0 MB" in text
     assert "━" in text  # the bar itself
+
+
+def test_a_file_name_with_brackets_is_shown_as_it_is() -> None:
+    """Rich reads "[...]" as markup: "[bold]" vanished and "[/b]" raised MarkupError mid-download."""
+    out = Terminal()
+    bar = ProgressBar(unit="bytes", stream=out)
+    bar.update(10, 100, "x[/b] model[bold].gguf", note="[/i] resumed")
+    bar.close()
+    assert "x[/b] model[bold].gguf" in out.getvalue() and "[/i] resumed" in out.getvalue()
