@@ -247,11 +247,12 @@ def cmd_chat(args) -> int:
 def _repl(session, args) -> int:
     from localllm.chat.recorder import Recorder
     from localllm.chat.report import stats_line
+    from localllm.cli.repl_commands import handle
     from localllm.errors import LocalLLMError
 
     model = session.model
-    print(f"localllm chat · {model.name} ({model.quant}, ctx {model.n_ctx}) · /exit to leave, "
-          "/reset to start over, Ctrl-C stops a reply", file=sys.stderr)
+    print(f"localllm chat · {model.name} ({model.quant}, ctx {model.n_ctx}) · /help for commands, "
+          "/exit to leave, Ctrl-C stops a reply", file=sys.stderr)
     recorder = Recorder(_conversation_store(_settings()))
     try:
         while True:
@@ -260,14 +261,17 @@ def _repl(session, args) -> int:
             except (EOFError, KeyboardInterrupt):
                 print(file=sys.stderr)
                 return 0
-            if text.strip() in ("/exit", "/quit"):
-                return 0
-            if text.strip() == "/reset":
-                session.clear()
-                recorder.new_chat()
-                continue
             if not text.strip():
                 continue
+            outcome = handle(text, session)
+            if outcome.action == "exit":
+                return 0
+            if outcome.action == "reset":
+                recorder.new_chat()
+            if outcome.action != "send":
+                print(outcome.text, file=sys.stderr)
+                continue
+            text = outcome.text
             try:
                 done = _repl_turn(session, recorder, text)
             except LocalLLMError as exc:  # e.g. the worker died: the next message starts a new one

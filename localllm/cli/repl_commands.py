@@ -1,0 +1,118 @@
+"""The chat REPL's slash commands, as users of llama-cli and `ollama run` expect them: /help, /set KNOB
+VALUE, /system TEXT, /show, /reset, /exit. A line that starts with one slash is a command: an unknown one
+is refused with the list, never sent to the model; "//text" sends "/text"."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from localllm.config.settings import MODEL_KNOBS
+
+# /set's knobs: the model's sampling knobs (resolved with their sources) and the seed (a run value only)
+TYPES: dict[str, type] = {"temperature": float, "top_p": float, "top_k": int, "min_p": float,
+                          "repeat_penalty": float, "max_tokens": int, "seed": int}
+ALIASES = {"temp": "temperature", "top-p": "top_p", "top-k": "top_k", "min-p": "min_p",
+           "repeat-penalty": "repeat_penalty", "max-tokens": "max_tokens", "max": "max_tokens"}
+
+HELP = """commands:
+  /help               this list
+  /set KNOB VALUE     temperature (temp), top_p, top_k, min_p, repeat_penalty, max_tokens, seed
+  /system TEXT        a new conversation with this system prompt
+  /show               the model, its sampling (each value with where it came from), the system prompt
+  /reset              a new conversation (/clear too)
+  /exit               leave (/quit, /bye, Ctrl-D too)
+  //text              send "/text" as a message"""
+
+
+@dataclass
+class Outcome:
+    """What the REPL does with a line: "send" `text` to the model, "exit", or print `text` (a command's
+    answer, or why it was refused) and read the next line."""
+
+    action: str
+    text: str = ""
+
+
+def handle(line: str, session) -> Outcome:
+    """`line` as typed; `session`: the ChatSession (a command may change its sampling or history)."""
+    text = line.strip()
+    if text.startswith("//"):
+        return Outcome("send", text[1:])
+    if not text.startswith("/"):
+        return Outcome("send", line)
+    word, _, rest = text[1:].partition(" ")
+    word, rest = word.lower(), rest.strip()
+    if word in ("exit", "quit", "bye"):
+        return Outcome("exit")
+    if word in ("help", "?", "h"):
+        return Outcome("print", HELP)
+    if word in ("reset", "clear"):
+        session.clear()
+        return Outcome("reset", "(a new conversation)")
+    if word == "system":
+        if not rest:
+            return Outcome("print", f"system prompt: {session.system_prompt or '(none)'}\n"
+                                    "/system TEXT starts a new conversation with TEXT")
+        session.resample(run={"system_prompt": rest})
+        session.clear()
+        session.system_prompt = rest  # clear() took the resolved one: the same text, from "user"
+        return Outcome("reset", "(a new conversation with that system prompt)")
+    if word == "set":
+        return Outcome("print", _set(rest, session))
+    if word == "show":
+        return Outcome("print", show(session))
+    return Outcome("print", f"unknown command /{word}, not sent to the model (//{word} sends it); /help lists the commands")
+
+
+def _set(rest: str, session) -> str:
+    parts = rest.split()
+    if len(parts) != 2:
+        return "usage: /set KNOB VALUE, e.g. /set temp 0.3; knobs: " + ", ".join(TYPES)
+    name, raw = parts
+    knob = ALIASES.get(name.lower(), name.lower())
+    if knob not in TYPES:
+        return f"no knob {name!r}; knobs: {', '.join(TYPES)}"
+    try:
+        value: Any = TYPES[knob](raw)
+    except ValueError:
+        return f"{knob} takes a {'whole number' if TYPES[knob] is int else 'number'}, not {raw!r}"
+    problem = _out_of_range(knob, value)
+    if problem:
+        return problem
+    if knob in MODEL_KNOBS:
+        session.resample(run={knob: value})
+    else:  # the seed: a run value, kept in the base the knobs are resolved over
+        request = session.sampling_request
+        session.resample(base=dataclasses.replace(request.base if request else session.sampling, seed=value))
+    return f"{knob} = {getattr(session.sampling, knob)}"
+
+
+def _out_of_range(knob: str, value: float) -> str:
+    if knob in ("top_p", "min_p") and not 0 <= value <= 1:
+        return f"{knob} is between 0 and 1"
+    if knob in ("temperature", "top_k", "repeat_penalty") and value < 0:
+        return f"{knob} cannot be negative"
+    if knob == "max_tokens" and value < 1:
+        return "max_tokens is at least 1"
+    return ""
+
+
+def show(session) -> str:
+    lines = []
+    model = session.model
+    if model is not None:
+        lines.append(f"model    {model.name} · {model.backend} · {model.quant} · ctx {model.n_ctx} · "
+                     f"{model.n_threads} threads")
+    resolved = session.resolved_sampling
+    if resolved is not None:
+        lines.append(f"sampling {resolved.line()}")
+    else:
+        s = session.sampling
+        lines.append(f"sampling temp {s.temperature} · top-p {s.top_p} · top-k {s.top_k} · min-p {s.min_p} · "
+                     f"repeat {s.repeat_penalty} · max {s.max_tokens}")
+    lines.append(f"seed     {session.sampling.seed if session.sampling.seed is not None else 'random'}")
+    lines.append(f"system   {session.system_prompt or '(none)'}")
+    lines.append(f"turns    {sum(t.role == 'user' for t in session.history)} in this conversation")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""The chat REPL's slash commands on a real session (the scripted backend in a real worker): /set changes
+the sampling with source "user", /system starts a conversation with that prompt, an unknown /word is
+refused and not sent, "//text" sends "/text"; and `localllm chat` reading a pipe sends only the messages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from localllm.chat.conversations import ConversationStore
+from localllm.chat.session import ChatSession
+from localllm.cli.repl_commands import handle
+from localllm.config import LoadOptions
+from localllm.models.sampling_defaults import SamplingRequest
+
+
+@pytest.fixture
+def session(scripted_model):
+    s = ChatSession(sampling_request=SamplingRequest())
+    s.load(scripted_model(["Hello", " there"], delay_s=0.0), LoadOptions(context=512))
+    yield s
+    s.close()
+
+
+def test_set_changes_a_knob_with_source_user_and_refuses_what_is_not_one(session) -> None:
+    assert handle("/set temp 0.3", session).text == "temperature = 0.3"
+    assert session.sampling.temperature == 0.3 and session.resolved_sampling.sources["temperature"] == "user"
+    assert handle("/set top-k 5", session).text == "top_k = 5" and session.sampling.top_k == 5
+    assert handle("/set seed 7", session).text == "seed = 7" and session.sampling.seed == 7
+    assert session.sampling.temperature == 0.3  # the seed kept the knobs set before it
+    before = session.sampling
+    assert "between 0 and 1" in handle("/set top_p 3", session).text
+    assert "whole number" in handle("/set top_k many", session).text
+    assert "no knob 'warmth'" in handle("/set warmth 1", session).text
+    assert "usage" in handle("/set temp", session).text
+    assert session.sampling == before  # a refused value changes nothing
+    shown = handle("/show", session).text
+    assert "temp 0.3 user" in shown and "top-k 5 user" in shown and "seed     7" in shown
+
+
+def test_system_starts_a_conversation_with_that_prompt(session) -> None:
+    list(session.send("Hi"))
+    assert session.history
+    outcome = handle("/system Answer in one word.", session)
+    assert outcome.action == "reset" and not session.history
+    assert session.system_prompt == "Answer in one word."
+    assert session.resolved_sampling.sources["system_prompt"] == "user"
+    assert session.messages()[0] == {"role": "system", "content": "Answer in one word."}
+
+
+def test_unknown_commands_are_not_sent_and_double_slash_is(session) -> None:
+    unknown = handle("/nope now", session)
+    assert unknown.action == "print" and "unknown command /nope" in unknown.text
+    assert handle("//nope now", session).text == "/nope now" and handle("//x", session).action == "send"
+    assert handle("plain text", session).text == "plain text"
+    assert [handle(w, session).action for w in ("/exit", "/quit", "/bye", "/help", "/reset")] == \
+        ["exit", "exit", "exit", "print", "reset"]
+
+
+def test_the_repl_on_a_pipe_sends_only_the_messages(scripted_model, tmp_path) -> None:
+    path = scripted_model(["Hello", " there"], delay_s=0.0)
+    home = tmp_path / "home"
+    env = dict(os.environ, LOCALLLM_HOME=str(home))
+    lines = ["/help", "/set temp 0.5", "/nope", "first message", "/system Be brief.", "//slash message", "/show",
+             "/exit"]
+    run = subprocess.run([sys.executable, "-m", "localllm", "chat", "-m", path], input="\n".join(lines) + "\n",
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "unknown command /nope" in run.stderr and "temp 0.5 user" in run.stderr
+    assert run.stdout.count("Hello there") == 2
+    with ConversationStore(home / "conversations.db") as store:
+        saved = [[t.content for t in store.load(c.id).turns if t.role == "user"] for c in store.list()]
+    assert sorted(saved) == [["/slash message"], ["first message"]]  # /system began a new conversation
