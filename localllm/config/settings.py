@@ -50,8 +50,8 @@ class Settings:
     context: int = field(default=_LOAD.context, metadata=_doc("context size in tokens", min=128, max=1_048_576))
     threads: int = field(default=_LOAD.threads, metadata=_doc("CPU threads; 0: one per physical core", min=0, max=1024))
     gpu_layers: int = field(default=_LOAD.gpu_layers, metadata=_doc(
-        "layers offloaded to the GPU; -2: auto (the load plan places them), -1: all, 0: none",
-        min=AUTO_LAYERS, max=100_000))
+        "layers offloaded to the GPU; auto (-2): the load plan places them, -1: all, 0: none",
+        min=AUTO_LAYERS, max=100_000, words={"auto": AUTO_LAYERS}))
     extra_buffers: str = field(default="auto", metadata=_doc(
         "llama.cpp's extra CPU buffer types (AMX/repack kernels); auto: on unless they crashed this CPU "
         "(see localllm doctor)", choices=EXTRA_BUFFERS))
@@ -70,7 +70,8 @@ class Settings:
         "penalty on repeated tokens; 1: none", min=0.1, max=10.0))
     max_tokens: int = field(default=_SAMPLING.max_tokens, metadata=_doc("longest reply in tokens", min=1, max=1_048_576))
     seed: int = field(default=-1, metadata=_doc(
-        "sampling seed for repeatable replies; -1: a new one each reply", min=-1, max=2**32 - 1))
+        "sampling seed for repeatable replies; random (-1): a new one each reply", min=-1, max=2**32 - 1,
+        words={"random": -1}))
     theme: str = field(default=DEFAULT_THEME, metadata=_doc(
         "TUI theme: a shipped one (localllm-dark, localllm-light, localllm-high-contrast), a Textual "
         "one, or a user theme from the themes folder", nonempty=True))
@@ -140,7 +141,8 @@ def allowed(key: str) -> str:
         return "an environment variable name (letters, digits and _)"
     if kind in (int, float):
         noun = "an integer" if kind is int else "a number"
-        return f"{noun} from {meta['min']} to {meta['max']}"
+        words = "".join(f" or {w!r}" for w in meta.get("words", {}))
+        return f"{noun} from {meta['min']} to {meta['max']}{words}"
     return "a non-empty string" if meta.get("nonempty") else "a string"
 
 
@@ -150,6 +152,8 @@ def check_value(key: str, value: Any, where: str = "") -> Any:
         known = ", ".join(FIELDS)
         raise SettingsError(f"Unknown setting {key!r}{where}. Known settings: {known}.", key=key)
     kind, meta = TYPES[key], FIELDS[key].metadata
+    if isinstance(value, str) and value.strip().lower() in meta.get("words", {}):
+        value = meta["words"][value.strip().lower()]  # gpu_layers = "auto" in the file
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok = float(value), True  # TOML writes 1 for 1.0; both mean the same
@@ -177,13 +181,23 @@ def _is_url(text: str) -> bool:
     return parsed.scheme in ("http", "https") and bool(parsed.hostname)
 
 
+def shown_value(key: str, value: Any) -> str:
+    """How a form shows `value`: its word where the field has one for it (auto, random)."""
+    words = {v: w for w, v in FIELDS[key].metadata.get("words", {}).items()}
+    if TYPES[key] is list:
+        return ", ".join(value)
+    return words.get(value, str(value)) if not isinstance(value, bool) else str(value)
+
+
 def parse_field(key: str, text: str) -> Any:
     """Parse what was typed into a form field for `key`; SettingsError names the key on failure."""
     kind = TYPES[key]
     raw = text.strip()
     try:
-        if kind is int:
-            value: Any = int(raw)
+        if kind is int and raw.lower() in FIELDS[key].metadata.get("words", {}):
+            value: Any = FIELDS[key].metadata["words"][raw.lower()]
+        elif kind is int:
+            value = int(raw)
         elif kind is float:
             value = float(raw)
         elif kind is bool:

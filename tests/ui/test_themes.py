@@ -207,6 +207,9 @@ async def test_settings_screen_fits_validates_and_returns_settings(user_dir, the
         for key in FIELDS:  # every setting on screen at once, at 80x24
             assert visible(app, screen.query_one(f"#setting-{key}")), key
         assert visible(app, screen.query_one("#settings-save"))
+        # named values are shown by their words, and saved as the numbers they stand for
+        assert screen.query_one("#setting-gpu_layers", Input).value == "auto"
+        assert screen.query_one("#setting-seed", Input).value == "random"
         screen.query_one("#setting-context", Input).value = "5"
         screen.query_one("#setting-temperature", Input).value = "0.3"
         screen.query_one("#setting-top_p", Input).value = "3"

@@ -310,3 +310,21 @@ def test_load_options_fields_carry_the_knob_names_and_the_worker_reads_the_old_o
     assert LoadOptions.from_dict(old) == new
     settings_fields = set(FIELDS)
     assert {"context", "threads", "gpu_layers", "kv_type", "extra_buffers"} <= settings_fields & set(vars(new))
+
+
+def test_gpu_layers_and_seed_take_their_words_in_the_file_and_the_form(home) -> None:
+    """auto and random, as the CLI's --gpu-layers auto: -2 and -1 meant nothing to a reader."""
+    from localllm.config import AUTO_LAYERS
+    from localllm.config.settings import allowed, shown_value
+
+    assert parse_field("gpu_layers", " Auto ") == AUTO_LAYERS and parse_field("gpu_layers", "12") == 12
+    assert parse_field("seed", "random") == -1
+    write(home, 'gpu_layers = "auto"\nseed = "random"\n')
+    assert (load_settings().gpu_layers, load_settings().seed) == (AUTO_LAYERS, -1)
+    assert shown_value("gpu_layers", AUTO_LAYERS) == "auto" and shown_value("gpu_layers", 8) == "8"
+    assert shown_value("seed", -1) == "random" and "or 'auto'" in allowed("gpu_layers")
+    with pytest.raises(SettingsError, match="or 'auto'"):
+        parse_field("gpu_layers", "most")
+    write(home, 'gpu_layers = "most"\n')
+    with pytest.raises(SettingsError, match="gpu_layers"):
+        load_settings()

@@ -17,7 +17,16 @@ from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, Select, Static, Switch
 from textual.widgets._input import InputType
 
-from localllm.config.settings import FIELDS, TYPES, Settings, SettingsError, allowed, check_value, parse_field
+from localllm.config.settings import (
+    FIELDS,
+    TYPES,
+    Settings,
+    SettingsError,
+    allowed,
+    check_value,
+    parse_field,
+    shown_value,
+)
 
 LABELS = {
     "model": "Model", "context": "Context", "threads": "Threads",
@@ -89,8 +98,8 @@ class SettingsScreen(ModalScreen[Settings | None]):
         if TYPES[key] is bool:
             return Switch(value=value, id=wid)
         kinds: dict[type, InputType] = {int: "integer", float: "number"}
-        kind = kinds.get(TYPES[key], "text")
-        text = ", ".join(value) if TYPES[key] is list else str(value)
+        kind = "text" if FIELDS[key].metadata.get("words") else kinds.get(TYPES[key], "text")  # auto, random
+        text = shown_value(key, value)
         return Input(text, type=kind, compact=True, id=wid, select_on_focus=False)
 
     def on_mount(self) -> None:
