@@ -191,6 +191,11 @@ class ChatSession:
         return True
 
     @property
+    def model_ref(self) -> str | None:
+        """The loaded model as it was named (embedded, a path, ollama:NAME, a server URL); None: none."""
+        return self._ref.text if self._ref is not None and self.model is not None else None
+
+    @property
     def loading(self) -> bool:
         return self._lock.locked()
 

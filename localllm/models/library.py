@@ -370,3 +370,12 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def other_tools_models(listed: list[LibraryEntry]) -> list[LibraryEntry]:
+    """Other tools' usable models that are not copies of one in `listed` (the embedded model and the
+    entries localllm manages, listed first), each picked by its first source's ref (ollama:NAME,
+    lmstudio:PUB/MODEL/FILE); those a store's server has loaded now are marked serving. The models
+    screen and the timing runs offer these."""
+    entries = mark_serving(merge_duplicates([*listed, *store_entries()])[len(listed):])
+    return [e for e in entries if e.usable]

@@ -194,7 +194,7 @@ class LocalLLMApp(App[int]):
         self.push_screen(HardwareScreen(), picked)
 
     def action_bench(self) -> None:
-        self.push_screen(BenchScreen())
+        self.push_screen(BenchScreen(current=self.session.model_ref))
 
     def action_quantize(self) -> None:
         def made(path: str | None) -> None:

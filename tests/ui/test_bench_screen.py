@@ -13,6 +13,7 @@ from localllm.config import LoadOptions
 from localllm.ui.app import LocalLLMApp
 from localllm.ui.screens.bench_screen import BenchScreen, family, parse_threads
 from localllm.ui.widgets.bench_charts import BenchCharts
+from tests.unit.test_stores import env, store_tree  # noqa: F401  (the built stores)
 from tests.waits import wait_for
 
 SIZE = (100, 32)
@@ -166,3 +167,44 @@ async def test_same_model_action_picks_every_format_of_the_highlighted_one(tmp_p
         await pilot.press("ctrl+r")  # nothing picked: a message, no run
         assert "no configuration" in str(screen.query_one("#bench-status").render())
         assert screen.last_progress is None
+
+
+async def test_the_chats_model_is_listed_first_and_picked(tmp_path, monkeypatch) -> None:
+    """F5 while the chat has another model loaded: that model is the one a timing run is for."""
+    monkeypatch.setattr("localllm.models.library.other_tools_models", lambda listed: [])
+    loaded = str(tmp_path / "mine-Q4_K_M.gguf")
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(BenchScreen(current=loaded))
+
+    app = Host()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen) and app.screen.is_mounted)
+        models = app.screen.query_one("#bench-models", SelectionList)
+        assert str(models.get_option_at_index(0).prompt) == "mine-Q4_K_M.gguf · loaded in the chat"
+        assert models.selected == [loaded]  # the embedded model is listed, not picked
+
+
+async def test_ollama_and_lm_studio_models_are_offered_by_ref(env, monkeypatch) -> None:  # noqa: F811
+    from localllm.models import endpoints
+
+    monkeypatch.setattr(endpoints, "USUAL_PORTS", {})
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(BenchScreen())
+
+    app = Host()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen) and app.screen.is_mounted)
+        models = app.screen.query_one("#bench-models", SelectionList)
+        ref = "lmstudio:acme/Split-GGUF/split-Q4_K_M.gguf"
+
+        def values() -> list[str]:
+            return [models.get_option_at_index(i).value for i in range(models.option_count)]
+
+        await wait_for(pilot, lambda: ref in values(), timeout=60)
+        prompt = str(models.get_option_at_index(values().index(ref)).prompt)
+        assert prompt.startswith("acme/Split-GGUF/split-Q4_K_M.gguf · gguf Q4_K_M") and prompt.endswith("lmstudio")
+        assert not any("smollm2" in v for v in values())  # the stores' copies of the embedded model: that entry

@@ -34,6 +34,7 @@ from localllm.bench.plan import BenchConfig, BenchPlan, Progress
 from localllm.bench.results import BenchResult, Summary
 from localllm.models.embedded import EMBEDDED
 from localllm.ui.plain import cell, plain
+from localllm.ui.screens.open_model import store_label
 from localllm.ui.widgets.bench_charts import CHARTS, BenchCharts
 
 # A quant, format or precision tag in a model name: what differs between formats of one model.
@@ -97,8 +98,10 @@ class BenchScreen(Screen[None]):
     #bench-notes { height: auto; max-height: 4; color: $warning; }
     """
 
-    def __init__(self) -> None:
+    def __init__(self, current: str | None = None) -> None:
+        """`current`: the model the chat has loaded (its ref or path), listed first and picked."""
         super().__init__()
+        self._current = current
         self.result: BenchResult | None = None
         self.saved_path: Path | None = None
         self.exported: dict[str, Path] = {}
@@ -143,14 +146,18 @@ class BenchScreen(Screen[None]):
 
         entry = embedded_entry()  # one cached header read; the HF cache scan goes to a thread
         label = f"{entry.name} · {entry.quant}" if entry.usable else f"embedded model: {entry.detail}"
-        self._add(EMBEDDED, label, entry.name, selected=entry.usable)  # the CLI's default, too
+        other = self._current not in (None, "", EMBEDDED, entry.path)
+        if other and self._current is not None:  # the chat's model, picked: what "time this" means first
+            name = Path(self._current.split(":", 1)[-1]).name if "://" not in self._current else self._current
+            self._add(self._current, f"{name} · loaded in the chat", name, selected=True)
+        self._add(EMBEDDED, label, entry.name, selected=entry.usable and not other)  # the CLI's default, too
         self.query_one("#bench-models", SelectionList).focus()
         self.list_library()
 
     @work(thread=True, exit_on_error=False, group="library")
     def list_library(self) -> None:
         from localllm.hub.repos import human_size
-        from localllm.models.library import cache_entries, path_entries
+        from localllm.models.library import cache_entries, embedded_entry, other_tools_models, path_entries
 
         try:
             entries = cache_entries() + path_entries()
@@ -161,6 +168,13 @@ class BenchScreen(Screen[None]):
             if e.usable:
                 label = f"{e.name} · {e.format} {e.quant} · {human_size(e.size_bytes)}"
                 self.app.call_from_thread(self._add, e.path, label, e.name)
+        try:  # Ollama's and LM Studio's models too, by ref, as the models screen lists them
+            others = other_tools_models([embedded_entry(), *entries])
+        except Exception as exc:  # a store that cannot be read must not break the screen
+            self.app.call_from_thread(self.notify, f"Cannot read the model stores: {exc}", severity="warning")
+            return
+        for e in others:
+            self.app.call_from_thread(self._add, e.sources[0].ref, store_label(e), e.name)
 
     def _add(self, value: str, label: str, name: str, selected: bool = False) -> None:
         models = self.query_one("#bench-models", SelectionList)

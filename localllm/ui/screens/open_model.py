@@ -21,6 +21,15 @@ from localllm.ui.plain import plain
 DEFAULT_MODEL = ""  # the value that stands for the embedded model (the app's default)
 
 
+def store_label(e) -> str:
+    """An other tool's model in a list: name, format, quant, size, where it is found, serving now."""
+    from localllm.hub.repos import human_size
+
+    where = " + ".join(s.tool if i == 0 else f"{s.tool} {s.name}" for i, s in enumerate(e.sources))
+    label = f"{e.name} · {e.format} {e.quant} · {human_size(e.size_bytes)} · {where}"
+    return label + (" · serving now" if e.serving else "")
+
+
 class OpenModelScreen(ModalScreen[str | None]):
     """Dismisses with a path, a server URL (`URL#model-id` for one of its models), DEFAULT_MODEL, or None."""
 
@@ -91,22 +100,15 @@ class OpenModelScreen(ModalScreen[str | None]):
         """Other tools' models, each picked by its ref (ollama:NAME, lmstudio:PUB/MODEL/FILE): a copy of
         the embedded model or of one listed from the HF cache is not listed twice; what Ollama or LM
         Studio has loaded now says so."""
-        from localllm.hub.repos import human_size
-        from localllm.models.library import embedded_entry, store_entries
-        from localllm.models.library_merge import mark_serving, merge_duplicates
+        from localllm.models.library import embedded_entry, other_tools_models
 
         try:
-            listed = [embedded_entry(), *cached]
-            entries = mark_serving(merge_duplicates([*listed, *store_entries()])[len(listed):])
+            entries = other_tools_models([embedded_entry(), *cached])
         except Exception as exc:  # a store that cannot be read must not break the screen
             self.app.call_from_thread(self.notify, f"Cannot read the model stores: {exc}", severity="warning")
             return
         for e in entries:
-            if e.usable:
-                where = " + ".join(s.tool if i == 0 else f"{s.tool} {s.name}" for i, s in enumerate(e.sources))
-                label = f"{e.name} · {e.format} {e.quant} · {human_size(e.size_bytes)} · {where}"
-                label += " · serving now" if e.serving else ""
-                self.app.call_from_thread(self._add_choice, label, e.sources[0].ref)
+            self.app.call_from_thread(self._add_choice, store_label(e), e.sources[0].ref)
 
     @work(thread=True, exit_on_error=False, group="servers")
     def find_servers(self) -> None:
