@@ -13,6 +13,7 @@ from localllm.config import LoadOptions
 from localllm.ui.app import LocalLLMApp
 from localllm.ui.screens.bench_screen import BenchScreen, family, parse_threads
 from localllm.ui.widgets.bench_charts import BenchCharts
+from tests.ui.hosts import ScreenHost
 from tests.unit.test_stores import env, store_tree  # noqa: F401  (the built stores)
 from tests.waits import wait_for
 
@@ -174,11 +175,7 @@ async def test_the_chats_model_is_listed_first_and_picked(tmp_path, monkeypatch)
     monkeypatch.setattr("localllm.models.library.other_tools_models", lambda listed: [])
     loaded = str(tmp_path / "mine-Q4_K_M.gguf")
 
-    class Host(App):
-        def on_mount(self) -> None:
-            self.push_screen(BenchScreen(current=loaded))
-
-    app = Host()
+    app = ScreenHost(BenchScreen(current=loaded))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen) and app.screen.is_mounted)
         models = app.screen.query_one("#bench-models", SelectionList)
@@ -191,11 +188,7 @@ async def test_ollama_and_lm_studio_models_are_offered_by_ref(env, monkeypatch) 
 
     monkeypatch.setattr(endpoints, "USUAL_PORTS", {})
 
-    class Host(App):
-        def on_mount(self) -> None:
-            self.push_screen(BenchScreen())
-
-    app = Host()
+    app = ScreenHost(BenchScreen())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen) and app.screen.is_mounted)
         models = app.screen.query_one("#bench-models", SelectionList)

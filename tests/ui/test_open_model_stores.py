@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from textual.app import App
 from textual.widgets import OptionList
 
 from localllm.models import endpoints
 from localllm.ui.screens.open_model import OpenModelScreen
+from tests.ui.hosts import ScreenHost
 from tests.unit.test_stores import env, store_tree  # noqa: F401  (the built stores)
 from tests.waits import wait_for
 
@@ -15,11 +15,7 @@ async def test_the_picker_lists_store_models_with_their_source_and_their_ref(env
     monkeypatch.setattr(endpoints, "USUAL_PORTS", {})  # no server probes
     picked: list = []
 
-    class Host(App):
-        def on_mount(self) -> None:
-            self.push_screen(OpenModelScreen(), picked.append)
-
-    app = Host()
+    app = ScreenHost(OpenModelScreen(), picked.append)
     async with app.run_test(size=(160, 40)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen))
         options = app.screen.query_one(OptionList)
@@ -52,11 +48,7 @@ async def test_a_model_lm_studio_has_loaded_says_serving_now(env, monkeypatch) -
     monkeypatch.setattr(serving, "LMSTUDIO_ADDRESS", ("127.0.0.1", server.port))
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{_closed_port()}")
 
-    class Host(App):
-        def on_mount(self) -> None:
-            self.push_screen(OpenModelScreen(), lambda _: None)
-
-    app = Host()
+    app = ScreenHost(OpenModelScreen())
     try:
         async with app.run_test(size=(160, 40)) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, OpenModelScreen))

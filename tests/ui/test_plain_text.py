@@ -6,7 +6,6 @@ timing run's list and the models screen broke on it)."""
 
 from __future__ import annotations
 
-from textual.app import App
 from textual.widgets import DataTable, Input, Label, OptionList, SelectionList
 from textual.widgets._toast import Toast
 
@@ -20,6 +19,7 @@ from localllm.ui.widgets.chat_log import AssistantMessage
 from localllm.ui.widgets.status_bar import StatusBar
 from tests import sse_server
 from tests.sse_server import SseServer
+from tests.ui.hosts import ScreenHost
 from tests.waits import wait_for
 
 SIZE = (110, 32)
@@ -27,15 +27,6 @@ DEADLINE_S = 30.0  # a worker start on a busy 2-core host
 TYPED = "[/b] what is list[int]? [bold]"
 REPLY = ["It", " is", " [/red]", " a", " [b]list[/b]"]
 ODD = "x[/i] [dim]odd"
-
-
-class Host(App):
-    def __init__(self, screen) -> None:
-        super().__init__()
-        self._first = screen
-
-    def on_mount(self) -> None:
-        self.push_screen(self._first)
 
 
 def options(widget: OptionList) -> list[str]:
@@ -68,7 +59,7 @@ async def test_names_messages_titles_and_notices_keep_their_brackets(scripted_mo
 async def test_a_typed_path_in_the_timing_runs_is_listed_as_typed(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
     screen = BenchScreen()
-    async with Host(screen).run_test(size=SIZE) as pilot:
+    async with ScreenHost(screen).run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: screen.is_mounted)
         typed = screen.query_one("#bench-add", Input)
         typed.focus()
@@ -83,7 +74,7 @@ async def test_a_servers_model_id_and_the_pull_hint_are_shown_as_sent(tmp_path, 
     monkeypatch.setattr(sse_server, "MODEL", f"org/{ODD}")  # what GET /v1/models answers
     with SseServer() as server:
         screen = OpenModelScreen(endpoints=[server.url])
-        async with Host(screen).run_test(size=SIZE) as pilot:
+        async with ScreenHost(screen).run_test(size=SIZE) as pilot:
             choices = screen.query_one("#open-choices", OptionList)
             await wait_for(pilot, lambda: any(f"org/{ODD}" in o for o in options(choices)))
             hints = [str(label.render()) for label in screen.query(Label)]
@@ -97,7 +88,7 @@ async def test_a_library_file_with_brackets_is_offered_to_quantize_by_its_name(t
 
     monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
     screen = QuantizeScreen(sources=[(f"{ODD} · gguf Q4_1", str(tmp_path / "odd.gguf"))])
-    async with Host(screen).run_test(size=SIZE) as pilot:
+    async with ScreenHost(screen).run_test(size=SIZE) as pilot:
         select = screen.query_one("#q-source", Select)
         await wait_for(pilot, lambda: select.value == str(tmp_path / "odd.gguf"))
         await pilot.pause()

@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import json
 
-from textual.app import App
 from textual.widgets import DataTable, Input
 
 from localllm.ui.screens.sweep_screen import SweepScreen
 from tests.sse_server import SseServer
+from tests.ui.hosts import ScreenHost
 from tests.waits import wait_for
 
 SIZE = (120, 40)
-
-
-class Host(App):
-    def __init__(self, screen) -> None:
-        super().__init__()
-        self._first = screen
-
-    def on_mount(self) -> None:
-        self.push_screen(self._first)
 
 
 async def test_a_sweep_fills_table_and_chart_and_names_the_knee(tmp_path, monkeypatch) -> None:
@@ -31,7 +22,7 @@ async def test_a_sweep_fills_table_and_chart_and_names_the_knee(tmp_path, monkey
     # host adds its delays to both; with 0.1 s / 300 ms it missed at level 1 once under load)
     with SseServer(ttft_s=0.2, interval_s=0.02, serial=True) as server:
         screen = SweepScreen(server.url)
-        async with Host(screen).run_test(size=SIZE) as pilot:
+        async with ScreenHost(screen).run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: screen.is_mounted)
             screen.query_one("#sweep-levels", Input).value = "1,3"
             screen.query_one("#sweep-requests", Input).value = "3"
@@ -54,7 +45,7 @@ async def test_a_sweep_fills_table_and_chart_and_names_the_knee(tmp_path, monkey
 async def test_a_bad_server_url_says_what_to_type(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
     screen = SweepScreen("")
-    async with Host(screen).run_test(size=SIZE) as pilot:
+    async with ScreenHost(screen).run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: screen.is_mounted)
         screen.query_one("#sweep-url", Input).value = "localhost"
         await pilot.press("ctrl+r")
@@ -92,7 +83,7 @@ async def test_the_server_columns_of_each_level_are_shown_as_in_the_report(tmp_p
     with SseServer(ttft_s=0.01, interval_s=0.002, metrics=metrics) as server:
         served.append(server)
         screen = SweepScreen(server.url)
-        async with Host(screen).run_test(size=SIZE) as pilot:
+        async with ScreenHost(screen).run_test(size=SIZE) as pilot:
             await _sweep(pilot, screen, "2")
             heads, rows = _table(screen)
             note = str(screen.query_one("#sweep-server").render())
@@ -110,7 +101,7 @@ async def test_a_server_without_metrics_gets_no_server_columns_but_is_named(tmp_
     monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
     with SseServer(ttft_s=0.01, interval_s=0.002) as server:
         screen = SweepScreen(server.url)
-        async with Host(screen).run_test(size=SIZE) as pilot:
+        async with ScreenHost(screen).run_test(size=SIZE) as pilot:
             await _sweep(pilot, screen, "1,2")
             heads, rows = _table(screen)
             note = str(screen.query_one("#sweep-server").render())
