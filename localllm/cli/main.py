@@ -247,7 +247,7 @@ def cmd_chat(args) -> int:
 def _repl(session, args) -> int:
     from localllm.chat.recorder import Recorder
     from localllm.chat.report import stats_line
-    from localllm.cli.repl_commands import handle
+    from localllm.cli.repl_commands import handle, read_message
     from localllm.errors import LocalLLMError
 
     model = session.model
@@ -257,7 +257,7 @@ def _repl(session, args) -> int:
     try:
         while True:
             try:
-                text = input("> ")
+                text = read_message(input("> "), input)  # a pasted block: one message, not one per line
             except (EOFError, KeyboardInterrupt):
                 print(file=sys.stderr)
                 return 0

@@ -1,10 +1,13 @@
 """The chat REPL's slash commands, as users of llama-cli and `ollama run` expect them: /help, /set KNOB
 VALUE, /system TEXT, /show, /reset, /exit. A line that starts with one slash is a command: an unknown one
-is refused with the list, never sent to the model; "//text" sends "/text"."""
+is refused with the list, never sent to the model; "//text" sends "/text". A message of several lines
+(pasted text) goes between triple quotes, as in `ollama run`, or each line but the last ends with a
+backslash, as in llama-cli."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,14 +19,43 @@ TYPES: dict[str, type] = {"temperature": float, "top_p": float, "top_k": int, "m
 ALIASES = {"temp": "temperature", "top-p": "top_p", "top-k": "top_k", "min-p": "min_p",
            "repeat-penalty": "repeat_penalty", "max-tokens": "max_tokens", "max": "max_tokens"}
 
-HELP = """commands:
-  /help               this list
-  /set KNOB VALUE     temperature (temp), top_p, top_k, min_p, repeat_penalty, max_tokens, seed
-  /system TEXT        a new conversation with this system prompt
-  /show               the model, its sampling (each value with where it came from), the system prompt
-  /reset              a new conversation (/clear too)
-  /exit               leave (/quit, /bye, Ctrl-D too)
-  //text              send "/text" as a message"""
+QUOTES = '"""'
+HELP = "\n".join([
+    "commands:",
+    "  /help               this list",
+    "  /set KNOB VALUE     temperature (temp), top_p, top_k, min_p, repeat_penalty, max_tokens, seed",
+    "  /system TEXT        a new conversation with this system prompt",
+    "  /show               the model, its sampling (each value with where it came from), the system prompt",
+    "  /reset              a new conversation (/clear too)",
+    "  /exit               leave (/quit, /bye, Ctrl-D too)",
+    "  //text              send \"/text\" as a message",
+    f"  {QUOTES}                 a message of several lines, up to a line that ends with {QUOTES}",
+    "  text \\              (a line that ends with a backslash) the message goes on on the next line",
+])
+
+
+def read_message(first: str, read_line: Callable[[str], str]) -> str:
+    """The whole message that begins with the line `first`: a triple-quoted block or backslash-continued
+    lines, read on with `read_line(prompt)` (EOFError ends a block where it is); else `first` itself."""
+    if first.lstrip().startswith(QUOTES):
+        body = first.lstrip()[len(QUOTES):]
+        lines = []
+        while not body.rstrip().endswith(QUOTES):
+            lines.append(body)
+            try:
+                body = read_line("... ")
+            except EOFError:
+                return "\n".join(lines).strip("\n")
+        lines.append(body.rstrip()[:-len(QUOTES)])
+        return "\n".join(lines).strip("\n")
+    lines = [first]
+    while lines[-1].endswith("\\"):
+        lines[-1] = lines[-1][:-1]
+        try:
+            lines.append(read_line("... "))
+        except EOFError:
+            break
+    return "\n".join(lines)
 
 
 @dataclass

@@ -65,12 +65,34 @@ def test_the_repl_on_a_pipe_sends_only_the_messages(scripted_model, tmp_path) ->
     home = tmp_path / "home"
     env = dict(os.environ, LOCALLLM_HOME=str(home))
     lines = ["/help", "/set temp 0.5", "/nope", "first message", "/system Be brief.", "//slash message", "/show",
-             "/exit"]
+             '"""pasted', "", "/not a command here", 'block"""', "one \\", "two", "/exit"]
     run = subprocess.run([sys.executable, "-m", "localllm", "chat", "-m", path], input="\n".join(lines) + "\n",
                          capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
     assert "unknown command /nope" in run.stderr and "temp 0.5 user" in run.stderr
-    assert run.stdout.count("Hello there") == 2
+    assert run.stdout.count("Hello there") == 4
     with ConversationStore(home / "conversations.db") as store:
         saved = [[t.content for t in store.load(c.id).turns if t.role == "user"] for c in store.list()]
-    assert sorted(saved) == [["/slash message"], ["first message"]]  # /system began a new conversation
+    # /system began a new conversation; a pasted block and continued lines are one message each
+    assert sorted(saved) == [["/slash message", "pasted\n\n/not a command here\nblock", "one \ntwo"],
+                             ["first message"]]
+
+
+def test_a_message_of_several_lines() -> None:
+    from localllm.cli.repl_commands import read_message
+
+    def reader(*lines: str):
+        rest = list(lines)
+
+        def read(prompt: str) -> str:
+            if not rest:
+                raise EOFError
+            return rest.pop(0)
+        return read
+
+    assert read_message("plain", reader("never read")) == "plain"
+    assert read_message('"""one line"""', reader()) == "one line"
+    assert read_message('"""', reader("a", "", "b", '"""')) == "a\n\nb"
+    assert read_message('  """a', reader('b  """  ')) == "a\nb  "
+    assert read_message('"""cut', reader("short")) == "cut\nshort"  # the input ended inside the block
+    assert read_message("x \\", reader("y \\", "z")) == "x \ny \nz"
