@@ -32,6 +32,7 @@ from localllm.ui.messages import (
 from localllm.ui.pacing import RepaintPacer
 from localllm.ui.widgets.chat_log import AssistantMessage, ChatLog
 from localllm.ui.widgets.metrics_panel import MetricsPanel
+from localllm.ui.widgets.prompt_input import PromptInput
 from localllm.ui.widgets.status_bar import StatusBar
 from localllm.ui.widgets.wrapping_footer import WrappingFooter
 
@@ -62,7 +63,7 @@ class ChatScreen(Screen):
         with Horizontal(id="main"):
             yield ChatLog()
             yield MetricsPanel()
-        prompt = Input(placeholder="Type a message, Enter to send", id="prompt", disabled=True)
+        prompt = PromptInput(placeholder="Type a message, Enter to send", id="prompt", disabled=True)
         prompt.cursor_blink = False  # a blinking cursor repaints twice a second: most of the idle TUI's CPU
         yield prompt
         yield WrappingFooter()
@@ -74,7 +75,7 @@ class ChatScreen(Screen):
     @property
     def draft(self) -> str:
         """The prompt being typed."""
-        return self.query_one("#prompt", Input).value.strip()
+        return self.query_one("#prompt", PromptInput).message.strip()
 
     # -- model loading -------------------------------------------------------------------------
     def reload(self, path: str | None, options: LoadOptions | None = None) -> None:
@@ -186,10 +187,11 @@ class ChatScreen(Screen):
     # -- chatting ------------------------------------------------------------------------------
     @on(Input.Submitted, "#prompt")
     async def submit(self, event: Input.Submitted) -> None:
-        text = event.value.strip()
+        prompt = self.query_one("#prompt", PromptInput)
+        text = prompt.message.strip()  # pasted blocks in full (PromptInput)
         if not text or self.generating:
             return  # empty input is ignored; one reply at a time
-        event.input.value = ""
+        prompt.clear()
         await self.query_one(ChatLog).add_user(text)
 
         def start():
