@@ -1,5 +1,6 @@
 """A text of several lines pasted into the chat's prompt is sent whole (PromptInput): Textual's Input
-kept the first line only, so the rest of a pasted paragraph or piece of code was lost without a word."""
+kept the first line only, so the rest of a pasted paragraph or piece of code was lost without a word.
+Up and Down bring back what was sent."""
 
 from __future__ import annotations
 
@@ -36,3 +37,13 @@ async def test_a_pasted_block_is_sent_whole_and_a_pasted_line_as_typed(scripted_
         sent = "Explain def add(a, b):\n    return a + b\n\nprint(add(1, 2)) and this line"
         assert app.session.history[0].content == sent
         assert [m.content for m in app.query(UserMessage)] == [sent] and prompt.value == ""
+        # Up brings the sent message back (a block again as its marker), Down the draft being typed
+        await pilot.press("x", "up")
+        assert prompt.value == "[4 pasted lines #1]" and prompt.message == sent
+        await pilot.press("up")  # nothing older: stays
+        assert prompt.message == sent
+        await pilot.press("down")
+        assert prompt.value == "x"
+        await pilot.press("up", "enter")
+        await wait_for(pilot, lambda: len(app.session.history) == 4 and not app.generating, timeout=DEADLINE_S)
+        assert app.session.history[2].content == sent

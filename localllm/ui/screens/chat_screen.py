@@ -191,6 +191,7 @@ class ChatScreen(Screen):
         text = prompt.message.strip()  # pasted blocks in full (PromptInput)
         if not text or self.generating:
             return  # empty input is ignored; one reply at a time
+        prompt.remember(text)
         prompt.clear()
         await self.query_one(ChatLog).add_user(text)
 
