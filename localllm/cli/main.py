@@ -245,15 +245,18 @@ def cmd_chat(args) -> int:
 
 
 def _repl(session, args) -> int:
+    from localllm import config
     from localllm.chat.recorder import Recorder
     from localllm.chat.report import stats_line
-    from localllm.cli.repl_commands import handle, read_message
+    from localllm.cli.repl_commands import handle, line_editing, read_message
     from localllm.errors import LocalLLMError
 
     model = session.model
     print(f"localllm chat · {model.name} ({model.quant}, ctx {model.n_ctx}) · /help for commands, "
           "/exit to leave, Ctrl-C stops a reply", file=sys.stderr)
-    recorder = Recorder(_conversation_store(_settings()))
+    settings = _settings()
+    recorder = Recorder(_conversation_store(settings))
+    line_editing(config.home() / "repl_history" if settings.save_conversations else None)
     try:
         while True:
             try:

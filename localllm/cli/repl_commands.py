@@ -6,9 +6,13 @@ backslash, as in llama-cli."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from localllm.config.settings import MODEL_KNOBS
@@ -56,6 +60,30 @@ def read_message(first: str, read_line: Callable[[str], str]) -> str:
         except EOFError:
             break
     return "\n".join(lines)
+
+
+def line_editing(history: Path | None) -> None:
+    """On a terminal: arrow keys edit the line and Up brings back earlier messages, as in a shell (without
+    readline, input() echoed them as escape codes). `history`: the file that keeps them across runs
+    (None: this run only, when conversations are not saved)."""
+    if not sys.stdin.isatty():
+        return
+    try:
+        import readline
+    except ImportError:  # a Python built without it: plain input() still works
+        return
+    readline.set_history_length(1000)
+    if history is None:
+        return
+    with contextlib.suppress(OSError):
+        readline.read_history_file(history)
+
+    def save() -> None:
+        with contextlib.suppress(OSError):
+            history.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(history)
+
+    atexit.register(save)
 
 
 @dataclass

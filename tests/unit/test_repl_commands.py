@@ -96,3 +96,46 @@ def test_a_message_of_several_lines() -> None:
     assert read_message('  """a', reader('b  """  ')) == "a\nb  "
     assert read_message('"""cut', reader("short")) == "cut\nshort"  # the input ended inside the block
     assert read_message("x \\", reader("y \\", "z")) == "x \ny \nz"
+
+
+def test_in_a_terminal_up_brings_back_the_last_message_and_it_is_kept_for_next_time(scripted_model, tmp_path):
+    """readline on a terminal: without it, Up printed ^[[A into the message."""
+    import pty
+    import select
+    import time
+
+    path = scripted_model(["Hello", " there"], delay_s=0.0)
+    home = tmp_path / "home"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "localllm", "chat", "-m", path], stdin=slave, stdout=slave,
+                            stderr=slave, env=dict(os.environ, LOCALLLM_HOME=str(home), TERM="xterm"),
+                            close_fds=True)
+    os.close(slave)
+    seen = b""
+
+    def wait_for_prompts(count: int) -> None:
+        nonlocal seen
+        end = time.monotonic() + 60
+        while seen.count(b"> ") < count:
+            assert time.monotonic() < end and proc.poll() is None, seen.decode(errors="replace")
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 4096)
+
+    try:
+        wait_for_prompts(1)
+        os.write(master, b"first message\r")
+        wait_for_prompts(2)
+        os.write(master, b"\x1b[A\r")  # Up, Enter
+        wait_for_prompts(3)
+        os.write(master, b"/exit\r")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    with ConversationStore(home / "conversations.db") as store:
+        (conversation,) = store.list()
+        sent = [t.content for t in store.load(conversation.id).turns if t.role == "user"]
+    assert sent == ["first message", "first message"]
+    assert "first message" in (home / "repl_history").read_text()
