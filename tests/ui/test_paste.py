@@ -47,3 +47,27 @@ async def test_a_pasted_block_is_sent_whole_and_a_pasted_line_as_typed(scripted_
         await pilot.press("up", "enter")
         await wait_for(pilot, lambda: len(app.session.history) == 4 and not app.generating, timeout=DEADLINE_S)
         assert app.session.history[2].content == sent
+
+
+async def test_a_reopened_conversations_messages_come_back_with_up(scripted_model, tmp_path, monkeypatch) -> None:
+    from localllm.ui.screens.conversations_screen import ConversationsScreen
+
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
+    path = scripted_model(["Fine."], delay_s=0.0)
+    first = LocalLLMApp(model_path=path, sampling=SamplingParams(max_tokens=8), settings=Settings())
+    async with first.run_test(size=(100, 30)) as pilot:
+        prompt = first.query_one("#prompt", PromptInput)
+        await wait_for(pilot, lambda: not prompt.disabled and prompt.has_focus, timeout=DEADLINE_S)
+        await pilot.press(*"alpha", "enter")
+        await wait_for(pilot, lambda: len(first.session.history) == 2 and not first.generating, timeout=DEADLINE_S)
+    later = LocalLLMApp(model_path=path, sampling=SamplingParams(max_tokens=8), settings=Settings())
+    async with later.run_test(size=(100, 30)) as pilot:
+        prompt = later.query_one("#prompt", PromptInput)
+        await wait_for(pilot, lambda: not prompt.disabled and prompt.has_focus, timeout=DEADLINE_S)
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: isinstance(later.screen, ConversationsScreen))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(later.query(UserMessage)) == 1)
+        prompt.focus()
+        await pilot.press("up")
+        assert prompt.value == "alpha"

@@ -352,3 +352,7 @@ class ChatScreen(Screen):
         """The session's history (a saved conversation just opened), in place of the log's."""
         model = self.session.model
         await self.query_one(ChatLog).show_history(self.session.history, model.name if model else "")
+        prompt = self.query_one("#prompt", PromptInput)
+        for turn in self.session.history:  # Up brings back this conversation's messages too
+            if turn.role == "user":
+                prompt.remember(turn.content)
