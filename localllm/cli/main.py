@@ -97,7 +97,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     _model_args(chat)
     chat.add_argument("-p", "--prompt", action="append", default=None,
                       help="send a message, print the reply and its stats; repeat -p for successive turns "
-                           "of one conversation (each reuses the KV cache of the ones before)")
+                           "of one conversation (each reuses the KV cache of the ones before); -p - reads "
+                           "the message from standard input")
     chat.add_argument("--json", action="store_true", help="print one JSON record: reply and every number")
     chat.add_argument("--quiet", action="store_true", help="print the reply only, no stats")
     sub.add_parser("tui", help="start the TUI (the default)").set_defaults(command="tui")
@@ -214,15 +215,33 @@ def _print_reply(events, echo: bool):
     return done
 
 
+def _prompts(given: list[str]) -> list[str] | str:
+    """The -p turns, with `-p -` read from standard input (`cat notes.txt | localllm chat -p -`); a str
+    says why they cannot be sent. Checked before the model loads."""
+    if given.count("-") > 1:
+        return "standard input can be read once: give -p - for one turn only"
+    if "-" in given:
+        text = sys.stdin.read()
+        if not text.strip():
+            return "-p - read nothing from standard input; pipe the message in: echo Hi | localllm chat -p -"
+        given = [text if p == "-" else p for p in given]
+    if not all(p.strip() for p in given):
+        return "a prompt is empty; give some text with each -p"
+    return given
+
+
 def cmd_chat(args) -> int:
     from localllm.chat.report import full_report
 
+    if args.prompt is not None:
+        prompts = _prompts(args.prompt)
+        if isinstance(prompts, str):
+            print(f"error: {prompts}", file=sys.stderr)
+            return 2
+        args.prompt = prompts
     session = _new_session(args)
     try:
         if args.prompt is not None:
-            if not all(p.strip() for p in args.prompt):
-                print("error: a prompt is empty; give some text with each -p", file=sys.stderr)
-                return 2
             server = server_reader(session) if args.json else None
             for turn, prompt in enumerate(args.prompt, 1):
                 if server is not None:

@@ -139,3 +139,24 @@ def test_in_a_terminal_up_brings_back_the_last_message_and_it_is_kept_for_next_t
         sent = [t.content for t in store.load(conversation.id).turns if t.role == "user"]
     assert sent == ["first message", "first message"]
     assert "first message" in (home / "repl_history").read_text()
+
+
+def test_chat_p_dash_reads_the_message_from_standard_input(scripted_model, tmp_path) -> None:
+    import json
+
+    path = scripted_model(["Blue."], delay_s=0.0)
+    env = dict(os.environ, LOCALLLM_HOME=str(tmp_path))
+    piped = "The sky is blue.\nGrass is green.\n\nWhat color is the sky?"
+
+    def chat(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "localllm", "chat", "-m", path, *args], input=stdin,
+                              capture_output=True, text=True, timeout=120, env=env)
+
+    run = chat("-p", "Answer briefly.", "-p", "-", "--json", stdin=piped)
+    assert run.returncode == 0, run.stderr
+    turns = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [t["prompt"] for t in turns] == ["Answer briefly.", piped]
+    empty = chat("-p", "-")
+    assert empty.returncode == 2 and "read nothing from standard input" in empty.stderr
+    twice = chat("-p", "-", "-p", "-", stdin=piped)
+    assert twice.returncode == 2 and "read once" in twice.stderr
