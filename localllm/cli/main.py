@@ -267,7 +267,7 @@ def _repl(session, args) -> int:
     from localllm import config
     from localllm.chat.recorder import Recorder
     from localllm.chat.report import stats_line
-    from localllm.cli.repl_commands import handle, line_editing, read_message
+    from localllm.cli.repl_commands import Outcome, handle, line_editing, read_message
     from localllm.errors import LocalLLMError
 
     model = session.model
@@ -279,13 +279,15 @@ def _repl(session, args) -> int:
     try:
         while True:
             try:
-                text = read_message(input("> "), input)  # a pasted block: one message, not one per line
+                first = input("> ")
+                text = read_message(first, input)  # a pasted block: one message, not one per line
             except (EOFError, KeyboardInterrupt):
                 print(file=sys.stderr)
                 return 0
             if not text.strip():
                 continue
-            outcome = handle(text, session)
+            # a command is one typed line: a block that begins with "/" is a message
+            outcome = handle(text, session) if text == first else Outcome("send", text)
             if outcome.action == "exit":
                 return 0
             if outcome.action == "reset":

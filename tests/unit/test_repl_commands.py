@@ -65,16 +65,16 @@ def test_the_repl_on_a_pipe_sends_only_the_messages(scripted_model, tmp_path) ->
     home = tmp_path / "home"
     env = dict(os.environ, LOCALLLM_HOME=str(home))
     lines = ["/help", "/set temp 0.5", "/nope", "first message", "/system Be brief.", "//slash message", "/show",
-             '"""pasted', "", "/not a command here", 'block"""', "one \\", "two", "/exit"]
+             '"""pasted', "", "/not a command here", 'block"""', "one \\", "two", '"""/help', 'me"""', "/exit"]
     run = subprocess.run([sys.executable, "-m", "localllm", "chat", "-m", path], input="\n".join(lines) + "\n",
                          capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
     assert "unknown command /nope" in run.stderr and "temp 0.5 user" in run.stderr
-    assert run.stdout.count("Hello there") == 4
+    assert run.stdout.count("Hello there") == 5
     with ConversationStore(home / "conversations.db") as store:
         saved = [[t.content for t in store.load(c.id).turns if t.role == "user"] for c in store.list()]
     # /system began a new conversation; a pasted block and continued lines are one message each
-    assert sorted(saved) == [["/slash message", "pasted\n\n/not a command here\nblock", "one \ntwo"],
+    assert sorted(saved) == [["/slash message", "pasted\n\n/not a command here\nblock", "one \ntwo", "/help\nme"],
                              ["first message"]]
 
 
