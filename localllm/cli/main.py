@@ -4,11 +4,10 @@ Heavy modules are imported inside the commands so --help stays instant."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from localllm import __version__
-from localllm.cli.chat_json import server_reader, server_record, turn_record
+from localllm.cli.run_options import endpoint_of, run_options, settings_warned
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -111,246 +110,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _settings():
-    from localllm.config.settings import load_settings_lenient
-
-    settings, warnings = load_settings_lenient()
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return settings
-
-
-def _options(args, settings):
-    """Saved settings, overridden by whatever was given on the command line. The sampling comes back as
-    a request: each model resolves it with its own defaults when it loads
-    (localllm.models.sampling_defaults: flags, then the model's saved table, the settings, the model's
-    metadata, its catalog entry, the app's defaults)."""
-    from localllm.config.settings import MODEL_KNOBS, to_load_options, to_sampling
-    from localllm.models.sampling_defaults import SamplingRequest
-
-    load, sampling = to_load_options(settings), to_sampling(settings)
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    for knob in ("context", "threads", "gpu_layers", "kv_type"):  # one name: the flag's dest is the field
-        if knob in given:
-            setattr(load, knob, given[knob])
-    # one name per knob: each flag's dest is the knob's own name
-    run = {knob: given[knob] for knob in (*MODEL_KNOBS, "system_prompt") if knob in given}
-    if "seed" in given:
-        sampling.seed = given["seed"]
-    request = SamplingRequest(run=run, settings=settings, base=sampling, ctx_given="context" in given)
-    if "seed" in given:
-        load.seed = given["seed"]
-    load.force = bool(given.get("force"))
-    load.api_key_env = args.api_key_env or settings.api_key_env
-    load.quantization, load.dtype = args.load_in, args.dtype
-    if _endpoint(args):
-        load.remote_model = args.model or ""
-    return load, request
-
-
-def _endpoint(args) -> str | None:
-    import os
-
-    from localllm.models.endpoints import ENDPOINT_ENV
-
-    return args.endpoint or os.environ.get(ENDPOINT_ENV) or None
-
-
-def _model_path(args, settings=None) -> str:
-    if endpoint := _endpoint(args):
-        return endpoint
-    if args.model:
-        return args.model
-    if settings is not None and settings.model:
-        return settings.model
-    from localllm.models.embedded import EMBEDDED
-
-    return EMBEDDED  # ModelRef (in the session) finds its file
-
-
-def _new_session(args):
-    from localllm.chat.session import ChatSession
-
-    settings = _settings()
-    load, request = _options(args, settings)
-    session = ChatSession(sampling=request.base, system_prompt=settings.system_prompt, sampling_request=request)
-    bar = None
-    if not getattr(args, "quiet", False):
-        from localllm.cli.progress import ProgressBar
-
-        bar = ProgressBar(unit="percent")
-    try:
-        session.load(_model_path(args, settings), load, on_progress=bar and (
-            lambda f: bar.update(round(f * 100), 100, "loading model", final=f >= 1.0)))
-    finally:
-        if bar is not None:
-            bar.close()
-    if bar is not None and session.model.load_s is not None:
-        print(f"[loaded in {session.model.load_s:.1f} s]", file=sys.stderr)
-    for notice in session.notices:
-        print(f"[notice] {notice}", file=sys.stderr)
-    return session
-
-
-def _stream_reply(session, text: str, echo: bool):
-    return _print_reply(session.send(text), echo)
-
-
-def _print_reply(events, echo: bool):
-    from localllm.chat.turns import KernelNotice, ReplyDone, TextDelta, TrimNotice
-    from localllm.cli.safe_text import terminal_safe
-
-    done = None
-    try:
-        for event in events:
-            if isinstance(event, TextDelta) and echo:
-                sys.stdout.write(terminal_safe(event.text))  # a reply's escape codes are not ours to run
-                sys.stdout.flush()
-            elif isinstance(event, TrimNotice | KernelNotice):
-                print(f"[notice] {event}", file=sys.stderr)
-            elif isinstance(event, ReplyDone):
-                done = event
-    finally:
-        events.close()  # Ctrl-C while printing: the session stops the worker and reads the reply's end
-    return done
-
-
-def _prompts(given: list[str]) -> list[str] | str:
-    """The -p turns, with `-p -` read from standard input (`cat notes.txt | localllm chat -p -`); a str
-    says why they cannot be sent. Checked before the model loads."""
-    if given.count("-") > 1:
-        return "standard input can be read once: give -p - for one turn only"
-    if "-" in given:
-        text = sys.stdin.read()
-        if not text.strip():
-            return "-p - read nothing from standard input; pipe the message in: echo Hi | localllm chat -p -"
-        given = [text if p == "-" else p for p in given]
-    if not all(p.strip() for p in given):
-        return "a prompt is empty; give some text with each -p"
-    return given
-
-
-def cmd_chat(args) -> int:
-    from localllm.chat.report import full_report
-
-    if args.prompt is not None:
-        prompts = _prompts(args.prompt)
-        if isinstance(prompts, str):
-            print(f"error: {prompts}", file=sys.stderr)
-            return 2
-        args.prompt = prompts
-    session = _new_session(args)
-    try:
-        if args.prompt is not None:
-            server = server_reader(session) if args.json else None
-            for turn, prompt in enumerate(args.prompt, 1):
-                if server is not None:
-                    server.sample()  # the window of this turn's counters starts here
-                done = _stream_reply(session, prompt, echo=not args.json)
-                assert done is not None
-                if args.json:  # JSON Lines: one object per turn, printed as soon as the turn ends
-                    record = turn_record(session, turn, prompt, done)
-                    if server is not None:  # what the server itself says, over this turn
-                        record["server"] = server_record(server, done.stats)
-                    print(json.dumps(record), flush=True)
-                else:
-                    print()
-                    if not args.quiet:
-                        print(full_report(done.stats), file=sys.stderr)
-            return 0
-        return _repl(session, args)
-    finally:
-        session.close()
-
-
-def _repl(session, args) -> int:
-    from localllm import config
-    from localllm.chat.recorder import Recorder
-    from localllm.chat.report import stats_line
-    from localllm.cli.repl_commands import Outcome, handle, line_editing, read_message
-    from localllm.errors import LocalLLMError
-
-    model = session.model
-    print(f"localllm chat · {model.name} ({model.quant}, ctx {model.n_ctx}) · /help for commands, "
-          "/exit to leave, Ctrl-C stops a reply", file=sys.stderr)
-    settings = _settings()
-    recorder = Recorder(_conversation_store(settings))
-    line_editing(config.home() / "repl_history" if settings.save_conversations else None)
-    try:
-        while True:
-            try:
-                first = input("> ")
-                text = read_message(first, input)  # a pasted block: one message, not one per line
-            except (EOFError, KeyboardInterrupt):
-                print(file=sys.stderr)
-                return 0
-            if not text.strip():
-                continue
-            # a command is one typed line: a block that begins with "/" is a message
-            outcome = handle(text, session) if text == first else Outcome("send", text)
-            if outcome.action == "exit":
-                return 0
-            if outcome.action == "reset":
-                recorder.new_chat()
-            if outcome.action != "send":
-                print(outcome.text, file=sys.stderr)
-                continue
-            text = outcome.text
-            try:
-                done = _repl_turn(session, recorder, text)
-            except LocalLLMError as exc:  # e.g. the worker died: the next message starts a new one
-                print(f"\nerror: {exc}", file=sys.stderr)
-                continue
-            if done is None:  # Ctrl-C: what arrived is kept, marked as stopped
-                print("\n[stopped]", file=sys.stderr)
-                _warn(recorder.reply(session))
-                continue
-            print()
-            _warn(recorder.reply(session))
-            if not args.quiet:
-                print(f"[{stats_line(done.stats)}]", file=sys.stderr)
-    finally:
-        if recorder.store is not None:
-            recorder.store.close()
-
-
-def _repl_turn(session, recorder, text: str):
-    """One REPL exchange, saved as the TUI saves it; None when Ctrl-C stopped the reply (the session
-    stopped the worker and read the reply's end, so the next message works)."""
-    try:
-        events = session.send(text)  # a refused message raises here and is not saved
-        _warn(recorder.user_turn(session))
-        return _print_reply(events, echo=True)
-    except KeyboardInterrupt:
-        session.stop()
-        return None
-
-
-def _conversation_store(settings):
-    """The TUI's conversation store, so REPL chats show in its History (F3); None when saving is off."""
-    if not settings.save_conversations:
-        return None
-    from localllm.chat.conversations import ConversationStore
-    from localllm.errors import LocalLLMError
-
-    try:
-        return ConversationStore()
-    except LocalLLMError as exc:
-        print(f"[notice] conversations will not be saved: {exc}", file=sys.stderr)
-        return None
-
-
-def _warn(message: str | None) -> None:
-    if message:
-        print(f"[notice] {message}", file=sys.stderr)
-
-
 def cmd_tui(args) -> int:
     from localllm.ui.app import LocalLLMApp
 
-    settings = _settings()
-    load, request = _options(args, settings)
-    app = LocalLLMApp(model_path=_endpoint(args) or args.model, load_options=load, sampling_request=request,
+    settings = settings_warned()
+    load, request = run_options(args, settings)
+    app = LocalLLMApp(model_path=endpoint_of(args) or args.model, load_options=load, sampling_request=request,
                       system_prompt=args.system_prompt, settings=settings)
     app.run()
     return app.return_code or 0
@@ -365,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "func", None) is not None:
             return int(args.func(args) or 0)
         if args.command == "chat":
+            from localllm.cli.chat_command import cmd_chat
+
             return cmd_chat(args)
         return cmd_tui(args)
     except LocalLLMError as exc:

@@ -1,5 +1,5 @@
 """The chat REPL's slash commands, as users of llama-cli and `ollama run` expect them: /help, /set KNOB
-VALUE, /system TEXT, /show, /reset, /exit. A line that starts with one slash is a command: an unknown one
+VALUE, /system TEXT, /show, /load MODEL, /save FILE, /reset, /exit. A line that starts with one slash is a command: an unknown one
 is refused with the list, never sent to the model; "//text" sends "/text". A message of several lines
 (pasted text) goes between triple quotes, as in `ollama run`, or each line but the last ends with a
 backslash, as in llama-cli."""
@@ -30,6 +30,8 @@ HELP = "\n".join([
     "  /set KNOB VALUE     temperature (temp), top_p, top_k, min_p, repeat_penalty, max_tokens, seed",
     "  /system TEXT        a new conversation with this system prompt",
     "  /show               the model, its sampling (each value with where it came from), the system prompt",
+    "  /load MODEL         another model (a GGUF, a folder, ollama:NAME, embedded); the conversation goes on",
+    "  /save FILE          this conversation as Markdown (.md) or JSON (.json)",
     "  /reset              a new conversation (/clear too)",
     "  /exit               leave (/quit, /bye, Ctrl-D too)",
     "  //text              send \"/text\" as a message",
@@ -95,8 +97,9 @@ class Outcome:
     text: str = ""
 
 
-def handle(line: str, session) -> Outcome:
-    """`line` as typed; `session`: the ChatSession (a command may change its sampling or history)."""
+def handle(line: str, session, more: dict[str, Callable[[str], str]] | None = None) -> Outcome:
+    """`line` as typed; `session`: the ChatSession (a command may change its sampling or history); `more`:
+    the commands the REPL itself carries out (load, save), each given the rest of the line."""
     text = line.strip()
     if text.startswith("//"):
         return Outcome("send", text[1:])
@@ -123,6 +126,10 @@ def handle(line: str, session) -> Outcome:
         return Outcome("print", _set(rest, session))
     if word == "show":
         return Outcome("print", show(session))
+    if more and word in more:
+        if not rest:
+            return Outcome("print", f"usage: /{word} {'MODEL' if word == 'load' else 'FILE'}")
+        return Outcome("print", more[word](rest))
     return Outcome("print", f"unknown command /{word}, not sent to the model (//{word} sends it); /help lists the commands")
 
 

@@ -160,3 +160,24 @@ def test_chat_p_dash_reads_the_message_from_standard_input(scripted_model, tmp_p
     assert empty.returncode == 2 and "read nothing from standard input" in empty.stderr
     twice = chat("-p", "-", "-p", "-", stdin=piped)
     assert twice.returncode == 2 and "read once" in twice.stderr
+
+
+def test_load_switches_the_model_and_save_writes_the_conversation(scripted_model, tmp_path) -> None:
+    import json
+
+    first = scripted_model(["One."], delay_s=0.0, name="first")
+    second = scripted_model(["Two."], delay_s=0.0, name="second")
+    home = tmp_path / "home"
+    lines = ["hello", f"/load {second}", "again", f"/save {tmp_path / 'chat.json'}", f"/save {tmp_path / 'chat.md'}",
+             "/save notes.txt", "/load /nowhere/model.gguf", "/show", "/exit"]
+    run = subprocess.run([sys.executable, "-m", "localllm", "chat", "-m", first], input="\n".join(lines) + "\n",
+                         capture_output=True, text=True, timeout=120, env=dict(os.environ, LOCALLLM_HOME=str(home)))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("One.") == 1 and run.stdout.count("Two.") == 1  # the second turn, the second model
+    assert "loaded second" in run.stderr and "the conversation goes on" in run.stderr
+    assert "name a .md (Markdown) or .json file" in run.stderr
+    assert "/nowhere/model.gguf" in run.stderr and "second is still loaded" in run.stderr
+    saved = json.loads((tmp_path / "chat.json").read_text())
+    assert [m["content"] for m in saved["messages"]] == ["hello", "One.", "again", "Two."]
+    markdown = (tmp_path / "chat.md").read_text()
+    assert "hello" in markdown and "Two." in markdown

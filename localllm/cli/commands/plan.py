@@ -65,7 +65,7 @@ def _table(plan) -> str:
 
 def run(args) -> int:
     from localllm.cli.commands.recommend import _hardware
-    from localllm.cli.main import _settings
+    from localllm.cli.run_options import settings_warned as _settings
     from localllm.config.settings import to_load_options
     from localllm.runtime import binding
     from localllm.runtime.plan import make_plan, plan_for

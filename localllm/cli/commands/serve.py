@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from localllm.cli.main import _settings
+    from localllm.cli.run_options import settings_warned as _settings
     from localllm.config.settings import to_load_options
     from localllm.errors import LocalLLMError
     from localllm.models.ref import ModelRef
