@@ -37,11 +37,17 @@ class Bare:
     """The lean loop: render the template once, then Llama.generate() token by token."""
 
     def __init__(self, path: str, threads: int, n_ctx: int) -> None:
-        import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        self.llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=threads,
-                                   n_threads_batch=threads, verbose=False)
+        from localllm.backends.llama_cpp import open_llama
+        from localllm.runtime import binding
+
+        # llama.cpp's extra CPU buffers as the app's worker has them here (auto: off where they died of
+        # SIGILL, as on some AMX Xeons): a loop that would die is no baseline, nor one with other kernels
+        self.extra_bufts, why = binding.extra_bufts_for("auto")
+        print(f"bare loop and app: extra CPU buffers {why}", flush=True)
+        self.llm = open_llama(path, self.extra_bufts, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                              verbose=False)
         m = self.llm._model
         fmt = Jinja2ChatFormatter(self.llm.metadata["tokenizer.chat_template"],
                                   m.token_get_text(self.llm.token_eos()),

@@ -92,6 +92,13 @@ def resolve_gpu_layers(options: LoadOptions) -> int:
     return -1 if llama_cpp.llama_supports_gpu_offload() else 0
 
 
+def open_llama(path: str, extra_bufts: bool, **kwargs) -> llama_cpp.Llama:
+    """llama_cpp.Llama(path, **kwargs) with llama.cpp's extra buffer types on or off, as the worker loads
+    it: for a bare loop that must run on this CPU (an AMX Xeon kills one with them on) and compare."""
+    with _model_params(extra_bufts):
+        return llama_cpp.Llama(model_path=path, **kwargs)
+
+
 def resolve_extra_bufts(options: LoadOptions) -> bool:
     """'auto' left unresolved (the worker asks the machine's probe first) means off: the kernels that
     cannot die of SIGILL on an AMX CPU."""
