@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localllm.config import settings as settings_fields
 from localllm.config.settings import MODEL_KNOBS
 
-# /set's knobs: the model's sampling knobs (resolved with their sources) and the seed (a run value only)
-TYPES: dict[str, type] = {"temperature": float, "top_p": float, "top_k": int, "min_p": float,
-                          "repeat_penalty": float, "max_tokens": int, "seed": int}
+# /set's knobs: the model's sampling knobs (resolved with their sources) and the seed (a run value only),
+# each of the type its setting has
+TYPES: dict[str, type] = {knob: settings_fields.TYPES[knob] for knob in (*MODEL_KNOBS, "seed")}
 ALIASES = {"temp": "temperature", "top-p": "top_p", "top-k": "top_k", "min-p": "min_p",
            "repeat-penalty": "repeat_penalty", "max-tokens": "max_tokens", "max": "max_tokens"}
 
@@ -119,8 +120,7 @@ def handle(line: str, session, more: dict[str, Callable[[str], str]] | None = No
             return Outcome("print", f"system prompt: {session.system_prompt or '(none)'}\n"
                                     "/system TEXT starts a new conversation with TEXT")
         session.resample(run={"system_prompt": rest})
-        session.clear()
-        session.system_prompt = rest  # clear() took the resolved one: the same text, from "user"
+        session.clear()  # takes the prompt just resolved: this one, from "user"
         return Outcome("reset", "(a new conversation with that system prompt)")
     if word == "set":
         return Outcome("print", _set(rest, session))

@@ -186,7 +186,7 @@ def shown_value(key: str, value: Any) -> str:
     words = {v: w for w, v in FIELDS[key].metadata.get("words", {}).items()}
     if TYPES[key] is list:
         return ", ".join(value)
-    return words.get(value, str(value)) if not isinstance(value, bool) else str(value)
+    return str(words.get(value, value))
 
 
 def parse_field(key: str, text: str) -> Any:
@@ -194,10 +194,8 @@ def parse_field(key: str, text: str) -> Any:
     kind = TYPES[key]
     raw = text.strip()
     try:
-        if kind is int and raw.lower() in FIELDS[key].metadata.get("words", {}):
-            value: Any = FIELDS[key].metadata["words"][raw.lower()]
-        elif kind is int:
-            value = int(raw)
+        if kind is int:  # a word (auto, random) goes on as typed: check_value maps it
+            value: Any = raw if raw.lower() in FIELDS[key].metadata.get("words", {}) else int(raw)
         elif kind is float:
             value = float(raw)
         elif kind is bool:

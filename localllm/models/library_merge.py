@@ -74,4 +74,3 @@ def mark_serving(entries: list[LibraryEntry]) -> list[LibraryEntry]:
                 hits.setdefault(j, []).append(i)
     marked = {found[0] for found in hits.values() if len(found) == 1}
     return [replace(e, serving=True) if i in marked else e for i, e in enumerate(entries)]
-

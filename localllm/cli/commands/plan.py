@@ -65,7 +65,7 @@ def _table(plan) -> str:
 
 def run(args) -> int:
     from localllm.cli.commands.recommend import _hardware
-    from localllm.cli.run_options import settings_warned as _settings
+    from localllm.cli.run_options import settings_warned
     from localllm.config.settings import to_load_options
     from localllm.runtime import binding
     from localllm.runtime.plan import make_plan, plan_for
@@ -75,7 +75,7 @@ def run(args) -> int:
         print(f"error: two models given ({' and '.join(sorted(given))}): plan one at a time", file=sys.stderr)
         return 2
     model = given.pop() if given else "embedded"
-    settings = _settings()
+    settings = settings_warned()
     options = to_load_options(settings)
     if args.context:
         options.context = args.context

@@ -22,13 +22,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from localllm.cli.run_options import settings_warned as _settings
+    from localllm.cli.run_options import settings_warned
     from localllm.config.settings import to_load_options
     from localllm.errors import LocalLLMError
     from localllm.models.ref import ModelRef
     from localllm.runtime.llama_server import server_command
 
-    settings = _settings()
+    settings = settings_warned()
     options = to_load_options(settings)
     ref = ModelRef.parse(args.model)
     if ref.backend != "llama_cpp":

@@ -146,10 +146,11 @@ class BenchScreen(Screen[None]):
 
         entry = embedded_entry()  # one cached header read; the HF cache scan goes to a thread
         label = f"{entry.name} · {entry.quant}" if entry.usable else f"embedded model: {entry.detail}"
-        other = self._current not in (None, "", EMBEDDED, entry.path)
-        if other and self._current is not None:  # the chat's model, picked: what "time this" means first
-            name = Path(self._current.split(":", 1)[-1]).name if "://" not in self._current else self._current
-            self._add(self._current, f"{name} · loaded in the chat", name, selected=True)
+        current = self._current or ""
+        other = current not in ("", EMBEDDED, entry.path)
+        if other:  # the chat's model, picked: what "time this" means first
+            name = Path(current.split(":", 1)[-1]).name if "://" not in current else current
+            self._add(current, f"{name} · loaded in the chat", name, selected=True)
         self._add(EMBEDDED, label, entry.name, selected=entry.usable and not other)  # the CLI's default, too
         self.query_one("#bench-models", SelectionList).focus()
         self.list_library()

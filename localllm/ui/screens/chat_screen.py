@@ -188,7 +188,7 @@ class ChatScreen(Screen):
     @on(Input.Submitted, "#prompt")
     async def submit(self, event: Input.Submitted) -> None:
         prompt = self.query_one("#prompt", PromptInput)
-        text = prompt.message.strip()  # pasted blocks in full (PromptInput)
+        text = self.draft  # pasted blocks in full (PromptInput)
         if not text or self.generating:
             return  # empty input is ignored; one reply at a time
         prompt.remember(text)
