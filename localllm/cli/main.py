@@ -11,9 +11,8 @@ from localllm.cli.run_options import endpoint_of, run_options, settings_warned
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    from localllm.config import KV_TYPES, LoadOptions, SamplingParams
+    from localllm.config import defaults as d  # plain values: the dataclasses cost start-up time
 
-    _LOAD, _SAMPLING = LoadOptions(), SamplingParams()  # the defaults live there, not in these strings
     p.add_argument("-m", "--model", metavar="PATH",
                    help="a GGUF file, a transformers checkpoint folder, ollama:NAME[:TAG] or "
                         "lmstudio:PUBLISHER/MODEL[/FILE] (read in place; default: the embedded "
@@ -26,13 +25,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                         "default LOCALLLM_API_KEY)")
     p.add_argument("--context", "--ctx", type=int, default=None, dest="context",
                    help=f"context size in tokens (settings: context; default: the settings', else an Ollama "
-                        f"model's num_ctx, else {_LOAD.context})")
+                        f"model's num_ctx, else {d.CONTEXT})")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
                    help="layers to offload to the GPU: auto (the load plan places them; the default), "
                         "N, -1 for all, 0 for none")
-    p.add_argument("--kv-type", "--kv", choices=KV_TYPES, default=None, dest="kv_type",
-                   help=f"llama.cpp KV-cache type (settings: kv_type; default {_LOAD.kv_type}); "
+    p.add_argument("--kv-type", "--kv", choices=d.KV_TYPES, default=None, dest="kv_type",
+                   help=f"llama.cpp KV-cache type (settings: kv_type; default {d.KV_TYPE}); "
                         "q8_0 and q4_0 turn flash attention on")
     p.add_argument("--force", action="store_true", default=None,
                    help="load even when the load plan says the model does not fit")
@@ -41,21 +40,21 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                    help="transformers checkpoints: weight dtype")
     p.add_argument("--system-prompt", "--system", default=None, dest="system_prompt", help="system prompt")
-    p.add_argument("--max-tokens", type=int, default=None, help=f"longest reply in tokens (default {_SAMPLING.max_tokens})")
+    p.add_argument("--max-tokens", type=int, default=None, help=f"longest reply in tokens (default {d.MAX_TOKENS})")
     p.add_argument("--temperature", "--temp", type=float, default=None, dest="temperature",
-                   help=f"sampling temperature (0: greedy; default: the model's own, else {_SAMPLING.temperature}); "
+                   help=f"sampling temperature (0: greedy; default: the model's own, else {d.TEMPERATURE}); "
                         "this and the flags below win over the model's defaults and the settings")
-    p.add_argument("--top-p", type=float, default=None, help=f"default: the model's own, else {_SAMPLING.top_p}")
-    p.add_argument("--top-k", type=int, default=None, help=f"default: the model's own, else {_SAMPLING.top_k}")
-    p.add_argument("--min-p", type=float, default=None, help=f"default: the model's own, else {_SAMPLING.min_p}")
+    p.add_argument("--top-p", type=float, default=None, help=f"default: the model's own, else {d.TOP_P}")
+    p.add_argument("--top-k", type=int, default=None, help=f"default: the model's own, else {d.TOP_K}")
+    p.add_argument("--min-p", type=float, default=None, help=f"default: the model's own, else {d.MIN_P}")
     p.add_argument("--repeat-penalty", type=float, default=None,
-                   help=f"default: the model's own, else {_SAMPLING.repeat_penalty}")
+                   help=f"default: the model's own, else {d.REPEAT_PENALTY}")
     p.add_argument("--seed", type=int, default=None, help="sampling seed for repeatable replies")
 
 
 def gpu_layers_arg(text: str) -> int:
     """`auto` or an integer >= -1, for --gpu-layers."""
-    from localllm.config import AUTO_LAYERS
+    from localllm.config.defaults import AUTO_LAYERS
 
     if text.strip().lower() == "auto":
         return AUTO_LAYERS
@@ -82,7 +81,9 @@ def _wanted_module(argv: list[str]) -> str | None:
     return None
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None, summaries_only: bool = False) -> argparse.ArgumentParser:
+    """The parser: every command's in full, or only `only`'s. With summaries_only, the other commands are
+    listed by their one-line help without importing their modules (`localllm --help`, chat, the TUI)."""
     parser = argparse.ArgumentParser(
         prog="localllm",
         allow_abbrev=False,  # else a subcommand option like --top clashes with --top-p here
@@ -103,10 +104,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub.add_parser("tui", help="start the TUI (the default)").set_defaults(command="tui")
     import importlib
 
-    from localllm.cli.commands import MODULES
+    from localllm.cli.commands import MODULES, SUMMARIES, command_name
 
     for name in (only,) if only else MODULES:
-        importlib.import_module(name).register(sub)
+        if summaries_only and not only:
+            sub.add_parser(command_name(name), help=SUMMARIES[command_name(name)])
+        else:
+            importlib.import_module(name).register(sub)
     return parser
 
 
@@ -123,7 +127,8 @@ def cmd_tui(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(_wanted_module(argv)).parse_args(argv)
+    wanted = _wanted_module(argv)  # None: no command module runs, so none is imported
+    args = build_parser(wanted, summaries_only=wanted is None).parse_args(argv)
     from localllm.errors import LocalLLMError
 
     try:

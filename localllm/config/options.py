@@ -8,6 +8,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from localllm.config import defaults
+
+# the choices are re-exported: code that reads options reads them here
+from localllm.config.defaults import AUTO_LAYERS as AUTO_LAYERS
+from localllm.config.defaults import BACKEND_NAMES as BACKEND_NAMES
+from localllm.config.defaults import EXTRA_BUFFERS as EXTRA_BUFFERS
+from localllm.config.defaults import KV_TYPES as KV_TYPES
+
 
 def default_threads() -> int:
     """Physical cores: llama.cpp decodes fastest with one thread per physical core."""
@@ -16,11 +24,6 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-KV_TYPES = ("f16", "q8_0", "q4_0")  # llama.cpp KV-cache types offered (quantized ones need flash attention)
-EXTRA_BUFFERS = ("auto", "on", "off")  # choices of LoadOptions.extra_buffers and the setting
-# the backends by name, in the order settings offer them (backends.registry has their implementations)
-BACKEND_NAMES = ("llama_cpp", "remote", "transformers")
-AUTO_LAYERS = -2  # gpu_layers: placed by the load plan (localllm.runtime.plan)
 # Tests only: the scripted backend (localllm.backends.scripted) streams a JSON script's fixed tokens at set
 # delays, with no model. Not in BACKEND_NAMES (settings never offer it): a model named *.scripted.json
 # selects it, and only while SCRIPTED_ENV is "1" (the test sets it; the worker inherits it). Without it,
@@ -44,13 +47,13 @@ class LoadOptions:
 
     # the load knobs carry the names of the settings keys and CLI flags (docs/ARCHITECTURE.md, "One name
     # per knob"); llama-cpp-python's n_ctx, n_threads, n_gpu_layers are spelled out where it is called
-    context: int = 2048
+    context: int = defaults.CONTEXT
     threads: int = 0  # 0: default_threads()
     gpu_layers: int = AUTO_LAYERS  # AUTO_LAYERS: the load plan decides; -1: all; 0: none
     seed: int = 0
     # llama.cpp's extra buffer types (AMX / repack kernels): auto | on | off (see localllm.runtime.binding)
     extra_buffers: str = "auto"
-    kv_type: str = "f16"  # llama.cpp's KV cache: f16 | q8_0 | q4_0 (flash attention on for the quantized)
+    kv_type: str = defaults.KV_TYPE  # llama.cpp's KV cache: f16 | q8_0 | q4_0 (flash attention on for the quantized)
     force: bool = False  # load even when the plan says it does not fit
     # remote backend: the model id on the server, the env variable holding its API key
     remote_model: str = ""
@@ -78,12 +81,12 @@ class LoadOptions:
 class SamplingParams:
     """Sampling settings for one reply."""
 
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.1
-    max_tokens: int = 512
+    temperature: float = defaults.TEMPERATURE
+    top_p: float = defaults.TOP_P
+    top_k: int = defaults.TOP_K
+    min_p: float = defaults.MIN_P
+    repeat_penalty: float = defaults.REPEAT_PENALTY
+    max_tokens: int = defaults.MAX_TOKENS
     seed: int | None = None
     ignore_eos: bool = False  # fixed-length runs for benchmarks
     # where a model's own defaults give them (localllm.models.sampling_defaults): strings that end a

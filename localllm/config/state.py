@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +24,13 @@ try:
 except ImportError:  # Windows: no flock; writes stay atomic, concurrent updates are not serialized
     fcntl = None  # type: ignore[assignment]
 
-log = logging.getLogger(__name__)
+
+def _warn(message: str, *args: object) -> None:
+    """logging (and tempfile, below) are imported when needed: a read of a good file needs neither, and
+    `localllm hw` reads its cached bandwidth through here (start-up time)."""
+    import logging
+
+    logging.getLogger(__name__).warning(message, *args)
 
 
 def write_text(path: str | os.PathLike[str], text: str, replace: bool = True) -> Path:
@@ -34,6 +38,8 @@ def write_text(path: str | os.PathLike[str], text: str, replace: bool = True) ->
     (a hard link claims the name, so two writers picking the same new name cannot both win)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -109,7 +115,7 @@ def _parse(path: Path) -> tuple[dict[str, Any] | None, str]:
     except FileNotFoundError:
         return {}, ""
     except OSError as exc:
-        log.warning("cannot read %s (%s); using an empty one", path, exc.strerror or exc)
+        _warn("cannot read %s (%s); using an empty one", path, exc.strerror or exc)
         return {}, ""
     try:
         data = json.loads(raw)
@@ -131,9 +137,9 @@ def _read(path: Path, holding_lock: bool) -> dict[str, Any]:
                 return data
             aside = _set_aside(path)
     except OSError as exc:  # no lock file in a read-only folder: leave the file, use nothing of it
-        log.warning("%s was %s; cannot lock it to move it aside (%s)", path, why, exc.strerror or exc)
+        _warn("%s was %s; cannot lock it to move it aside (%s)", path, why, exc.strerror or exc)
         return {}
-    log.warning("%s was %s; kept it as %s and started from an empty one", path, why, aside)
+    _warn("%s was %s; kept it as %s and started from an empty one", path, why, aside)
     return {}
 
 
@@ -146,6 +152,6 @@ def _set_aside(path: Path) -> Path:
     try:
         os.replace(path, aside)
     except OSError as exc:  # a read-only folder: it stays, and we still do not trust it
-        log.warning("cannot move %s aside (%s)", path, exc.strerror or exc)
+        _warn("cannot move %s aside (%s)", path, exc.strerror or exc)
         return path
     return aside

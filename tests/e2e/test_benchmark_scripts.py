@@ -25,6 +25,7 @@ SCRIPTS = [
     ("bench_overhead.py", TINY, [r"ratio bench/bare: \d+\.\d+"]),
     ("busy_ratio.py", TINY, [r"ratio app/bare \(busy\): \d+\.\d+"]),
     ("list_stores.py", ["-n", "50"], [r"cold listing: 50 store entries", r"fresh process: 50 store entries"]),
+    ("startup_ratio.py", ["-n", "1"], [r"localllm --help .* ratio \d+\.\d+", r"verdict: worst ratio \d+\.\d+"]),
 ]
 
 

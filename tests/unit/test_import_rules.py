@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["torch", "transformers", "llama_cpp", "bitsandbytes", "gptqmodel"]
 
@@ -61,6 +63,28 @@ def test_the_full_parser_still_lists_every_command(capsys) -> None:
     assert all(command_name(m) in out for m in MODULES)
     assert cli._wanted_module(["-m", "x.gguf", "bench", "--reps", "1"]) == "localllm.cli.commands.bench"
     assert cli._wanted_module(["chat", "-p", "hw"]) is None  # a prompt that names a command is a prompt
+
+
+def test_help_lists_the_commands_without_importing_them_or_the_option_dataclasses() -> None:
+    """What keeps `localllm --help` within 2x a bare `python -c pass` (PRODUCT.md; benchmarks time it):
+    the commands are listed by their one-line summaries, the defaults come from config.defaults."""
+    loaded = modules_after(
+        "import contextlib, io\nfrom localllm.cli import main as cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    cli.main(['--help'])")
+    assert not {m for m in loaded if m.startswith("localllm.cli.commands.")}
+    assert not {"dataclasses", "localllm.config.options", "localllm.config.paths", "platformdirs"} & loaded
+
+
+def test_the_config_package_resolves_every_name_it_exports() -> None:
+    import localllm.config as config
+    from localllm.config import options, paths
+
+    assert sorted(config.__all__) == sorted(config._WHERE)
+    assert all(getattr(config, name) is not None for name in config.__all__)
+    assert config.LoadOptions is options.LoadOptions and config.home is paths.home
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        config.nothing  # noqa: B018
 
 
 # The only modules outside each forbidden contract's sources: the entry point (it runs the CLI).

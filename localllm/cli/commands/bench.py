@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from localllm.cli.commands import summary
+
 
 def _gpu_layers(text: str) -> int:
     from localllm.cli.main import gpu_layers_arg
@@ -13,7 +15,7 @@ def _gpu_layers(text: str) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="time models side by side (load, TTFT, tok/s, CPU, memory)",
+    p = sub.add_parser("bench", help=summary(__name__),
                        description="Run each model in its own process: a warm-up, then repetitions with "
                                    "fixed prompt and reply lengths. Results are saved under "
                                    "<home>/bench/ so runs can be compared.")
@@ -77,7 +79,7 @@ def _numbers(text: str | None, flag: str, default: list[int]) -> list[int]:
 
 
 def _kv_types(text: str) -> list[str]:
-    from localllm.config import KV_TYPES
+    from localllm.config.defaults import KV_TYPES
 
     kinds = [k.strip() for k in text.split(",") if k.strip()] or ["f16"]
     wrong = [k for k in kinds if k not in KV_TYPES]

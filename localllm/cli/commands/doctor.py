@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+from localllm.cli.commands import summary
+
 
 def register(sub) -> None:
-    p = sub.add_parser("doctor", help="check the install: binding, GPU, torch, model, disk, settings")
+    p = sub.add_parser("doctor", help=summary(__name__))
     p.add_argument("--json", action="store_true", help='print {"checks": [...], "ok": bool}')
     p.add_argument("--refresh", action="store_true",
                    help="probe the llama.cpp binding again instead of using the cached answer (~1-2 s)")

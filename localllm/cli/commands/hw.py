@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+from localllm.cli.commands import summary
+
 
 def register(sub) -> None:
-    p = sub.add_parser("hw", help="show this machine's CPU, memory, disk and GPUs (--json for scripts)")
+    p = sub.add_parser("hw", help=summary(__name__))
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--bandwidth", action="store_true",
                    help="measure the CPU memory bandwidth now (~1 s) instead of using the cached figure")

@@ -8,9 +8,11 @@ import argparse
 import json
 import sys
 
+from localllm.cli.commands import summary
+
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list local models; `models add PATH`, `models rm ID`",
+    p = sub.add_parser("models", help=summary(__name__),
                        description="The library: the embedded model, models in the shared HF cache "
                                    "(GGUF files and transformers checkpoints), files added by path, and the "
                                    "GGUFs in Ollama's and LM Studio's stores, llama.cpp's old cache, GPT4All's and Jan's "

@@ -7,15 +7,17 @@ import argparse
 import json
 import sys
 
+from localllm.cli.commands import summary
+
 MiB = 2**20
 
 
 def register(sub) -> None:
     from localllm.cli.commands.recommend import PROFILES
     from localllm.cli.main import gpu_layers_arg
-    from localllm.config import KV_TYPES
+    from localllm.config.defaults import KV_TYPES
 
-    p = sub.add_parser("plan", help="show where a model would load and what memory it needs (--json)")
+    p = sub.add_parser("plan", help=summary(__name__))
     what = "'embedded' (the default), a GGUF file, a checkpoint folder, ollama:NAME[:TAG] or lmstudio:PUBLISHER/MODEL[/FILE]"
     p.add_argument("model_arg", nargs="?", metavar="MODEL", help=what)
     # -m as chat and bench take it; SUPPRESS leaves `localllm -m X plan`'s value alone

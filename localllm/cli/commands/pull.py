@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from localllm.cli.commands import summary
+
 
 def register(sub) -> None:
-    p = sub.add_parser("pull", help="download a model from the Hugging Face Hub into the shared HF cache",
+    p = sub.add_parser("pull", help=summary(__name__),
                        description="Download one GGUF quant, or the files a transformers checkpoint needs "
                                    "(config, tokenizer, safetensors weights), into the standard HF cache "
                                    "(HF_HOME / HF_HUB_CACHE), shared with transformers and the hf CLI. "

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from localllm.cli.commands import summary
+
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "quantize", help="make a GGUF quant, a full-precision checkpoint or a GPTQ model on this machine",
+        "quantize", help=summary(__name__),
         description="Quantize on the device. TYPE: a GGUF type (Q4_K_M, Q5_K_M, Q8_0, Q4_0, F16 ...; from "
                     "a GGUF, with llama.cpp's own quantizer), 'safetensors' (a full-precision checkpoint "
                     "from a GGUF, for bitsandbytes and GPTQ) or 'gptq' (from a checkpoint folder, with "

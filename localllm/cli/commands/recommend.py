@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 
+from localllm.cli.commands import summary
+
 GiB = 1024**3
 VERDICT = {"full GPU": "GPU", "partial offload": "split", "CPU only": "CPU", "does not fit": "no"}
 
 
 def register(sub) -> None:
-    p = sub.add_parser("recommend", help="rank models and quantizations that fit this machine")
+    p = sub.add_parser("recommend", help=summary(__name__))
     p.add_argument("--context", type=int, default=8192, help="context length you want (default 8192)")
     p.add_argument("--use", choices=("chat", "quality", "speed"), default="chat",
                    help="chat: good and readable speed; quality: best that runs; speed: fastest")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import sys
 
+from localllm.cli.commands import summary
+
 
 def register(sub) -> None:
-    p = sub.add_parser("serve", help="serve a GGUF over the OpenAI API (llama-cpp-python's server) with "
-                                     "this machine's safe CPU kernels")
+    p = sub.add_parser("serve", help=summary(__name__))
     p.add_argument("-m", "--model", default="embedded", metavar="MODEL",
                    help="'embedded' (default) or a GGUF file")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
