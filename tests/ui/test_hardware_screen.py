@@ -197,6 +197,26 @@ async def test_measuring_bandwidth_updates_the_card(tmp_path, monkeypatch) -> No
     assert bandwidth.cached_bandwidth(screen.hardware.cpu) == 42.0
 
 
+async def test_a_fresh_machine_is_measured_before_it_is_ranked_as_the_cli_does(tmp_path, monkeypatch) -> None:
+    """On a fresh home the screen used to rank with an assumed 20 GB/s while `localllm recommend` measured,
+    so the two could name different picks. Now the first inspection measures once, and both read the cache."""
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(bandwidth, "probe", lambda *a, **k: calls.append(1) or (42.0, 2))  # the real one copies GBs
+    screen = HardwareScreen()
+    async with Host(screen).run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: screen.rows and screen.hardware is not None
+                       and not any(w.is_running and w.group.startswith("hw-") for w in screen.workers))
+        assert screen.hardware.cpu_bandwidth_gb_s == 42.0
+        assert "42.0 GB/s measured" in text_of(screen, "#hw-card")
+        assert "not measured" not in text_of(screen, "#hw-summary")
+    assert calls == [1] and bandwidth.cached_bandwidth(screen.hardware.cpu) == 42.0
+    again = HardwareScreen()  # cached now: not measured again
+    async with Host(again).run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: again.rows and again.hardware is not None)
+        assert again.hardware.cpu_bandwidth_gb_s == 42.0 and calls == [1]
+
+
 async def test_this_machine_is_inspected_when_nothing_is_injected() -> None:
     screen = HardwareScreen()
     async with Host(screen).run_test(size=SIZE) as pilot:

@@ -160,6 +160,14 @@ class HardwareScreen(Screen[Pick | None]):
         except Exception as exc:  # the screen says what failed instead of taking the app down
             self._deliver(self.say, f"Could not inspect this machine: {exc}", True)
             return
+        if hw.cpu_bandwidth_gb_s is None and self._given_hardware is None:
+            # first time on this machine: measure once (~1 s, cached after) before ranking, as `localllm
+            # recommend` does, so both rank with this machine's figure instead of an assumed one
+            self._deliver(self.say, "Measuring the CPU memory bandwidth (once on this machine, ~1 s)…")
+            try:
+                hw = dataclasses.replace(hw, cpu_bandwidth_gb_s=round(facts.measured_bandwidth(cpu=hw.cpu), 2))
+            except Exception:  # ranked with the assumed figure; the summary says so and `b` retries
+                log.exception("cannot measure the memory bandwidth")
         self._deliver(self._hardware_ready, hw, specs)
 
     @work(thread=True, exclusive=True, group="hw-measure")
