@@ -23,10 +23,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key-env", metavar="NAME", default=None,
                    help="environment variable holding the server's API key (settings: api_key_env; "
                         "default LOCALLLM_API_KEY)")
-    p.add_argument("--context", "--ctx", type=int, default=None, dest="context",
+    p.add_argument("--context", "--ctx", type=setting("context"), default=None, dest="context",
                    help=f"context size in tokens (settings: context; default: the settings', else an Ollama "
                         f"model's num_ctx, else {d.CONTEXT})")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    p.add_argument("--threads", type=setting("threads"), default=None, help="CPU threads (default: physical cores)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",
                    help="layers to offload to the GPU: auto (the load plan places them; the default), "
                         "N, -1 for all, 0 for none")
@@ -40,16 +40,34 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
                    help="transformers checkpoints: weight dtype")
     p.add_argument("--system-prompt", "--system", default=None, dest="system_prompt", help="system prompt")
-    p.add_argument("--max-tokens", type=int, default=None, help=f"longest reply in tokens (default {d.MAX_TOKENS})")
-    p.add_argument("--temperature", "--temp", type=float, default=None, dest="temperature",
+    p.add_argument("--max-tokens", type=setting("max_tokens"), default=None, help=f"longest reply in tokens (default {d.MAX_TOKENS})")
+    p.add_argument("--temperature", "--temp", type=setting("temperature"), default=None, dest="temperature",
                    help=f"sampling temperature (0: greedy; default: the model's own, else {d.TEMPERATURE}); "
                         "this and the flags below win over the model's defaults and the settings")
-    p.add_argument("--top-p", type=float, default=None, help=f"default: the model's own, else {d.TOP_P}")
-    p.add_argument("--top-k", type=int, default=None, help=f"default: the model's own, else {d.TOP_K}")
-    p.add_argument("--min-p", type=float, default=None, help=f"default: the model's own, else {d.MIN_P}")
-    p.add_argument("--repeat-penalty", type=float, default=None,
+    p.add_argument("--top-p", type=setting("top_p"), default=None, help=f"default: the model's own, else {d.TOP_P}")
+    p.add_argument("--top-k", type=setting("top_k"), default=None, help=f"default: the model's own, else {d.TOP_K}")
+    p.add_argument("--min-p", type=setting("min_p"), default=None, help=f"default: the model's own, else {d.MIN_P}")
+    p.add_argument("--repeat-penalty", type=setting("repeat_penalty"), default=None,
                    help=f"default: the model's own, else {d.REPEAT_PENALTY}")
-    p.add_argument("--seed", type=int, default=None, help="sampling seed for repeatable replies")
+    p.add_argument("--seed", type=setting("seed"), default=None, metavar="N|random",
+                   help="sampling seed for repeatable replies (random: a new one each reply)")
+
+
+def setting(name: str):
+    """An argparse type for a flag that is also a setting: the settings' own parse and range
+    (config.settings), so a flag takes what settings.toml takes (`--top-p 3` and `--max-tokens 0` ran
+    without a word) and is refused before anything loads."""
+
+    def parse(text: str):
+        from localllm.config import settings
+
+        try:
+            return settings.parse_field(name, text)
+        except settings.SettingsError:
+            raise argparse.ArgumentTypeError(f"must be {settings.allowed(name)} (got {text!r})") from None
+
+    parse.__name__ = name
+    return parse
 
 
 def gpu_layers_arg(text: str) -> int:

@@ -141,29 +141,21 @@ def _set(rest: str, session) -> str:
     knob = ALIASES.get(name.lower(), name.lower())
     if knob not in TYPES:
         return f"no knob {name!r}; knobs: {', '.join(TYPES)}"
-    try:
-        value: Any = TYPES[knob](raw)
-    except ValueError:
-        return f"{knob} takes a {'whole number' if TYPES[knob] is int else 'number'}, not {raw!r}"
-    problem = _out_of_range(knob, value)
-    if problem:
-        return problem
+    try:  # the settings' own parse and range: /set accepts what settings.toml and the settings box accept
+        value: Any = settings_fields.parse_field(knob, raw)
+    except settings_fields.SettingsError as exc:
+        return str(exc).replace("Setting ", "", 1)
     if knob in MODEL_KNOBS:
         session.resample(run={knob: value})
-    else:  # the seed: a run value, kept in the base the knobs are resolved over
+    else:  # the seed: a run value, kept in the base the knobs are resolved over; -1 ('random'): none
         request = session.sampling_request
-        session.resample(base=dataclasses.replace(request.base if request else session.sampling, seed=value))
-    return f"{knob} = {getattr(session.sampling, knob)}"
+        seed = None if value == -1 else value
+        session.resample(base=dataclasses.replace(request.base if request else session.sampling, seed=seed))
+    return f"{knob} = {shown(knob, getattr(session.sampling, knob))}"
 
 
-def _out_of_range(knob: str, value: float) -> str:
-    if knob in ("top_p", "min_p") and not 0 <= value <= 1:
-        return f"{knob} is between 0 and 1"
-    if knob in ("temperature", "top_k", "repeat_penalty") and value < 0:
-        return f"{knob} cannot be negative"
-    if knob == "max_tokens" and value < 1:
-        return "max_tokens is at least 1"
-    return ""
+def shown(knob: str, value: Any) -> str:
+    return "random" if knob == "seed" and value is None else str(value)
 
 
 def show(session) -> str:

@@ -31,11 +31,10 @@ def run_options(args, settings):
             setattr(load, knob, given[knob])
     # one name per knob: each flag's dest is the knob's own name
     run = {knob: given[knob] for knob in (*MODEL_KNOBS, "system_prompt") if knob in given}
-    if "seed" in given:
-        sampling.seed = given["seed"]
+    if "seed" in given:  # -1 (`--seed random`): a fresh seed each reply, as in the settings
+        sampling.seed = None if given["seed"] < 0 else given["seed"]
+        load.seed = max(given["seed"], 0)
     request = SamplingRequest(run=run, settings=settings, base=sampling, ctx_given="context" in given)
-    if "seed" in given:
-        load.seed = given["seed"]
     load.force = bool(given.get("force"))
     load.api_key_env = args.api_key_env or settings.api_key_env
     load.quantization, load.dtype = args.load_in, args.dtype

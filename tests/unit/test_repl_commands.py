@@ -32,11 +32,16 @@ def test_set_changes_a_knob_with_source_user_and_refuses_what_is_not_one(session
     assert handle("/set seed 7", session).text == "seed = 7" and session.sampling.seed == 7
     assert session.sampling.temperature == 0.3  # the seed kept the knobs set before it
     before = session.sampling
-    assert "between 0 and 1" in handle("/set top_p 3", session).text
-    assert "whole number" in handle("/set top_k many", session).text
+    assert handle("/set top_p 3", session).text == "'top_p' must be a number from 0.0 to 1.0 (got 3.0)."
+    assert "must be an integer from 0" in handle("/set top_k many", session).text
+    # the settings' ranges: what settings.toml refuses, /set refuses (it took 0.05 and any upper value)
+    assert "from 0.1 to 10.0" in handle("/set repeat_penalty 0.05", session).text
+    assert "from 0.0 to 5.0" in handle("/set temp 9", session).text
     assert "no knob 'warmth'" in handle("/set warmth 1", session).text
     assert "usage" in handle("/set temp", session).text
     assert session.sampling == before  # a refused value changes nothing
+    assert handle("/set seed random", session).text == "seed = random" and session.sampling.seed is None
+    handle("/set seed 7", session)
     shown = handle("/show", session).text
     assert "temp 0.3 user" in shown and "top-k 5 user" in shown and "seed     7" in shown
 

@@ -301,6 +301,33 @@ def test_commands_take_both_spellings(argv, dest, expected) -> None:
         assert getattr(args, dest) == expected, flag
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["chat", "-p", "hi", "--top-p", "3"], "argument --top-p: must be a number from 0.0 to 1.0 (got '3')"),
+    (["chat", "-p", "hi", "--max-tokens", "0"], "argument --max-tokens: must be an integer from 1 to"),
+    (["--repeat-penalty", "0.05"], "argument --repeat-penalty: must be a number from 0.1 to 10.0"),
+    (["chat", "--context", "0"], "argument --context/--ctx: must be an integer from 128 to"),
+    (["chat", "--temp", "hot"], "argument --temperature/--temp: must be a number from 0.0 to 5.0"),
+])
+def test_a_flag_takes_what_its_setting_takes_and_is_refused_before_anything_loads(argv, message, capsys) -> None:
+    """The sampling and load flags had no ranges: `--top-p 3` and `--max-tokens 0` ran without a word."""
+    from localllm.cli.main import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_seed_random_on_the_command_line_is_a_fresh_seed_each_reply(home) -> None:
+    from localllm.cli.main import build_parser
+    from localllm.cli.run_options import run_options
+    from localllm.config.settings import Settings
+
+    load, request = run_options(build_parser().parse_args(["chat", "--seed", "random"]), Settings())
+    assert request.base.seed is None and load.seed == 0
+    load, request = run_options(build_parser().parse_args(["chat", "--seed", "7"]), Settings())
+    assert request.base.seed == 7 and load.seed == 7
+
+
 def test_load_options_fields_carry_the_knob_names_and_the_worker_reads_the_old_ones() -> None:
     from localllm.config import LoadOptions
 
