@@ -38,6 +38,9 @@ DAMAGED_HINT = ("Download the file again (or convert it again); if it came from 
                 "a model file at all.")
 
 
+_U64 = struct.Struct("<Q")
+
+
 class _Truncated(Exception):
     pass
 
@@ -68,6 +71,18 @@ class _Cursor:
         """Step over a string nobody reads (a vocabulary entry) without copying it."""
         n = self._length()  # first: it moves pos past the length field
         self.pos += n
+
+    def skip_strings(self, n: int) -> None:
+        """Step over n strings (a 49k-150k entry vocabulary or merge list) in one tight loop: the
+        per-string calls of skip_string made this most of a load's set-up time."""
+        buf, pos, end, unpack = self.buf, self.pos, len(self.buf), _U64.unpack_from
+        for _ in range(n):
+            if pos + 8 > end:
+                raise _Truncated
+            pos += 8 + unpack(buf, pos)[0]
+            if pos > end:  # a length past the end: truncated or hostile, as in _length
+                raise _Truncated
+        self.pos = pos
 
     def _length(self) -> int:
         # Checked against what is left of the file before anything is copied: a length field of 2**60
@@ -112,6 +127,9 @@ def _value(cur: _Cursor, vtype: int, formats: dict[int, str], keep: bool, depth:
         count = cur.count(least)
         if item_type in formats and not keep:  # skip numeric arrays in one step
             cur.pos += least * count
+            return None
+        if item_type == T.STRING and not keep:
+            cur.skip_strings(count)
             return None
         items = [_value(cur, item_type, formats, keep, depth + 1) for _ in range(count)]
         return items if keep else None
