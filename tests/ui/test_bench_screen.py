@@ -170,16 +170,21 @@ async def test_same_model_action_picks_every_format_of_the_highlighted_one(tmp_p
         assert screen.last_progress is None
 
 
-async def test_the_chats_model_is_listed_first_and_picked(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize(("loaded", "label"), [
+    ("{tmp}/mine-Q4_K_M.gguf", "mine-Q4_K_M.gguf · loaded in the chat"),
+    # a server's user:pass@ is never shown (it was: the label was the URL as given)
+    ("http://bob:secret@127.0.0.1:9/v1#qwen", "http://127.0.0.1:9/v1#qwen · loaded in the chat"),
+], ids=["file", "server-with-credentials"])
+async def test_the_chats_model_is_listed_first_and_picked(tmp_path, monkeypatch, loaded, label) -> None:
     """F5 while the chat has another model loaded: that model is the one a timing run is for."""
     monkeypatch.setattr("localllm.models.library.other_tools_models", lambda listed: [])
-    loaded = str(tmp_path / "mine-Q4_K_M.gguf")
+    loaded = loaded.format(tmp=tmp_path)
 
     app = ScreenHost(BenchScreen(current=loaded))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BenchScreen) and app.screen.is_mounted)
         models = app.screen.query_one("#bench-models", SelectionList)
-        assert str(models.get_option_at_index(0).prompt) == "mine-Q4_K_M.gguf · loaded in the chat"
+        assert str(models.get_option_at_index(0).prompt) == label
         assert models.selected == [loaded]  # the embedded model is listed, not picked
 
 

@@ -32,6 +32,7 @@ from localllm.bench import export as bench_export
 from localllm.bench import results as bench_results
 from localllm.bench.plan import BenchConfig, BenchPlan, Progress
 from localllm.bench.results import BenchResult, Summary
+from localllm.config.redact import redact_text
 from localllm.models.embedded import EMBEDDED
 from localllm.ui.plain import cell, plain
 from localllm.ui.screens.open_model import store_label
@@ -64,6 +65,17 @@ def parse_threads(text: str) -> list[int]:
         raise ValueError(f"Threads: a number such as 4, a list such as 1,2,4, or 0 for all cores "
                          f"(got {text!r}).")
     return values or [0]
+
+
+def short_name(model: str) -> str:
+    """A configuration's name in the list and in the saved results: a file's name (with any @nf4), a
+    store model's tag (ollama:NAME:TAG -> NAME:TAG), or a server's URL without its user:pass@ (it was
+    shown and saved as given)."""
+    from localllm.models.stores import is_store_ref
+
+    if "://" in model:
+        return redact_text(model)
+    return model.partition(":")[2] if is_store_ref(model) else Path(model).name
 
 
 class BenchScreen(Screen[None]):
@@ -149,7 +161,7 @@ class BenchScreen(Screen[None]):
         current = self._current or ""
         other = current not in ("", EMBEDDED, entry.path)
         if other:  # the chat's model, picked: what "time this" means first
-            name = Path(current.split(":", 1)[-1]).name if "://" not in current else current
+            name = short_name(current)
             self._add(current, f"{name} · loaded in the chat", name, selected=True)
         self._add(EMBEDDED, label, entry.name, selected=entry.usable and not other)  # the CLI's default, too
         self.query_one("#bench-models", SelectionList).focus()
@@ -191,7 +203,7 @@ class BenchScreen(Screen[None]):
     def add_typed(self, event: Input.Submitted) -> None:
         text = event.value.strip()
         if text:
-            self._add(text, f"{text} · typed", Path(text).name if "://" not in text else text, selected=True)
+            self._add(text, f"{redact_text(text)} · typed", short_name(text), selected=True)
             event.input.value = ""
 
     def action_same_model(self) -> None:
