@@ -307,6 +307,9 @@ def test_commands_take_both_spellings(argv, dest, expected) -> None:
     (["--repeat-penalty", "0.05"], "argument --repeat-penalty: must be a number from 0.1 to 10.0"),
     (["chat", "--context", "0"], "argument --context/--ctx: must be an integer from 128 to"),
     (["chat", "--temp", "hot"], "argument --temperature/--temp: must be a number from 0.0 to 5.0"),
+    (["plan", "--context", "0"], "argument --context/--ctx: must be an integer from 128 to"),  # planned 2048
+    (["bench", "--ctx", "64"], "argument --context/--ctx: must be an integer from 128 to"),
+    (["serve", "--threads", "-1"], "argument --threads: must be an integer from 0 to 1024"),
 ])
 def test_a_flag_takes_what_its_setting_takes_and_is_refused_before_anything_loads(argv, message, capsys) -> None:
     """The sampling and load flags had no ranges: `--top-p 3` and `--max-tokens 0` ran without a word."""

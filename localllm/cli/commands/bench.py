@@ -15,6 +15,8 @@ def _gpu_layers(text: str) -> int:
 
 
 def register(sub) -> None:
+    from localllm.cli.main import setting
+
     p = sub.add_parser("bench", help=summary(__name__),
                        description="Run each model in its own process: a warm-up, then repetitions with "
                                    "fixed prompt and reply lengths. Results are saved under "
@@ -34,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("--threads", default="0", help="CPU threads; a list such as 1,2 runs each (default: cores)")
     p.add_argument("--gpu-layers", type=_gpu_layers, default="auto", metavar="auto|N",
                    help="layers to offload to the GPU: auto (the load plan places them; default), N, -1, 0")
-    p.add_argument("--context", "--ctx", type=int, default=2048, dest="context", help="context size (default 2048)")
+    p.add_argument("--context", "--ctx", type=setting("context"), default=2048, dest="context", help="context size (default 2048)")
     p.add_argument("--kv-type", "--kv", default="f16", dest="kv_type", metavar="TYPE[,TYPE...]",
                    help="llama.cpp KV-cache types, each a row: f16 (default), q8_0, q4_0, e.g. f16,q8_0")
     p.add_argument("--seed", type=int, default=42, help="load and sampling seed (default 42)")

@@ -14,7 +14,7 @@ MiB = 2**20
 
 def register(sub) -> None:
     from localllm.cli.commands.recommend import PROFILES
-    from localllm.cli.main import gpu_layers_arg
+    from localllm.cli.main import gpu_layers_arg, setting
     from localllm.config.defaults import KV_TYPES
 
     p = sub.add_parser("plan", help=summary(__name__))
@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("model_arg", nargs="?", metavar="MODEL", help=what)
     # -m as chat and bench take it; SUPPRESS leaves `localllm -m X plan`'s value alone
     p.add_argument("-m", "--model", default=argparse.SUPPRESS, metavar="MODEL", help="the same as MODEL")
-    p.add_argument("--context", "--ctx", type=int, default=None, dest="context",
+    p.add_argument("--context", "--ctx", type=setting("context"), default=None, dest="context",
                    help="context size in tokens (default: the settings', else an Ollama model's num_ctx, "
                         "else 2048)")
     p.add_argument("--gpu-layers", type=gpu_layers_arg, default=None, metavar="auto|N",

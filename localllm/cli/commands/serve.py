@@ -10,13 +10,15 @@ from localllm.cli.commands import summary
 
 
 def register(sub) -> None:
+    from localllm.cli.main import setting
+
     p = sub.add_parser("serve", help=summary(__name__))
     p.add_argument("-m", "--model", default="embedded", metavar="MODEL",
                    help="'embedded' (default) or a GGUF file")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    p.add_argument("--context", "--ctx", type=int, default=None, dest="context", help="context size in tokens (default: the settings')")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the settings')")
+    p.add_argument("--context", "--ctx", type=setting("context"), default=None, dest="context", help="context size in tokens (default: the settings')")
+    p.add_argument("--threads", type=setting("threads"), default=None, help="CPU threads (default: the settings')")
     p.add_argument("server_args", nargs="*", metavar="-- ARG",
                    help="more of llama_cpp.server's own options, after --")
     p.set_defaults(func=run)
