@@ -47,7 +47,8 @@ class Settings:
 
     model: str = field(default="", metadata=_doc(
         "model to load at start: a GGUF path, a model folder or a server URL; empty: the embedded model"))
-    context: int = field(default=_LOAD.context, metadata=_doc("context size in tokens", min=128, max=1_048_576))
+    # no model-size cap here: Llama 4 Scout trains 10M tokens; what does not fit is refused by the load plan
+    context: int = field(default=_LOAD.context, metadata=_doc("context size in tokens", min=128, max=2**30))
     threads: int = field(default=_LOAD.threads, metadata=_doc("CPU threads; 0: one per physical core", min=0, max=1024))
     gpu_layers: int = field(default=_LOAD.gpu_layers, metadata=_doc(
         "layers offloaded to the GPU; auto (-2): the load plan places them, -1: all, 0: none",

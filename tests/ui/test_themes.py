@@ -219,7 +219,7 @@ async def test_settings_screen_fits_validates_and_returns_settings(user_dir, the
         await pilot.pause()
         assert app.screen is screen and results == []  # refused: still editing
         errors = str(screen.query_one("#settings-errors", Static).render())
-        assert "'context' must be an integer from 128 to 1048576 (got 5)" in errors
+        assert "'context' must be an integer from 128 to 1073741824 (got 5)" in errors
         assert "'top_p' must be a number from 0.0 to 1.0" in errors
         assert screen.query_one("#setting-context").has_class("-rejected")
         assert screen.focused is screen.query_one("#setting-context")

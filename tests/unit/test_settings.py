@@ -89,7 +89,7 @@ def test_unknown_theme_name_is_not_an_error(home) -> None:
 INVALID = [
     ("model", "3", "a string"),
     ("kv_type", '"q2_k"', "one of 'f16'"),
-    ("context", "5", "an integer from 128 to 1048576"),
+    ("context", "5", "an integer from 128 to 1073741824"),
     ("context", '"big"', "an integer from 128"),
     ("context", "2048.0", "an integer from 128"),
     ("threads", "-2", "an integer from 0 to 1024"),
@@ -167,7 +167,7 @@ def test_parse_field_for_the_form() -> None:
     assert parse_field("save_conversations", "False") is False
     assert parse_field("model", "  /m.gguf ") == "/m.gguf"
     assert parse_field("system_prompt", "  keep  ") == "  keep  "
-    with pytest.raises(SettingsError, match=r"'context' must be an integer from 128 to 1048576 \(got 'abc'\)"):
+    with pytest.raises(SettingsError, match=r"'context' must be an integer from 128 to 1073741824 \(got 'abc'\)"):
         parse_field("context", "abc")
     with pytest.raises(SettingsError, match="'top_p' must be a number from 0.0 to 1.0"):
         parse_field("top_p", "2")
