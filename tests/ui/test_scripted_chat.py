@@ -93,3 +93,21 @@ def test_the_scripted_backend_is_unreachable_without_the_test_variable(tmp_path,
     assert "scripted" not in BACKEND_NAMES and "scripted" not in registry.BACKENDS  # settings never offer it
     monkeypatch.setenv(SCRIPTED_ENV, "1")
     assert ModelRef.parse(script).backend == "scripted"
+
+
+async def test_an_empty_conversation_says_where_to_go_until_the_first_message(scripted_model):
+    """A first-time user faced an empty pane; the hint names the keys for the next steps, and goes."""
+    from localllm.ui.widgets.chat_log import ChatHint
+
+    path = scripted_model(["Hi"], delay_s=0.01, first_s=0.05)
+    app = LocalLLMApp(model_path=path, settings=Settings(save_conversations=False))
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = app.query_one("#prompt", Input)
+        await wait_for(pilot, lambda: not prompt.disabled, timeout=DEADLINE_S)
+        hint = str(app.query_one(ChatHint).render())
+        assert "F4" in hint and "Ctrl+O" in hint and "F1" in hint
+        await pilot.press(*TYPED, "enter")
+        await wait_for(pilot, lambda: reply_text(app) == "Hi", timeout=DEADLINE_S)
+        assert not app.query(ChatHint)
+        await pilot.press("ctrl+n")  # a new conversation: empty again, with the hint
+        await wait_for(pilot, lambda: bool(app.query(ChatHint)) and not app.query(UserMessage))

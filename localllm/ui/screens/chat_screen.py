@@ -346,7 +346,7 @@ class ChatScreen(Screen):
             await self.workers.wait_for_complete()
         self.session.clear()
         self.recorder.new_chat()
-        await self.query_one(ChatLog).remove_children()
+        await self.query_one(ChatLog).restart()
 
     async def show_conversation(self) -> None:
         """The session's history (a saved conversation just opened), in place of the log's."""

@@ -16,6 +16,16 @@ class UserMessage(Static):
     pass
 
 
+class ChatHint(Static):
+    """What an empty conversation says, so a first-time user knows where to go; gone at the first message."""
+
+
+HINT = ("Type a message below; Enter sends it.\n"  # lines that fit the log's ~48 columns at 80x24
+        "F4      the models that fit this machine\n"
+        "Ctrl+O  open another model\n"
+        "F1      every key")
+
+
 class Notice(Static):
     pass
 
@@ -65,8 +75,15 @@ class ChatLog(VerticalScroll):
 
     def on_mount(self) -> None:
         self.anchor()
+        self.mount(ChatHint(HINT, markup=False))
+
+    async def restart(self) -> None:
+        """A new conversation: an empty log, with the hint."""
+        await self.remove_children()
+        await self.mount(ChatHint(HINT, markup=False))
 
     async def add_user(self, text: str) -> UserMessage:
+        await self.query(ChatHint).remove()
         widget = UserMessage(text, markup=False)
         await self.mount(widget)
         self.anchor()  # the user's own message brings the view back to the end
@@ -80,6 +97,8 @@ class ChatLog(VerticalScroll):
     async def show_history(self, turns, title: str) -> None:
         """Redraw a reopened conversation: its messages and each reply's saved numbers."""
         await self.remove_children()
+        if not turns:
+            await self.mount(ChatHint(HINT, markup=False))
         for turn in turns:
             if turn.role == "user":
                 await self.mount(UserMessage(turn.content, markup=False))
