@@ -142,8 +142,8 @@ def _repl_load(session, args, settings, model: str) -> str:
     try:
         info = session.load(model, options)
     except LocalLLMError as exc:
-        now = f"; {session.model.name} is still loaded" if session.model else "; no model is loaded now"
-        return f"error: {exc}{now}"
+        now = f"{session.model.name} is still loaded" if session.model else "No model is loaded now"
+        return f"error: {str(exc).rstrip()} {now}."
     return f"loaded {info.name} ({info.quant}, ctx {info.n_ctx}); the conversation goes on with it"
 
 
@@ -158,7 +158,8 @@ def _repl_save(recorder, path: str) -> str:
     if target.suffix.lower() not in (".md", ".json"):
         return "error: name a .md (Markdown) or .json file"
     if recorder.store is None or recorder.conversation_id is None:
-        return "error: nothing saved to export (a message first; or conversations are off in the settings)"
+        return ("error: nothing to save yet: send a message first (with save_conversations off in the settings, "
+                "conversations are not kept)")
     try:
         conv = recorder.store.load(recorder.conversation_id)
         text = to_json(conv) if target.suffix.lower() == ".json" else to_markdown(conv)
