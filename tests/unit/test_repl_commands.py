@@ -186,3 +186,21 @@ def test_load_switches_the_model_and_save_writes_the_conversation(scripted_model
     assert [m["content"] for m in saved["messages"]] == ["hello", "One.", "again", "Two."]
     markdown = (tmp_path / "chat.md").read_text()
     assert "hello" in markdown and "Two." in markdown
+
+
+def test_save_writes_the_conversation_when_conversations_are_not_kept(scripted_model, tmp_path) -> None:
+    """With save_conversations off, /save said there was nothing to export: the session's own turns are."""
+    import json
+
+    model = scripted_model(["One."], delay_s=0.0, name="first")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "settings.toml").write_text("save_conversations = false\n")
+    lines = [f"/save {tmp_path / 'empty.md'}", "hello", f"/save {tmp_path / 'chat.json'}", "/exit"]
+    run = subprocess.run([sys.executable, "-m", "localllm", "chat", "-m", model], input="\n".join(lines) + "\n",
+                         capture_output=True, text=True, timeout=120, env=dict(os.environ, LOCALLLM_HOME=str(home)))
+    assert run.returncode == 0, run.stderr
+    assert "nothing to save yet: send a message first" in run.stderr and not (tmp_path / "empty.md").exists()
+    saved = json.loads((tmp_path / "chat.json").read_text())
+    assert [m["content"] for m in saved["messages"]] == ["hello", "One."]
+    assert not (home / "data" / "conversations.db").exists() and not list(home.rglob("conversations.db"))
