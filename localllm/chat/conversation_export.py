@@ -99,8 +99,9 @@ def model_label(model: dict[str, Any]) -> str:
     return f"{name} ({', '.join(details)})" if details else str(name)
 
 
-def export_filename(summary_or_conv: Any, suffix: str) -> str:
-    """A file name for an export: the title made safe, then the id ('lighthouses-12.md')."""
+def export_filename(summary_or_conv: Any, suffix: str, tag: str | None = None) -> str:
+    """A file name for an export: the title made safe, then the id ('lighthouses-12.md'), or `tag` for a
+    conversation that is not saved (it has no id of its own)."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", summary_or_conv.title or "conversation").strip("-").lower()[:40]
-    return f"{slug or 'conversation'}-{summary_or_conv.id}{suffix}"
+    return f"{slug or 'conversation'}-{summary_or_conv.id if tag is None else tag}{suffix}"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from localllm.chat.conversation_records import ConversationNotFound
+from localllm.chat.conversation_records import Conversation, ConversationNotFound
 from localllm.chat.conversations import ConversationStore
 from localllm.chat.session import ChatSession
 from localllm.chat.turns import Turn
@@ -66,6 +66,27 @@ class Recorder:
     def new_chat(self) -> None:
         self.conversation_id = None
         self._pending.clear()
+
+    def conversation(self, session: ChatSession) -> Conversation | None:
+        """This chat as the store holds it: the saved conversation, or with conversations off (no store)
+        the session's turns written to a throwaway database and read back, so an export of either is the
+        same. None: nothing to export yet."""
+        if self.store is not None and self.conversation_id is not None:
+            return self.store.load(self.conversation_id)
+        if not session.history:
+            return None
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory(prefix="localllm-export-") as tmp:
+            store = ConversationStore(Path(tmp) / "export.db")
+            try:
+                cid = store.create(model=session.model, system_prompt=session.system_prompt)
+                for turn in session.history:
+                    store.append_turn(cid, turn, model=session.model)  # as _save keeps each turn
+                return store.load(cid)
+            finally:
+                store.close()
 
     def open(self, conversation_id: int, session: ChatSession) -> None:
         """Put a saved conversation back into the session (the loaded model stays)."""

@@ -148,8 +148,7 @@ def _repl_load(session, args, settings, model: str) -> str:
 
 
 def _repl_save(recorder, session, path: str) -> str:
-    """/save FILE: the conversation as saved so far, Markdown or JSON by the file's suffix; with
-    conversations off in the settings, the session's own history."""
+    """/save FILE: the conversation so far, Markdown or JSON by the file's suffix (saved or not)."""
     from pathlib import Path
 
     from localllm.chat.conversation_export import to_json, to_markdown, write_atomically
@@ -158,38 +157,15 @@ def _repl_save(recorder, session, path: str) -> str:
     target = Path(path).expanduser()
     if target.suffix.lower() not in (".md", ".json"):
         return "error: name a .md (Markdown) or .json file"
-    if (recorder.store is None or recorder.conversation_id is None) and not session.history:
-        return "error: nothing to save yet: send a message first"
     try:
-        if recorder.store is not None and recorder.conversation_id is not None:
-            conv = recorder.store.load(recorder.conversation_id)
-        else:
-            conv = _unsaved(session)
+        conv = recorder.conversation(session)
+        if conv is None:
+            return "error: nothing to save yet: send a message first"
         text = to_json(conv) if target.suffix.lower() == ".json" else to_markdown(conv)
         write_atomically(target, text)
     except (LocalLLMError, OSError) as exc:
         return f"error: cannot write {target}: {getattr(exc, 'strerror', None) or exc}"
     return f"wrote {target} ({len(conv.turns)} messages)"
-
-
-def _unsaved(session):
-    """The session's conversation as the store would hold it, for /save when conversations are not
-    saved (save_conversations off): written to a throwaway database and read back, so the export is the
-    same as a saved one's."""
-    import tempfile
-    from pathlib import Path
-
-    from localllm.chat.conversations import ConversationStore
-
-    with tempfile.TemporaryDirectory(prefix="localllm-save-") as tmp:
-        store = ConversationStore(Path(tmp) / "export.db")
-        try:
-            cid = store.create(model=session.model, system_prompt=session.system_prompt)
-            for turn in session.history:
-                store.append_turn(cid, turn, model=session.model)  # as the recorder saves each turn
-            return store.load(cid)
-        finally:
-            store.close()
 
 
 def _repl_turn(session, recorder, text: str):

@@ -142,6 +142,9 @@ class LocalLLMApp(App[int]):
     def action_copy_reply(self) -> None:
         self.chat.action_copy_reply()
 
+    def action_export_conversation(self) -> None:
+        self.chat.action_export()
+
     async def action_new_chat(self) -> None:
         await self.chat.action_new_chat()
 

@@ -8,6 +8,8 @@ COMMANDS = [
     ("Regenerate", "Answer the last message again (Ctrl+R)", "action_regenerate"),
     ("Copy reply", "Copy the last reply to the clipboard (Ctrl+Y)", "action_copy_reply"),
     ("New chat", "Start a new conversation (Ctrl+N)", "action_new_chat"),
+    ("Export conversation", "This conversation as Markdown in the exports folder, saved or not",
+     "action_export_conversation"),
     ("Compare models", "The prompt being typed, on several models side by side (Ctrl+E)", "open_compare"),
     ("Load model", "Load a GGUF file; the conversation is kept (Ctrl+O)", "action_open_model"),
     ("Worker log", "Show the model worker's log (Ctrl+G)", "action_show_log"),

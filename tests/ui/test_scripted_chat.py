@@ -111,3 +111,28 @@ async def test_an_empty_conversation_says_where_to_go_until_the_first_message(sc
         assert not app.query(ChatHint)
         await pilot.press("ctrl+n")  # a new conversation: empty again, with the hint
         await wait_for(pilot, lambda: bool(app.query(ChatHint)) and not app.query(UserMessage))
+
+
+@pytest.mark.parametrize("saving", [False, True], ids=["conversations-off", "saved"])
+async def test_the_conversation_exports_from_the_palette_saved_or_not(scripted_model, tmp_path, monkeypatch, saving):
+    """With conversations off, F3 has nothing and there was no way to keep a chat; the palette's "Export
+    conversation" writes it either way."""
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path / "home"))
+    path = scripted_model(["Paris."], delay_s=0.01, first_s=0.05)
+    app = LocalLLMApp(model_path=path, settings=Settings(save_conversations=saving))
+    notices: list[str] = []
+    monkeypatch.setattr(app, "notify", lambda message, **kw: notices.append(str(message)))
+    exports = tmp_path / "home" / "exports"  # data_dir() is LOCALLLM_HOME itself
+    async with app.run_test(size=SIZE) as pilot:
+        prompt = app.query_one("#prompt", Input)
+        await wait_for(pilot, lambda: not prompt.disabled, timeout=DEADLINE_S)
+        app.action_export_conversation()
+        assert notices[-1].startswith("Nothing to export yet") and not exports.exists()
+        await pilot.press(*"Capital of France?", "enter")
+        await wait_for(pilot, lambda: reply_text(app) == "Paris." and not app.chat.generating, timeout=DEADLINE_S)
+        app.action_export_conversation()
+    written = list(exports.glob("*.md"))
+    assert len(written) == 1 and notices[-1] == f"Exported to {written[0]}"
+    text = written[0].read_text()
+    assert "Capital of France?" in text and "Paris." in text
+    assert written[0].name.startswith("capital-of-france")

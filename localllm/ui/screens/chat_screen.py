@@ -340,6 +340,26 @@ class ChatScreen(Screen):
         self.app.copy_to_clipboard(last.content)
         self.app.notify("Reply copied to the clipboard.")
 
+    def action_export(self) -> None:
+        """This conversation as Markdown in data/exports, saved or not (with conversations off in the
+        settings F3 has nothing to export; this still does)."""
+        import time
+
+        from localllm.chat.conversation_export import export_filename, to_markdown, write_atomically
+        from localllm.config import data_dir
+
+        try:
+            conv = self.recorder.conversation(self.session)
+            if conv is None:
+                self.app.notify("Nothing to export yet: send a message first.")
+                return
+            tag = None if self.recorder.conversation_id is not None else time.strftime("%Y%m%d-%H%M%S")
+            path = write_atomically(data_dir() / "exports" / export_filename(conv, ".md", tag), to_markdown(conv))
+        except (LocalLLMError, OSError) as exc:
+            self.app.notify(f"Could not export the conversation: {exc}", severity="error")
+            return
+        self.app.notify(f"Exported to {path}", title="Conversation")
+
     async def action_new_chat(self) -> None:
         if self.generating:
             self.session.stop()
