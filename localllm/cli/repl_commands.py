@@ -149,7 +149,7 @@ def _set(rest: str, session) -> str:
         session.resample(run={knob: value})
     else:  # the seed: a run value, kept in the base the knobs are resolved over; -1 ('random'): none
         request = session.sampling_request
-        seed = None if value == -1 else value
+        seed = settings_fields.sampling_seed(value)
         session.resample(base=dataclasses.replace(request.base if request else session.sampling, seed=seed))
     return f"{knob} = {shown(knob, getattr(session.sampling, knob))}"
 
@@ -171,7 +171,7 @@ def show(session) -> str:
         s = session.sampling
         lines.append(f"sampling temp {s.temperature} · top-p {s.top_p} · top-k {s.top_k} · min-p {s.min_p} · "
                      f"repeat {s.repeat_penalty} · max {s.max_tokens}")
-    lines.append(f"seed     {session.sampling.seed if session.sampling.seed is not None else 'random'}")
+    lines.append(f"seed     {shown('seed', session.sampling.seed)}")
     lines.append(f"system   {session.system_prompt or '(none)'}")
     lines.append(f"turns    {sum(t.role == 'user' for t in session.history)} in this conversation")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ def run_options(args, settings):
     a request: each model resolves it with its own defaults when it loads
     (localllm.models.sampling_defaults: flags, then the model's saved table, the settings, the model's
     metadata, its catalog entry, the app's defaults)."""
-    from localllm.config.settings import MODEL_KNOBS, to_load_options, to_sampling
+    from localllm.config.settings import MODEL_KNOBS, sampling_seed, to_load_options, to_sampling
     from localllm.models.sampling_defaults import SamplingRequest
 
     load, sampling = to_load_options(settings), to_sampling(settings)
@@ -32,7 +32,7 @@ def run_options(args, settings):
     # one name per knob: each flag's dest is the knob's own name
     run = {knob: given[knob] for knob in (*MODEL_KNOBS, "system_prompt") if knob in given}
     if "seed" in given:  # -1 (`--seed random`): a fresh seed each reply, as in the settings
-        sampling.seed = None if given["seed"] < 0 else given["seed"]
+        sampling.seed = sampling_seed(given["seed"])
         load.seed = max(given["seed"], 0)
     request = SamplingRequest(run=run, settings=settings, base=sampling, ctx_given="context" in given)
     load.force = bool(given.get("force"))

@@ -340,9 +340,15 @@ def to_load_options(settings: Settings, base: LoadOptions | None = None) -> Load
                                api_key_env=base.api_key_env or settings.api_key_env)
 
 
+def sampling_seed(seed: int) -> int | None:
+    """A seed as the settings, --seed and /set take it, for SamplingParams: -1 ('random') is None, a fresh
+    seed each reply."""
+    return None if seed < 0 else seed
+
+
 def to_sampling(settings: Settings, base: SamplingParams | None = None) -> SamplingParams:
     """SamplingParams from the settings (seed -1 becomes None: a fresh seed each reply)."""
     return dataclasses.replace(base or SamplingParams(), temperature=settings.temperature,
                                top_p=settings.top_p, top_k=settings.top_k, min_p=settings.min_p,
                                repeat_penalty=settings.repeat_penalty, max_tokens=settings.max_tokens,
-                               seed=None if settings.seed < 0 else settings.seed)
+                               seed=sampling_seed(settings.seed))

@@ -16,14 +16,17 @@ class UserMessage(Static):
     pass
 
 
-class ChatHint(Static):
-    """What an empty conversation says, so a first-time user knows where to go; gone at the first message."""
-
-
 HINT = ("Type a message below; Enter sends it.\n"  # lines that fit the log's ~48 columns at 80x24
         "F4      the models that fit this machine\n"
         "Ctrl+O  open another model\n"
         "F1      every key")
+
+
+class ChatHint(Static):
+    """What an empty conversation says, so a first-time user knows where to go; gone at the first message."""
+
+    def __init__(self) -> None:
+        super().__init__(HINT, markup=False)
 
 
 class Notice(Static):
@@ -75,12 +78,12 @@ class ChatLog(VerticalScroll):
 
     def on_mount(self) -> None:
         self.anchor()
-        self.mount(ChatHint(HINT, markup=False))
+        self.mount(ChatHint())
 
     async def restart(self) -> None:
         """A new conversation: an empty log, with the hint."""
         await self.remove_children()
-        await self.mount(ChatHint(HINT, markup=False))
+        await self.mount(ChatHint())
 
     async def add_user(self, text: str) -> UserMessage:
         await self.query(ChatHint).remove()
@@ -98,7 +101,7 @@ class ChatLog(VerticalScroll):
         """Redraw a reopened conversation: its messages and each reply's saved numbers."""
         await self.remove_children()
         if not turns:
-            await self.mount(ChatHint(HINT, markup=False))
+            await self.mount(ChatHint())
         for turn in turns:
             if turn.role == "user":
                 await self.mount(UserMessage(turn.content, markup=False))
