@@ -39,3 +39,14 @@ def config_dir() -> Path:
 def data_dir() -> Path:
     """Where saved conversations live: the data folder (home()), also moved by LOCALLLM_HOME."""
     return home()
+
+
+def hf_hub_cache() -> Path:
+    """The standard Hugging Face hub cache, resolved as huggingface_hub.constants does but now, not
+    when huggingface_hub was first imported (and without importing it: `localllm hw` names this disk)."""
+    env = os.environ
+    explicit = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(os.path.expandvars(explicit)).expanduser()
+    hf_home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(os.path.expandvars(hf_home)).expanduser() / "hub"

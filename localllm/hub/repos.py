@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localllm.config.paths import hf_hub_cache
 from localllm.errors import LocalLLMError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -73,7 +74,7 @@ class HubConfig:
             offline = _truthy(env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE")) \
                 or constants.HF_HUB_OFFLINE
         timeout = float(env.get("HF_HUB_DOWNLOAD_TIMEOUT") or constants.HF_HUB_DOWNLOAD_TIMEOUT)
-        return cls(endpoint=endpoint, cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
+        return cls(endpoint=endpoint, cache_dir=Path(cache_dir) if cache_dir else hf_hub_cache(),
                    token=token or get_token(), offline=bool(offline), timeout_s=timeout)
 
     @property
@@ -84,16 +85,6 @@ class HubConfig:
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def default_cache_dir() -> Path:
-    """The standard HF hub cache, resolved like huggingface_hub.constants but now, not at import."""
-    env = os.environ
-    explicit = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
-    if explicit:
-        return Path(os.path.expandvars(explicit)).expanduser()
-    hf_home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
-    return Path(os.path.expandvars(hf_home)).expanduser() / "hub"
 
 
 # --- what a repo holds --------------------------------------------------------------------------

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from localllm import config
 from localllm.config import state
 from localllm.machine.cpu import CPUInfo, probe_cpu
+
+TYPE_CHECKING = False  # typing costs ~3 ms of `localllm hw`'s start-up; mypy reads it as true
+if TYPE_CHECKING:
+    from typing import Any
 
 CACHE_NAME = "bandwidth.json"
 BLOCK_BYTES = 64 * 1024 * 1024  # per thread: far beyond any L3, so DRAM is what gets timed
@@ -44,6 +46,8 @@ def cached_bandwidth(cpu: CPUInfo | None = None) -> float | None:
 def probe(threads: int | None = None, seconds: float = 0.6) -> tuple[float, int]:
     """(GB/s, threads): every thread copies its own 64 MiB block over and over; bytes read plus
     bytes written over the wall time of the best round. numpy releases the GIL inside copyto."""
+    import threading
+
     import numpy as np
 
     from localllm.config import default_threads

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from localllm import config
 from localllm.config import state
+from localllm.config.paths import hf_hub_cache
 from localllm.errors import LocalLLMError, ModelFileError
-from localllm.hub.repos import SPLIT_RE, default_cache_dir, quant_of, split_base
+from localllm.hub.repos import SPLIT_RE, quant_of, split_base
 from localllm.models import stores
 from localllm.models.library_merge import mark_serving, merge_duplicates
 from localllm.models.stores import Source
@@ -178,7 +179,7 @@ def cache_entries(cache_dir: str | os.PathLike[str] | None = None) -> list[Libra
     from huggingface_hub.errors import CacheNotFound
 
     try:
-        info = scan_cache_dir(Path(cache_dir) if cache_dir else default_cache_dir())
+        info = scan_cache_dir(Path(cache_dir) if cache_dir else hf_hub_cache())
     except (CacheNotFound, ValueError):
         return []
     for warning in info.warnings:
@@ -213,7 +214,7 @@ def partial_downloads(cache_dir: str | os.PathLike[str] | None = None) -> list[t
     """(repo id, bytes) of what interrupted pulls left: partial blobs, and finished blobs no snapshot
     links to yet (a multi-file pull links them all at the end). A rerun of the pull reuses them."""
     out: dict[str, int] = {}
-    for repo_id, blob in _leftovers(Path(cache_dir) if cache_dir else default_cache_dir()):
+    for repo_id, blob in _leftovers(Path(cache_dir) if cache_dir else hf_hub_cache()):
         out[repo_id] = out.get(repo_id, 0) + _size(blob)
     return sorted(out.items())
 
@@ -304,7 +305,7 @@ def remove(entry_id: str, delete_file: bool = False, cache_dir: str | os.PathLik
     try:
         entry = find(entry_id, cache_dir)
     except LibraryError:
-        cache = Path(cache_dir) if cache_dir else default_cache_dir()
+        cache = Path(cache_dir) if cache_dir else hf_hub_cache()
         left = [blob for repo, blob in _leftovers(cache) if repo == entry_id]
         if not left:
             raise
@@ -335,7 +336,7 @@ def remove(entry_id: str, delete_file: bool = False, cache_dir: str | os.PathLik
         freed = _size(path)
         path.unlink(missing_ok=True)
         return Removed(entry, freed, "deleted")
-    return Removed(entry, _delete_cached(entry, Path(cache_dir) if cache_dir else default_cache_dir()), "deleted")
+    return Removed(entry, _delete_cached(entry, Path(cache_dir) if cache_dir else hf_hub_cache()), "deleted")
 
 
 def _delete_cached(entry: LibraryEntry, cache_dir: Path) -> int:

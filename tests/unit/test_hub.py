@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from localllm.config.paths import hf_hub_cache
 from localllm.hub.download import DownloadJob
 from localllm.hub.repos import (
     AccessDenied,
@@ -19,7 +20,6 @@ from localllm.hub.repos import (
     RevisionNotFound,
     Selection,
     available_quants,
-    default_cache_dir,
     list_repo,
     quant_of,
     select_files,
@@ -193,7 +193,7 @@ def test_config_follows_the_hf_environment_at_call_time(tmp_path, monkeypatch) -
     for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hfhome"))
-    assert default_cache_dir() == tmp_path / "hfhome" / "hub"
+    assert hf_hub_cache() == tmp_path / "hfhome" / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_ENDPOINT", "http://mirror.example/")
     monkeypatch.setenv("HF_TOKEN", TOKEN)

@@ -51,6 +51,21 @@ def test_hw_builds_only_its_own_parser_and_imports_nothing_heavy() -> None:
     assert not {"localllm.cli.commands.bench", "localllm.cli.commands.pull", "localllm.cli.commands.recommend"} & loaded
 
 
+def test_hw_on_a_machine_already_measured_leaves_out_what_costs_start_up(tmp_path) -> None:
+    """Each of these cost 1-20 ms of `localllm hw` (PRODUCT.md: within 2x a bare python -c pass;
+    benchmarks/startup_ratio.py times it). The bandwidth is cached, as on every run after the first."""
+    loaded = modules_after(
+        f"import contextlib, io, os\nos.environ['LOCALLLM_HOME'] = {str(tmp_path)!r}\n"
+        "from localllm.config import state\nfrom localllm.machine import bandwidth\n"
+        "state.write_json(bandwidth.cache_path(), {bandwidth.cpu_key(): {'gb_s': 42.0}})\n"
+        "from localllm.cli import main as cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    cli.main(['hw'])")
+    if sys.platform == "linux":  # elsewhere psutil is how RAM and cores are read
+        assert "psutil" not in loaded
+    assert not {"numpy", "huggingface_hub", "typing", "threading", "platform", "localllm.hub.repos"} & loaded
+
+
 def test_the_full_parser_still_lists_every_command(capsys) -> None:
     import contextlib
 
