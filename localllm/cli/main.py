@@ -112,13 +112,8 @@ def build_parser(only: str | None = None, summaries_only: bool = False) -> argpa
     _model_args(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chat = sub.add_parser("chat", help="chat without the TUI: one-shot with -p, else a plain REPL")
-    _model_args(chat)
-    chat.add_argument("-p", "--prompt", action="append", default=None,
-                      help="send a message, print the reply and its stats; repeat -p for successive turns "
-                           "of one conversation (each reuses the KV cache of the ones before); -p - reads "
-                           "the message from standard input")
-    chat.add_argument("--json", action="store_true", help="print one JSON record: reply and every number")
-    chat.add_argument("--quiet", action="store_true", help="print the reply only, no stats")
+    if only is None:  # another command runs: chat's own flags would only cost start-up (~2 ms of `hw`)
+        _chat_args(chat)
     sub.add_parser("tui", help="start the TUI (the default)").set_defaults(command="tui")
     import importlib
 
@@ -130,6 +125,16 @@ def build_parser(only: str | None = None, summaries_only: bool = False) -> argpa
         else:
             importlib.import_module(name).register(sub)
     return parser
+
+
+def _chat_args(chat: argparse.ArgumentParser) -> None:
+    _model_args(chat)
+    chat.add_argument("-p", "--prompt", action="append", default=None,
+                      help="send a message, print the reply and its stats; repeat -p for successive turns "
+                           "of one conversation (each reuses the KV cache of the ones before); -p - reads "
+                           "the message from standard input")
+    chat.add_argument("--json", action="store_true", help="print one JSON record: reply and every number")
+    chat.add_argument("--quiet", action="store_true", help="print the reply only, no stats")
 
 
 def cmd_tui(args) -> int:
