@@ -6,6 +6,7 @@ uncalibrated prediction and the measured peak (and decode speed) are kept to cal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from localllm.backends.base import ModelInfo
@@ -46,6 +47,38 @@ class Calibration:
             return float(self._estimate(fill).rss_bytes / 2**20)
         except Exception:
             return None
+
+    @cached_property
+    def bandwidths(self) -> tuple[float | None, float | None]:
+        """(CPU, GPU) memory bandwidth in GB/s as last measured or read (None: not known). The CPU's
+        is the cached probe's (`localllm hw`, F4 and `recommend` measure it; a chat never does, as that
+        would load the memory it times); the GPU's is NVML's bus width x clock, asked once per load."""
+        from localllm.machine.bandwidth import cached_bandwidth
+
+        gpu_gb_s = None
+        if self.info.n_gpu_layers:
+            from localllm.machine.hardware import probe
+
+            gpus = [g for g in probe().gpus if g.vendor == "nvidia"]
+            gpu_gb_s = gpus[0].bandwidth_gb_s if gpus else None
+        return cached_bandwidth(), gpu_gb_s
+
+    def limit_tok_s(self, stats: ReplyStats) -> float | None:
+        """The memory-bandwidth roofline of this reply's decode: bandwidth / bytes each token reads
+        (the weights once, and the KV cache at the reply's mid-point fill). None where a bandwidth
+        the model's layers need is not known."""
+        cpu_gb_s, gpu_gb_s = self.bandwidths
+        if gpu_gb_s is None if self.info.n_gpu_layers else cpu_gb_s is None:
+            return None
+        from localllm.machine.estimate import estimate_speed
+
+        fill = stats.prompt_tokens + stats.completion_tokens // 2
+        try:
+            limit = estimate_speed(self.spec, self._estimate(fill, calibrate=False), cpu_gb_s or 0.0,
+                                   gpu_gb_s, fill=max(1, fill), calibrate=False).roofline_tok_s
+        except Exception:  # information only, as the memory estimate (no CPU figure for a split: 0 GB/s)
+            return None
+        return limit or None
 
     def record(self, stats: ReplyStats) -> float | None:
         """After a reply: the estimate for its fill (before this reply calibrates it), then the measured

@@ -21,11 +21,17 @@ def time_view(s: ReplyStats) -> str:
     return text
 
 
+def limit_view(s: ReplyStats) -> str | None:
+    """Decode against its memory-bandwidth roofline (F7), e.g. "39% of 279 tok/s"; None when unknown."""
+    pct = s.percent_of_limit
+    return None if pct is None or s.limit_tok_s is None else f"{pct:.0f}% of {s.limit_tok_s:.0f} tok/s"
+
+
 def stats_line(s: ReplyStats) -> str:
     """One line under each reply."""
     parts = [
         f"{s.completion_tokens} tok",
-        f"decode {rate(s.decode_tok_s)}",
+        f"decode {rate(s.decode_tok_s)}" + (f" ({limit} BW limit)" if (limit := limit_view(s)) else ""),
         f"TTFT {seconds(s.ttft_s)}",
         f"prefill {rate(s.prefill_tok_s)} ({s.prompt_tokens} tok"
         + (f", reused {s.cached_tokens} of {s.prompt_tokens})" if s.cached_tokens else ")")
@@ -45,7 +51,9 @@ def full_report(s: ReplyStats) -> str:
         f"Tokens: prompt {s.prompt_tokens}" + (f" (reused {s.cached_tokens} from the KV cache)" if s.cached_tokens else "")
         + (f" (not all reused: {s.cache_note})" if s.cache_note else "")
         + f", completion {s.completion_tokens} (finish: {s.finish_reason})",
-        f"TTFT {seconds(s.ttft_s)} · prefill {rate(s.prefill_tok_s)} · decode {rate(s.decode_tok_s)}",
+        f"TTFT {seconds(s.ttft_s)} · prefill {rate(s.prefill_tok_s)} · decode {rate(s.decode_tok_s)}"
+        + (f" ({s.percent_of_limit:.0f}% of the {s.limit_tok_s:.0f} tok/s memory-bandwidth limit)"
+           if limit_view(s) else ""),
         "Per-token latency: p50 " + ("-" if s.latency_p50_ms is None else f"{s.latency_p50_ms:.1f} ms")
         + " · p90 " + ("-" if s.latency_p90_ms is None else f"{s.latency_p90_ms:.1f} ms"),
         f"RSS now {mib(s.rss_now_mib)} · peak {mib(s.rss_peak_mib)}",

@@ -319,7 +319,7 @@ class ChatSession:
             raise
         finally:
             turn.content = "".join(parts)
-            turn.stats = meter.finish(reason)
+            turn.stats = self._with_limit(meter.finish(reason))
             if turn.status != "error":
                 turn.status = FINISH_STATUS.get(reason, reason)
             self._note_reuse(sent, turn)
@@ -355,7 +355,14 @@ class ChatSession:
             self._client.cancel()
 
     def live_stats(self) -> ReplyStats | None:
-        return self._meter.snapshot() if self._meter is not None else None
+        return self._with_limit(self._meter.snapshot()) if self._meter is not None else None
+
+    def _with_limit(self, stats: ReplyStats) -> ReplyStats:
+        """The stats with their decode's memory-bandwidth roofline (llama.cpp GGUFs, a known bandwidth)."""
+        if stats.decode_tok_s is not None:
+            calibration = self._calibration_now()
+            stats.limit_tok_s = calibration.limit_tok_s(stats) if calibration is not None else None
+        return stats
 
     def clear(self) -> None:
         """A new conversation: with the loaded model's own system prompt where it was resolved."""

@@ -55,6 +55,9 @@ class ReplyStats:
     vram_now_mib: float | None = None
     vram_peak_mib: float | None = None
     server_timings: dict[str, Any] | None = None  # as reported by the server (e.g. llama-server's timings)
+    # the decode's memory-bandwidth roofline (bandwidth / bytes each token reads; chat.calibration): no
+    # run beats it. None where the model's bandwidth is not known (not measured yet, a server)
+    limit_tok_s: float | None = None
     finish_reason: str | None = None
     live: bool = True
 
@@ -69,10 +72,18 @@ class ReplyStats:
         total = self.cpu_total_s
         return total / self.wall_s if total is not None and self.wall_s > 0 else None
 
+    @property
+    def percent_of_limit(self) -> float | None:
+        """Decode speed as a percentage of the memory-bandwidth roofline (F7)."""
+        if self.decode_tok_s is None or not self.limit_tok_s:
+            return None
+        return 100 * self.decode_tok_s / self.limit_tok_s
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["cpu_total_s"] = self.cpu_total_s
         data["cpu_per_wall"] = self.cpu_per_wall
+        data["percent_of_limit"] = self.percent_of_limit
         return data
 
 

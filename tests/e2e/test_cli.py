@@ -67,6 +67,12 @@ def test_one_shot_json_has_the_reply_and_every_number() -> None:
         assert stats["vram_now_mib"] is None
     else:  # the worker's own VRAM through NVML: 0 when nothing was offloaded
         assert stats["vram_now_mib"] is not None and stats["vram_now_mib"] >= 0
+    from localllm.machine.bandwidth import cached_bandwidth
+
+    if cached_bandwidth():  # decode against the memory-bandwidth roofline, where the bandwidth is known
+        assert stats["percent_of_limit"] == pytest.approx(100 * stats["decode_tok_s"] / stats["limit_tok_s"])
+    else:
+        assert stats["limit_tok_s"] is None and stats["percent_of_limit"] is None
 
 
 def test_one_shot_text_prints_reply_then_time_view() -> None:

@@ -80,6 +80,10 @@ async def test_chat_streams_a_reply_and_the_panels_show_its_cost() -> None:
         if cached_bandwidth():  # the speed model needs this machine's bandwidth: then the decode is kept too
             speed = [r for r in runs if r.get("measured_tok_s")][-1]
             assert speed["measured_tok_s"] == stats.decode_tok_s and speed["predicted_tok_s"] > 0
+        # F7: the decode against its memory-bandwidth roofline, where this machine's bandwidth is known
+        assert ("BW limit" in table) == (cached_bandwidth() is not None)
+        if stats.limit_tok_s:
+            assert table["BW limit"] == f"{stats.percent_of_limit:.0f}% of {stats.limit_tok_s:.0f} tok/s"
 
 
 async def test_escape_stops_a_long_reply_and_history_stays_consistent() -> None:
@@ -224,6 +228,16 @@ def test_vram_rows_appear_only_with_a_gpu() -> None:
     assert "VRAM" not in dict(stats_rows(ReplyStats()))
     rows = dict(stats_rows(ReplyStats(vram_now_mib=512.0, vram_peak_mib=2048.0)))
     assert rows["VRAM"] == "512 MiB" and rows["VRAM peak"] == "2.00 GiB"
+
+
+def test_the_bandwidth_limit_row_appears_only_with_a_known_limit() -> None:
+    from localllm.runtime.metrics import ReplyStats
+    from localllm.ui.widgets.metrics_panel import stats_rows
+
+    assert "BW limit" not in dict(stats_rows(ReplyStats(decode_tok_s=50.0)))
+    assert "BW limit" not in dict(stats_rows(ReplyStats(limit_tok_s=200.0)))  # no decode yet
+    rows = stats_rows(ReplyStats(decode_tok_s=50.0, limit_tok_s=200.0))
+    assert rows[0] == ("BW limit", "25% of 200 tok/s")
 
 
 async def test_tui_against_a_server_endpoint() -> None:

@@ -221,3 +221,50 @@ def test_worker_leaves_cleanly_and_logs_llama_cpp(model_path) -> None:
     assert proc.returncode == 0
     log = client.log_path.read_text()
     assert "llama_model_loader" in log and "Fatal Python error" not in log
+
+
+def _cache_bandwidth(gb_s: float) -> None:
+    from localllm.config import state
+    from localllm.machine import bandwidth
+
+    state.write_json(bandwidth.cache_path(), {bandwidth.cpu_key(): {"gb_s": gb_s}})
+
+
+def test_each_reply_says_its_decode_against_the_memory_bandwidth_limit(model_path, tmp_path, monkeypatch) -> None:
+    """F7: decode speed as a percentage of the memory-bandwidth roofline, live and per reply, where this
+    machine's bandwidth is known (cached by `localllm hw`, F4, recommend); a chat never measures it."""
+    from localllm.chat.calibration import Calibration
+    from localllm.chat.report import full_report, stats_line
+
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path / "unmeasured"))
+    s = ChatSession(sampling=SamplingParams(max_tokens=24, ignore_eos=True, seed=2))
+    try:
+        s.load(model_path, LoadOptions(context=1024, threads=2))
+        _, done, _ = reply(s.send("Hi."))
+        assert done.stats.decode_tok_s and done.stats.limit_tok_s is None
+        assert done.stats.to_dict()["percent_of_limit"] is None and "BW limit" not in stats_line(done.stats)
+    finally:
+        s.close()
+
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path / "measured"))
+    _cache_bandwidth(20.0)
+    s = ChatSession(sampling=SamplingParams(max_tokens=24, ignore_eos=True, seed=2))
+    try:
+        s.load(model_path, LoadOptions(context=1024, threads=2))
+        live = []
+        events = s.send("Hi.")
+        for ev in events:
+            if isinstance(ev, TextDelta) and not live and (now := s.live_stats()) and now.decode_tok_s:
+                live.append(now)
+            if isinstance(ev, ReplyDone):
+                done = ev
+        stats = done.stats
+        assert live and live[0].limit_tok_s and live[0].percent_of_limit  # while streaming too
+        assert stats.limit_tok_s == pytest.approx(Calibration.for_model(s.model).limit_tok_s(stats))
+        assert stats.percent_of_limit == pytest.approx(100 * stats.decode_tok_s / stats.limit_tok_s)
+        assert f"{stats.percent_of_limit:.0f}% of {stats.limit_tok_s:.0f} tok/s BW limit" in stats_line(stats)
+        assert "memory-bandwidth limit" in full_report(stats)
+        _cache_bandwidth(40.0)  # the roofline is the bandwidth over the bytes a token reads
+        assert Calibration.for_model(s.model).limit_tok_s(stats) == pytest.approx(2 * stats.limit_tok_s)
+    finally:
+        s.close()

@@ -13,6 +13,7 @@ from rich.text import Text
 from textual.timer import Timer
 from textual.widget import Widget
 
+from localllm.chat.report import limit_view
 from localllm.models.sampling_defaults import SHORT, ResolvedSampling
 from localllm.models.server_figures import ServerStats
 from localllm.models.server_stats import ServerStatsReader, client_vs_server
@@ -62,6 +63,8 @@ def stats_rows(s: ReplyStats) -> list[tuple[str, str]]:
         rows.insert(3, ("reused", f"{s.cached_tokens} of {s.prompt_tokens} tok"))
         if s.cache_note:
             rows.insert(4, ("  why not all", s.cache_note))
+    if (limit := limit_view(s)) is not None:  # decode against the memory-bandwidth roofline
+        rows.insert(0, ("BW limit", limit))
     if s.client_cpu_s is not None:  # the model runs elsewhere: our own side separately
         rows.append(("client CPU", seconds(s.client_cpu_s)))
     if s.vram_now_mib is not None:  # only where an NVIDIA GPU reports this process
