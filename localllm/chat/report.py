@@ -42,6 +42,8 @@ def stats_line(s: ReplyStats) -> str:
     ]
     if s.vram_peak_mib is not None:
         parts.append(f"VRAM {mib(s.vram_peak_mib)} peak")
+    if s.gpu_util_pct is not None:
+        parts.append(f"GPU {s.gpu_util_pct:.0f}% busy")
     return " · ".join(parts)
 
 
@@ -59,5 +61,6 @@ def full_report(s: ReplyStats) -> str:
         f"RSS now {mib(s.rss_now_mib)} · peak {mib(s.rss_peak_mib)}",
     ]
     if s.vram_peak_mib is not None:
-        lines.append(f"VRAM now {mib(s.vram_now_mib)} · peak {mib(s.vram_peak_mib)}")
+        lines.append(f"VRAM now {mib(s.vram_now_mib)} · peak {mib(s.vram_peak_mib)}"
+                     + (f" · GPU utilization {s.gpu_util_pct:.0f}% (mean)" if s.gpu_util_pct is not None else ""))
     return "\n".join(lines)

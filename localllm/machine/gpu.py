@@ -49,33 +49,36 @@ def unavailable_reason() -> str | None:
 
 def process_vram_bytes(pid: int) -> int | None:
     """VRAM held by `pid` summed over all GPUs; None when there is no NVIDIA GPU."""
+    sample = process_gpu(pid)
+    return sample[0] if sample is not None else None
+
+
+def process_gpu(pid: int) -> tuple[int, int | None] | None:
+    """(VRAM held by `pid` summed over all GPUs, the utilization % of the busiest GPU it holds memory
+    on). NVML's utilization is the device's (the share of the last sample period a kernel ran), so a GPU
+    `pid` does not use is not counted; None for it where `pid` holds none or the driver does not say.
+    None for the whole where there is no NVIDIA GPU."""
     nvml = open_nvml()
     if nvml is None:
         return None
-    total = 0
+    total, busiest = 0, None
     try:
         for index in range(nvml.nvmlDeviceGetCount()):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             procs = list(nvml.nvmlDeviceGetComputeRunningProcesses(handle))
             procs += list(nvml.nvmlDeviceGetGraphicsRunningProcesses(handle))
-            for proc in procs:
-                if proc.pid == pid and proc.usedGpuMemory:
-                    total += int(proc.usedGpuMemory)
+            held = sum(int(p.usedGpuMemory or 0) for p in procs if p.pid == pid)
+            if not any(p.pid == pid for p in procs):
+                continue
+            total += held
+            try:
+                util = int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+            except Exception:  # NVML_ERROR_NOT_SUPPORTED on some boards and vGPUs
+                continue
+            busiest = util if busiest is None else max(busiest, util)
     except Exception:
         return None
-    return total
-
-
-def gpu_utilization_percent() -> int | None:
-    nvml = open_nvml()
-    if nvml is None:
-        return None
-    try:
-        rates = [nvml.nvmlDeviceGetUtilizationRates(nvml.nvmlDeviceGetHandleByIndex(i)).gpu
-                 for i in range(nvml.nvmlDeviceGetCount())]
-    except Exception:
-        return None
-    return max(rates) if rates else None
+    return total, busiest
 
 
 def _reset_for_tests() -> None:

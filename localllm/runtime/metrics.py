@@ -54,6 +54,7 @@ class ReplyStats:
     rss_peak_mib: float | None = None
     vram_now_mib: float | None = None
     vram_peak_mib: float | None = None
+    gpu_util_pct: float | None = None  # mean over the reply's samples, of the GPUs the model's process uses
     server_timings: dict[str, Any] | None = None  # as reported by the server (e.g. llama-server's timings)
     # the decode's memory-bandwidth roofline (bandwidth / bytes each token reads; chat.calibration): no
     # run beats it. None where the model's bandwidth is not known (not measured yet, a server)
@@ -111,8 +112,9 @@ class ProcessSampler:
         except self._psutil.Error:
             return None
 
-    def vram_bytes(self) -> int | None:
-        return gpu.process_vram_bytes(self.pid)
+    def gpu(self) -> tuple[int, int | None] | None:
+        """(VRAM bytes, GPU utilization %) of this process (machine.gpu.process_gpu); None: no NVIDIA GPU."""
+        return gpu.process_gpu(self.pid)
 
 
 @dataclass
@@ -150,6 +152,7 @@ class Meter:
     _usage: tuple[int, int, dict[str, Any] | None] | None = None
     _rss: _Memory = field(default_factory=_Memory)
     _vram: _Memory = field(default_factory=_Memory)
+    _gpu_util: list[int] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -166,7 +169,10 @@ class Meter:
     def _sample_memory(self) -> None:
         assert self.sampler is not None
         self._rss.add(self.sampler.rss_bytes())
-        self._vram.add(self.sampler.vram_bytes())
+        sample = self.sampler.gpu()
+        self._vram.add(sample[0] if sample is not None else None)
+        if sample is not None and sample[1] is not None:
+            self._gpu_util.append(sample[1])
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -220,6 +226,7 @@ class Meter:
             live=self._end is None,
             rss_now_mib=self._rss.now, rss_peak_mib=self._rss.peak,
             vram_now_mib=self._vram.now, vram_peak_mib=self._vram.peak,
+            gpu_util_pct=sum(self._gpu_util) / len(self._gpu_util) if self._gpu_util else None,
         )
         if self._cpu0 is not None and self._cpu_last is not None:
             stats.cpu_user_s = max(0.0, self._cpu_last[0] - self._cpu0[0])

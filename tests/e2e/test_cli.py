@@ -57,7 +57,8 @@ def test_one_shot_json_has_the_reply_and_every_number() -> None:
     stats = record["stats"]
     for key in ("wall_s", "cpu_user_s", "cpu_sys_s", "cpu_total_s", "cpu_per_wall", "ttft_s",
                 "prefill_tok_s", "decode_tok_s", "latency_p50_ms", "latency_p90_ms",
-                "rss_now_mib", "rss_peak_mib", "vram_now_mib", "prompt_tokens", "completion_tokens"):
+                "rss_now_mib", "rss_peak_mib", "vram_now_mib", "gpu_util_pct", "limit_tok_s", "percent_of_limit",
+                "prompt_tokens", "completion_tokens"):
         assert key in stats
     assert 0 < stats["completion_tokens"] <= 12
     assert stats["wall_s"] > 0 and stats["cpu_total_s"] > 0 and stats["ttft_s"] < stats["wall_s"]

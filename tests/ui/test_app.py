@@ -227,7 +227,13 @@ def test_vram_rows_appear_only_with_a_gpu() -> None:
 
     assert "VRAM" not in dict(stats_rows(ReplyStats()))
     rows = dict(stats_rows(ReplyStats(vram_now_mib=512.0, vram_peak_mib=2048.0)))
-    assert rows["VRAM"] == "512 MiB" and rows["VRAM peak"] == "2.00 GiB"
+    assert rows["VRAM"] == "512 MiB" and rows["VRAM peak"] == "2.00 GiB" and "GPU util" not in rows
+    rows = dict(stats_rows(ReplyStats(vram_now_mib=512.0, vram_peak_mib=2048.0, gpu_util_pct=87.4)))
+    assert rows["GPU util"] == "87%"
+    from localllm.chat.report import full_report, stats_line
+
+    assert "GPU 87% busy" in stats_line(ReplyStats(vram_peak_mib=2048.0, gpu_util_pct=87.4))
+    assert "GPU utilization 87% (mean)" in full_report(ReplyStats(vram_peak_mib=2048.0, gpu_util_pct=87.4))
 
 
 def test_the_bandwidth_limit_row_appears_only_with_a_known_limit() -> None:

@@ -34,8 +34,27 @@ def test_vram_of_one_pid_summed_over_gpus(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml([[(10, 300), (11, 5)], [(10, 200)], [(10, None)]]))
     assert gpu.process_vram_bytes(10) == 500
     assert gpu.process_vram_bytes(99) == 0
-    assert gpu.gpu_utilization_percent() == 39
     assert gpu.unavailable_reason() is None
+
+
+def test_gpu_utilization_is_of_the_gpus_the_process_uses(monkeypatch) -> None:
+    """Utilization 37 + device index: pid 10 holds memory on GPUs 0 and 1 (the busiest: 38), pid 11 on
+    GPU 0 only; pid 12 holds none, so no GPU's business is counted as its own."""
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml([[(10, 300), (11, 5)], [(10, 200)], [(13, 1)]]))
+    assert gpu.process_gpu(10) == (500, 38)
+    assert gpu.process_gpu(11) == (5, 37)
+    assert gpu.process_gpu(12) == (0, None)
+
+
+def test_a_board_without_utilization_still_reports_vram(monkeypatch) -> None:
+    mod = fake_nvml([[(10, 300)]])
+
+    def not_supported(handle):
+        raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+
+    mod.nvmlDeviceGetUtilizationRates = not_supported
+    monkeypatch.setitem(sys.modules, "pynvml", mod)
+    assert gpu.process_gpu(10) == (300, None)
 
 
 def test_no_nvml_library_is_a_normal_case(monkeypatch) -> None:
@@ -47,5 +66,5 @@ def test_no_nvml_library_is_a_normal_case(monkeypatch) -> None:
     mod.nvmlInit = fail
     monkeypatch.setitem(sys.modules, "pynvml", mod)
     assert gpu.process_vram_bytes(1) is None
-    assert gpu.gpu_utilization_percent() is None
+    assert gpu.process_gpu(1) is None
     assert "NVML Shared Library Not Found" in (gpu.unavailable_reason() or "")

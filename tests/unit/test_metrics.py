@@ -12,6 +12,7 @@ class FakeSampler:
         self.cpu = (1.0, 0.5)
         self.rss = 100 * 2**20
         self.vram: int | None = None
+        self.util: int | None = None
 
     def cpu_times(self):
         return self.cpu
@@ -19,8 +20,8 @@ class FakeSampler:
     def rss_bytes(self):
         return self.rss
 
-    def vram_bytes(self):
-        return self.vram
+    def gpu(self):
+        return None if self.vram is None else (self.vram, self.util)
 
 
 class Clock:
@@ -71,7 +72,7 @@ def test_meter_reply_numbers() -> None:
     assert stats.cpu_sys_s == pytest.approx(0.1)
     assert stats.cpu_per_wall == pytest.approx(0.9)
     assert stats.rss_now_mib == pytest.approx(150) and stats.rss_peak_mib == pytest.approx(150)
-    assert stats.vram_now_mib is None  # no GPU: absent, not zero
+    assert stats.vram_now_mib is None and stats.gpu_util_pct is None  # no GPU: absent, not zero
     assert stats.to_dict()["cpu_total_s"] == pytest.approx(0.9)
 
 
@@ -92,3 +93,20 @@ def test_zero_token_chunk_is_not_a_token() -> None:
     meter.tokens(1)
     meter.tokens(0)
     assert meter.snapshot().completion_tokens == 1
+
+
+def test_gpu_utilization_is_the_mean_of_the_replys_samples() -> None:
+    clock, sampler = Clock(), FakeSampler()
+    sampler.vram, sampler.util = 512 * 2**20, 20
+    meter = Meter(sampler, interval=3600, clock=clock)  # samples at start() and finish() only
+    meter.start()
+    assert meter.snapshot().gpu_util_pct == pytest.approx(20)
+    sampler.vram, sampler.util = 1024 * 2**20, 90
+    clock.now = 11.0
+    stats = meter.finish("stop")
+    assert stats.gpu_util_pct == pytest.approx(55) and stats.vram_peak_mib == pytest.approx(1024)
+    sampler.util = None  # a board that does not report utilization: VRAM still shown
+    meter = Meter(sampler, interval=3600, clock=clock)
+    meter.start()
+    stats = meter.finish("stop")
+    assert stats.gpu_util_pct is None and stats.vram_now_mib == pytest.approx(1024)

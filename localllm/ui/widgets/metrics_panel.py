@@ -69,6 +69,8 @@ def stats_rows(s: ReplyStats) -> list[tuple[str, str]]:
         rows.append(("client CPU", seconds(s.client_cpu_s)))
     if s.vram_now_mib is not None:  # only where an NVIDIA GPU reports this process
         rows += [("VRAM", mib(s.vram_now_mib)), ("VRAM peak", mib(s.vram_peak_mib))]
+    if s.gpu_util_pct is not None:  # the GPUs the model's process holds memory on, mean over the reply
+        rows.append(("GPU util", f"{s.gpu_util_pct:.0f}%"))
     return rows
 
 
