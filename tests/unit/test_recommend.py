@@ -178,7 +178,7 @@ def test_cli_recommend_for_this_machine(capsys) -> None:
     assert 1 <= len(data["picks"]) <= 3 and data["wishes"]["context"] == 4096
     assert cli.main(["recommend", "--context", "2048", "-n", "2"]) == 0
     text = capsys.readouterr().out
-    assert "For 2048 tokens of context" in text and " 1 " in text and "get: " in text
+    assert "For 2,048 tokens of context, ranked for chat (good quality at a readable speed)" in text and " 1 " in text and "get: " in text
 
 
 def test_cli_recommend_one_gguf_file_and_bad_context(capsys, model_path) -> None:

@@ -109,9 +109,15 @@ def _k(n: int | None) -> str:
     return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
 
 
+# what each --use ranks by, as the head of the report says it
+RANKED_FOR = {"chat": "chat (good quality at a readable speed)", "quality": "quality (the best that runs)",
+              "speed": "speed (the fastest)"}
+
+
 def report(rec, top: int, per_model: int | None) -> str:
     w = rec.wishes
-    head = (f"For {w.context} tokens of context, use: {w.use}. Budget: {rec.ram_budget / GiB:.1f} GiB RAM"
+    head = (f"For {w.context:,} tokens of context, ranked for {RANKED_FOR.get(w.use, w.use)}. "
+            f"Budget: {rec.ram_budget / GiB:.1f} GiB RAM"
             + (f", {rec.vram_budget / GiB:.1f} GiB VRAM on {rec.gpu}" if rec.gpu else "")
             + f" (free memory less {w.margin:.0%}).")
     out = [head]
