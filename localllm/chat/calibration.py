@@ -13,6 +13,7 @@ from localllm.backends.base import ModelInfo
 from localllm.runtime.metrics import ReplyStats
 
 if TYPE_CHECKING:
+    from localllm.machine.cpu import CPUInfo
     from localllm.machine.estimate import MemoryEstimate
     from localllm.models.catalog import ModelSpec
 
@@ -49,31 +50,35 @@ class Calibration:
             return None
 
     @cached_property
-    def bandwidths(self) -> tuple[float | None, float | None]:
-        """(CPU, GPU) memory bandwidth in GB/s as last measured or read (None: not known). The CPU's
-        is the cached probe's (`localllm hw`, F4 and `recommend` measure it; a chat never does, as that
-        would load the memory it times); the GPU's is NVML's bus width x clock, asked once per load."""
-        from localllm.machine.bandwidth import cached_bandwidth
+    def _cpu(self) -> CPUInfo:
+        from localllm.machine.cpu import probe_cpu
 
-        gpu_gb_s = None
-        if self.info.n_gpu_layers:
-            from localllm.machine.hardware import probe
+        return probe_cpu()
 
-            gpus = [g for g in probe().gpus if g.vendor == "nvidia"]
-            gpu_gb_s = gpus[0].bandwidth_gb_s if gpus else None
-        return cached_bandwidth(), gpu_gb_s
+    @cached_property
+    def _gpu_gb_s(self) -> float | None:
+        """The first NVIDIA GPU's bandwidth from NVML (bus width x clock), asked once per load."""
+        if not self.info.n_gpu_layers:
+            return None
+        from localllm.machine.hardware import probe
+
+        gpus = [g for g in probe().gpus if g.vendor == "nvidia"]
+        return gpus[0].bandwidth_gb_s if gpus else None
 
     def limit_tok_s(self, stats: ReplyStats) -> float | None:
         """The memory-bandwidth roofline of this reply's decode: bandwidth / bytes each token reads
-        (the weights once, and the KV cache at the reply's mid-point fill). None where a bandwidth
-        the model's layers need is not known."""
-        cpu_gb_s, gpu_gb_s = self.bandwidths
-        if gpu_gb_s is None if self.info.n_gpu_layers else cpu_gb_s is None:
-            return None
+        (the weights once, and the KV cache at the reply's mid-point fill). The CPU's bandwidth is the
+        cached probe's, read each time (`localllm hw`, F4 and `recommend` measure it, mid-chat too; a
+        chat never does, as that would load the memory it times). None where a bandwidth the model's
+        layers need is not known."""
+        from localllm.machine.bandwidth import cached_bandwidth
         from localllm.machine.estimate import estimate_speed
 
         fill = stats.prompt_tokens + stats.completion_tokens // 2
         try:
+            cpu_gb_s, gpu_gb_s = cached_bandwidth(self._cpu), self._gpu_gb_s
+            if gpu_gb_s is None if self.info.n_gpu_layers else cpu_gb_s is None:
+                return None
             limit = estimate_speed(self.spec, self._estimate(fill, calibrate=False), cpu_gb_s or 0.0,
                                    gpu_gb_s, fill=max(1, fill), calibrate=False).roofline_tok_s
         except Exception:  # information only, as the memory estimate (no CPU figure for a split: 0 GB/s)

@@ -232,28 +232,22 @@ def _cache_bandwidth(gb_s: float) -> None:
 
 def test_each_reply_says_its_decode_against_the_memory_bandwidth_limit(model_path, tmp_path, monkeypatch) -> None:
     """F7: decode speed as a percentage of the memory-bandwidth roofline, live and per reply, where this
-    machine's bandwidth is known (cached by `localllm hw`, F4, recommend); a chat never measures it."""
+    machine's bandwidth is known (cached by `localllm hw`, F4, recommend: mid-chat too); a chat never
+    measures it."""
     from localllm.chat.calibration import Calibration
     from localllm.chat.report import full_report, stats_line
 
-    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path / "unmeasured"))
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))
     s = ChatSession(sampling=SamplingParams(max_tokens=24, ignore_eos=True, seed=2))
     try:
         s.load(model_path, LoadOptions(context=1024, threads=2))
         _, done, _ = reply(s.send("Hi."))
         assert done.stats.decode_tok_s and done.stats.limit_tok_s is None
         assert done.stats.to_dict()["percent_of_limit"] is None and "BW limit" not in stats_line(done.stats)
-    finally:
-        s.close()
 
-    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path / "measured"))
-    _cache_bandwidth(20.0)
-    s = ChatSession(sampling=SamplingParams(max_tokens=24, ignore_eos=True, seed=2))
-    try:
-        s.load(model_path, LoadOptions(context=1024, threads=2))
+        _cache_bandwidth(20.0)  # measured meanwhile (F4's `b`, `localllm hw` in another terminal)
         live = []
-        events = s.send("Hi.")
-        for ev in events:
+        for ev in s.send("And again."):
             if isinstance(ev, TextDelta) and not live and (now := s.live_stats()) and now.decode_tok_s:
                 live.append(now)
             if isinstance(ev, ReplyDone):
