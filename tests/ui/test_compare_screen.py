@@ -78,6 +78,9 @@ async def test_ctrl_e_compares_the_typed_prompt_on_two_models_and_saves_it(q8, t
             assert float(rate) > 0 and unit == "tok/s"
             assert col.figures["TTFT"] != "-" and col.figures["peak RSS"].endswith("MiB")
             assert col.figures["tokens"].endswith("16 out")
+            # against the memory-bandwidth roofline where this machine's bandwidth is known; '-' keeps the rows level
+            assert col.figures["BW limit"] == (f"{col.stats.percent_of_limit:.0f}% of {col.stats.limit_tok_s:.0f} tok/s"
+                                               if col.stats.limit_tok_s else "-")
             head = str(col.query_one(".col-head").render())
             assert quant in head and "SmolLM2" in head
             assert col.text in str(col.query_one(".col-text").render())

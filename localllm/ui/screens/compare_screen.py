@@ -60,7 +60,7 @@ class CompareScreen(ModalScreen[None]):
     CompareColumn.-warn { border: round $warning; }
     CompareColumn .col-head { height: 2; text-wrap: nowrap; text-overflow: ellipsis; }
     CompareColumn .col-reply { height: 1fr; scrollbar-size-vertical: 1; }
-    CompareColumn .col-figures { height: 8; border-top: solid $primary-darken-2; text-wrap: nowrap;
+    CompareColumn .col-figures { height: 9; border-top: solid $primary-darken-2; text-wrap: nowrap;
                                  text-overflow: ellipsis; }
     """
 

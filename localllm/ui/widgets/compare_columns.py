@@ -10,6 +10,7 @@ from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.widgets import Static
 
 from localllm.chat.compare import CompareResult
+from localllm.chat.report import limit_view
 from localllm.runtime.figures import mib, rate, seconds
 from localllm.runtime.metrics import ReplyStats
 
@@ -26,6 +27,7 @@ def figure_rows(stats: ReplyStats | None) -> list[tuple[str, str]]:
     return [
         ("TTFT", "-" if none else seconds(s.ttft_s)),
         ("decode", "-" if none else rate(s.decode_tok_s)),
+        ("BW limit", limit_view(s) or "-"),  # decode against the memory-bandwidth roofline, where known
         ("tokens", "-" if none else f"{s.prompt_tokens} in · {s.completion_tokens} out"),
         ("wall", "-" if none else seconds(s.wall_s)),
         ("CPU user", "-" if none else seconds(s.cpu_user_s)),
@@ -136,10 +138,11 @@ class CompareColumn(Vertical):
 
     def _figures(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
-        for i, (label, value) in enumerate(figure_rows(self.stats)):
+        rows = figure_rows(self.stats)
+        for i, (label, value) in enumerate(rows):
             text.append(f"{label:<9}", style="dim")
             text.append(value, style="bold" if label == "decode" else "")
-            if i < 6:
+            if i < len(rows) - 1:
                 text.append("\n")
         return text
 
