@@ -94,17 +94,6 @@ class HardwareInfo:
                    gpus=gpus, **rest)
 
 
-def _cgroup_limit() -> tuple[int, int] | None:
-    """(limit, usage) of a cgroup v2 memory limit, when one is set."""
-    try:
-        raw = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if raw == "max":
-            return None
-        return int(raw), int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def probe_memory() -> MemoryInfo:
     read = procfs.memory()
     if read is None:  # not Linux: psutil asks the OS
@@ -113,11 +102,11 @@ def probe_memory() -> MemoryInfo:
         vm, sw = psutil.virtual_memory(), psutil.swap_memory()
         read = int(vm.total), int(vm.available), int(sw.total), int(sw.free)
     mem = MemoryInfo(*read)
-    limit = _cgroup_limit()
+    limit = procfs.cgroup_memory()
     if limit and limit[0] < mem.total_bytes:  # /proc/meminfo shows the host: the container is smaller
         mem.total_bytes = limit[0]
         mem.available_bytes = max(0, min(mem.available_bytes, limit[0] - limit[1]))
-        mem.limit_note = f"container memory limit {limit[0] / GiB:.1f} GiB"
+        mem.limit_note = f"container (cgroup) memory limit {limit[0] / GiB:.1f} GiB"
     return mem
 
 

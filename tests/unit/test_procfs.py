@@ -114,3 +114,67 @@ def test_the_hub_cache_follows_the_environment_at_call_time(tmp_path, monkeypatc
     assert hf_hub_cache() == tmp_path / "a" / "hub"
     monkeypatch.setenv("HF_HOME", str(tmp_path / "b"))
     assert hf_hub_cache() == tmp_path / "b" / "hub"
+
+
+GiB = 2**30
+
+
+def _cgroup_tree(tmp_path: Path, self_cgroup: str, files: dict[str, str]) -> tuple[str, str]:
+    """A /proc/self/cgroup and a /sys/fs/cgroup of our own: {"memory/a/memory.limit_in_bytes": "..."}."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "self_cgroup").write_text(self_cgroup)
+    root = tmp_path / "cgroup"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    root.mkdir(exist_ok=True)
+    return str(tmp_path / "self_cgroup"), str(root)
+
+
+def test_a_v2_container_limit_less_its_reclaimable_page_cache(tmp_path) -> None:
+    paths = _cgroup_tree(tmp_path, "0::/\n", {
+        "memory.max": f"{8 * GiB}\n", "memory.current": f"{3 * GiB}\n",
+        "memory.stat": f"anon {GiB}\nfile {2 * GiB}\ninactive_file {GiB}\nactive_file {GiB}\n"})
+    assert procfs.cgroup_memory(*paths) == (8 * GiB, 2 * GiB)
+
+
+def test_a_v2_limit_set_on_an_ancestor_binds_the_process(tmp_path) -> None:
+    """A desktop's systemd slice (MemoryMax=) or a nested container: the tightest limit on the way up."""
+    paths = _cgroup_tree(tmp_path, "0::/user.slice/app.scope\n", {
+        "user.slice/memory.max": f"{4 * GiB}\n", "user.slice/memory.current": f"{GiB}\n",
+        "user.slice/app.scope/memory.max": "max\n", "user.slice/app.scope/memory.current": "5\n"})
+    assert procfs.cgroup_memory(*paths) == (4 * GiB, GiB)
+
+
+def test_v1_as_on_a_docker_host_of_before_cgroup_v2(tmp_path) -> None:
+    """This session's own host had this shape: memory:/process_api/<id>, no limit anywhere."""
+    unlimited = "9223372036854771712\n"
+    files = {"memory/memory.limit_in_bytes": unlimited, "memory/process_api/memory.limit_in_bytes": unlimited,
+             "memory/process_api/d2048/memory.limit_in_bytes": unlimited,
+             "memory/process_api/d2048/memory.usage_in_bytes": f"{GiB}\n"}
+    lines = "9:name=systemd:/\n4:memory:/process_api/d2048\n3:cpuset:/\n0::/\n"
+    assert procfs.cgroup_memory(*_cgroup_tree(tmp_path / "free", lines, files)) is None
+    files["memory/process_api/d2048/memory.limit_in_bytes"] = f"{6 * GiB}\n"
+    files["memory/process_api/d2048/memory.stat"] = f"cache 5\ntotal_inactive_file {GiB // 4}\n"
+    got = procfs.cgroup_memory(*_cgroup_tree(tmp_path / "limited", lines, files))
+    assert got == (6 * GiB, GiB - GiB // 4)
+    combined = lines.replace("4:memory:", "4:cpuset,memory:")  # controllers mounted together
+    assert procfs.cgroup_memory(*_cgroup_tree(tmp_path / "combined", combined, files)) == got
+
+
+def test_a_container_that_sees_only_its_own_cgroup_reads_the_root(tmp_path) -> None:
+    """Without a cgroup namespace the listed path (/docker/<id>) is not under the mount: root it is."""
+    paths = _cgroup_tree(tmp_path, "4:memory:/docker/abc\n", {
+        "memory/memory.limit_in_bytes": f"{2 * GiB}\n", "memory/memory.usage_in_bytes": f"{GiB}\n"})
+    assert procfs.cgroup_memory(*paths) == (2 * GiB, GiB)
+    assert procfs.cgroup_memory(str(tmp_path / "missing"), str(tmp_path / "nothing")) is None
+
+
+def test_the_machine_card_shows_the_container_not_the_host(monkeypatch) -> None:
+    host = procfs.memory()
+    if host is None:
+        pytest.skip("reads Linux's /proc")
+    monkeypatch.setattr(procfs, "cgroup_memory", lambda: (2 * GiB, GiB + GiB // 2))
+    mem = hardware.probe_memory()
+    assert mem.total_bytes == 2 * GiB and mem.available_bytes <= GiB // 2
+    assert mem.limit_note == "container (cgroup) memory limit 2.0 GiB"
