@@ -98,18 +98,47 @@ class RowResult:
 
     def summarize(self, bandwidth_bytes_s: float | None) -> None:
         """Fill `columns` from the repetitions (and the per-configuration values)."""
+        spec = self._gguf_spec() if bandwidth_bytes_s else None
         for rep in self.reps:
             rep["ttft_ms"] = rep["ttft_s"] * 1000 if rep.get("ttft_s") is not None else None
             rate = rep.get("decode_tok_s")
             steps_s = rate / rep.get("batch", 1) if rate else None  # a batch step makes one token per sequence
             # per-token latency: the mean gap of one stream, or a batch's mean step (seed 002's meaning)
             rep["latency_mean_ms"] = rep.get("step_ms") or (1000 / rate if rate else None)
-            rep["bw_pct"] = (steps_s * self.size_bytes / bandwidth_bytes_s * 100
-                             if steps_s and self.size_bytes and bandwidth_bytes_s else None)
+            limit = self._step_limit(rep, spec, bandwidth_bytes_s) if steps_s and bandwidth_bytes_s else None
+            rep["bw_pct"] = 100 * steps_s / limit if steps_s and limit else None
         once = {"size_mib": self.size_bytes / 2**20 if self.size_bytes else None,
                 "perplexity": (self.perplexity or {}).get("ppl")}
         self.columns = {key: Summary.of([once[key]] if key in once else [r.get(key) for r in self.reps])
                         for key in COLUMN_KEYS}
+
+    def _gguf_spec(self):
+        """The shape of the row's model from its GGUF header (llama.cpp rows), else None."""
+        if self.model.get("backend") != "llama_cpp" or not self.model.get("path"):
+            return None
+        from localllm.models.catalog import ModelSpec
+
+        try:
+            return ModelSpec.from_gguf(self.model["path"])
+        except Exception:  # the file went away since the run: the file-size roofline below
+            return None
+
+    def _step_limit(self, rep: dict, spec, bandwidth_bytes_s: float) -> float | None:
+        """Decode steps per second no run of this row can beat, the chat panel's "BW limit" too
+        (machine.estimate.decode_roofline: the weights a step reads and each sequence's KV cache at the
+        rep's fill). Without a GGUF's tensor table (a server, a checkpoint), the file's size per step."""
+        if spec is not None:
+            from localllm.machine.estimate import decode_roofline, gguf_as_loaded
+
+            m, extra = self.model, self.model.get("extra") or {}
+            fill = (rep.get("prompt_tokens") or self.prompt_tokens or 0) + (rep.get("completion_tokens") or 0) // 2
+            try:
+                est = gguf_as_loaded(spec, m["n_ctx"], m.get("n_gpu_layers") or 0, extra.get("kv_type", "f16"),
+                                     extra.get("extra_bufts", True), fill)
+                return decode_roofline(spec, est, bandwidth_bytes_s / 1e9, None, fill, rep.get("batch", 1)) or None
+            except Exception:  # a shape the estimator does not know: the file-size roofline
+                pass
+        return bandwidth_bytes_s / self.size_bytes if self.size_bytes else None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -35,12 +35,11 @@ class Calibration:
             return None
 
     def _estimate(self, fill: int, calibrate: bool = True) -> MemoryEstimate:
-        from localllm.machine.estimate import estimate_memory
+        from localllm.machine.estimate import gguf_as_loaded
 
-        spec, info = self.spec, self.info
-        flags = None if info.extra.get("extra_bufts", True) else ()  # off: nothing is repacked
-        return estimate_memory(spec, "gguf", spec.gguf_quant, info.n_ctx, gpu_layers=info.n_gpu_layers,
-                               fill=max(1, fill), calibrate=calibrate, cpu_flags=flags)
+        info = self.info
+        return gguf_as_loaded(self.spec, info.n_ctx, info.n_gpu_layers, info.extra.get("kv_type", "f16"),
+                              info.extra.get("extra_bufts", True), fill, calibrate)
 
     def estimate_mib(self, fill: int = 1) -> float | None:
         """The estimated RSS in MiB at this context fill, as calibrated so far; None if it cannot be made."""
@@ -72,15 +71,15 @@ class Calibration:
         chat never does, as that would load the memory it times). None where a bandwidth the model's
         layers need is not known."""
         from localllm.machine.bandwidth import cached_bandwidth
-        from localllm.machine.estimate import estimate_speed
+        from localllm.machine.estimate import decode_roofline
 
         fill = stats.prompt_tokens + stats.completion_tokens // 2
         try:
             cpu_gb_s, gpu_gb_s = cached_bandwidth(self._cpu), self._gpu_gb_s
             if gpu_gb_s is None if self.info.n_gpu_layers else cpu_gb_s is None:
                 return None
-            limit = estimate_speed(self.spec, self._estimate(fill, calibrate=False), cpu_gb_s or 0.0,
-                                   gpu_gb_s, fill=max(1, fill), calibrate=False).roofline_tok_s
+            limit = decode_roofline(self.spec, self._estimate(fill, calibrate=False), cpu_gb_s or 0.0,
+                                    gpu_gb_s, fill)
         except Exception:  # information only, as the memory estimate (no CPU figure for a split: 0 GB/s)
             return None
         return limit or None

@@ -284,37 +284,67 @@ def device_of(est: MemoryEstimate) -> str:
     return "gpu" if est.gpu_layers > est.layers else "split"
 
 
+def gguf_as_loaded(spec: ModelSpec, context: int, gpu_layers: int, kv_type: str = "f16", extra_bufts: bool = True,
+                   fill: int = 1, calibrate: bool = False) -> MemoryEstimate:
+    """The estimate of a GGUF as llama.cpp loaded it: its context, layers on the GPU, KV type, and the
+    extra CPU buffers on or off (off: nothing is repacked). A loaded model's figures (ModelInfo) go in."""
+    return estimate_memory(spec, "gguf", spec.gguf_quant, context, kv_type, gpu_layers, fill=max(1, fill),
+                           calibrate=calibrate, cpu_flags=None if extra_bufts else ())
+
+
+def _reads(spec: ModelSpec, est: MemoryEstimate, fill: int) -> tuple[list[tuple[str, float, float, int]], float]:
+    """What one decode step of one sequence reads, per device: (device, weight bytes, KV bytes at `fill`,
+    layers); and the share of the weight bytes that are its chosen experts' (0 for a dense model)."""
+    runtime = runtime_of(est.format)
+    moe = spec.active_layer_params / spec.layer_params if spec.layer_params else 1.0
+    read = spec.active_layer_params * spec.layers + spec.output_params
+    experts = (3 * spec.hidden * spec.ffn * spec.experts_active * spec.layers / read
+               if spec.experts and spec.experts_active and read else 0.0)
+    kv_layer = kv_bytes_per_layer(spec, fill, est.kv_type if runtime == "llama.cpp" else "f16")
+    gpu_layers = min(est.gpu_layers, est.layers)
+    parts = []
+    if est.read_cpu:
+        cpu_layers = est.layers - gpu_layers
+        parts.append(("cpu", est.read_cpu * moe, kv_layer * cpu_layers, cpu_layers))
+    if est.read_gpu:
+        parts.append(("gpu", est.read_gpu * moe, kv_layer * gpu_layers, gpu_layers))
+    return parts, experts
+
+
+def _bytes_per_s(device: str, cpu_gb_s: float, gpu_gb_s: float | None) -> float:
+    return ((gpu_gb_s if device == "gpu" else cpu_gb_s) or cpu_gb_s) * 1e9
+
+
+def decode_roofline(spec: ModelSpec, est: MemoryEstimate, cpu_gb_s: float, gpu_gb_s: float | None = None,
+                    fill: int = 1, batch: int = 1) -> float:
+    """Decode steps per second no run can beat: the memory bandwidth over the bytes one step reads (the
+    weights it uses, once, and each of the `batch` sequences' KV cache at `fill`). The one definition
+    behind estimate_speed's roofline, the chat's "BW limit" and the timing runs' "decode % of BW limit"."""
+    parts, _ = _reads(spec, est, max(1, min(est.context, fill)))
+    seconds = sum((weights + batch * kv) / _bytes_per_s(device, cpu_gb_s, gpu_gb_s)
+                  for device, weights, kv, _ in parts)
+    return 1 / seconds if seconds else 0.0
+
+
 def estimate_speed(spec: ModelSpec, est: MemoryEstimate, cpu_gb_s: float, gpu_gb_s: float | None = None,
                    fill: int | None = None, calibrate: bool = True) -> SpeedEstimate:
     """Decode tok/s from the bandwidth roofline. fill: tokens already in the context (default: half of it,
     the middle of a chat that fills it); each token reads the weights once and the KV cache so far."""
     runtime = runtime_of(est.format)
     fill = max(1, min(est.context, fill if fill is not None else est.context // 2))
-    moe = spec.active_layer_params / spec.layer_params if spec.layer_params else 1.0
-    # the share of the bytes a token reads that are its chosen experts' (0 for a dense model)
-    read = spec.active_layer_params * spec.layers + spec.output_params
-    experts = (3 * spec.hidden * spec.ffn * spec.experts_active * spec.layers / read
-               if spec.experts and spec.experts_active and read else 0.0)
-    kv_layer = kv_bytes_per_layer(spec, fill, est.kv_type if runtime == "llama.cpp" else "f16")
-    gpu_layers = min(est.gpu_layers, est.layers)
-    parts = []  # (device, weight bytes read, KV bytes read, layers)
-    if est.read_cpu:
-        cpu_layers = est.layers - gpu_layers
-        parts.append(("cpu", est.read_cpu * moe, kv_layer * cpu_layers, cpu_layers))
-    if est.read_gpu:
-        parts.append(("gpu", est.read_gpu * moe, kv_layer * gpu_layers, gpu_layers))
-    seconds = roofline = 0.0
+    parts, experts = _reads(spec, est, fill)
+    seconds = 0.0
     efficiency = 1.0
     for device, weights, kv, n_layers in parts:
-        bw = ((gpu_gb_s if device == "gpu" else cpu_gb_s) or cpu_gb_s) * 1e9
+        bw = _bytes_per_s(device, cpu_gb_s, gpu_gb_s)
         efficiency = EFFICIENCY[(runtime, device)]
         efficiency = (SLOW_ON_CPU if device == "cpu" else FORMAT_EFFICIENCY).get(est.format, efficiency)
         per_layer = PER_LAYER_S[(runtime, device)] + FORMAT_PER_LAYER_S.get(est.format, 0.0)
-        roofline += (weights + kv) / bw
         weights_s = weights * (1 - experts + experts / EXPERT_EFFICIENCY[device]) / (efficiency * bw)
         seconds += weights_s + kv / (KV_EFFICIENCY[device] * bw) + n_layers * per_layer
+    roofline = decode_roofline(spec, est, cpu_gb_s, gpu_gb_s, fill)
     total_bytes = int(sum(p[1] + p[2] for p in parts))
-    speed = SpeedEstimate(1 / seconds if seconds else 0.0, 1 / roofline if roofline else 0.0, total_bytes,
+    speed = SpeedEstimate(1 / seconds if seconds else 0.0, roofline, total_bytes,
                           device_of(est), efficiency)
     if calibrate:
         ratio, runs, band = speed_ratio(speed.device, runtime)
