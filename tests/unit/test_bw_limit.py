@@ -53,3 +53,18 @@ def test_without_a_tensor_table_the_file_size_is_the_roofline(model_path) -> Non
     assert row.columns["bw_pct"].mean == pytest.approx(100 * 100.0 * row.size_bytes / (GB_S * 1e9))
     row.summarize(None)  # bandwidth not measured: no column value, not a zero
     assert row.columns["bw_pct"].mean is None
+
+
+def test_the_loaded_models_estimate_counts_the_kv_type_it_was_loaded_with(model_path) -> None:
+    from localllm.backends.base import ModelInfo
+    from localllm.chat.calibration import Calibration
+
+    def estimate(kv_type: str) -> float | None:
+        info = ModelInfo(name="m", path=model_path, backend="llama_cpp", quant="Q4_1", n_ctx=8192,
+                         extra={"kv_type": kv_type, "extra_bufts": True})
+        calibration = Calibration.for_model(info)
+        assert calibration is not None
+        return calibration.estimate_mib(fill=8000)
+
+    f16, q8 = estimate("f16"), estimate("q8_0")
+    assert f16 and q8 and f16 - q8 > 50  # SmolLM2's f16 cache at 8k tokens is 180 MiB: about half saved
