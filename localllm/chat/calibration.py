@@ -76,7 +76,7 @@ class Calibration:
         fill = stats.prompt_tokens + stats.completion_tokens // 2
         try:
             cpu_gb_s, gpu_gb_s = cached_bandwidth(self._cpu), self._gpu_gb_s
-            if gpu_gb_s is None if self.info.n_gpu_layers else cpu_gb_s is None:
+            if (gpu_gb_s if self.info.n_gpu_layers else cpu_gb_s) is None:  # the device its layers read from
                 return None
             limit = decode_roofline(self.spec, self._estimate(fill, calibrate=False), cpu_gb_s or 0.0,
                                     gpu_gb_s, fill)

@@ -23,8 +23,8 @@ def time_view(s: ReplyStats) -> str:
 
 def limit_view(s: ReplyStats) -> str | None:
     """Decode against its memory-bandwidth roofline (F7), e.g. "39% of 279 tok/s"; None when unknown."""
-    pct = s.percent_of_limit
-    return None if pct is None or s.limit_tok_s is None else f"{pct:.0f}% of {s.limit_tok_s:.0f} tok/s"
+    pct = s.percent_of_limit  # None unless both the decode and its limit are known
+    return None if pct is None else f"{pct:.0f}% of {s.limit_tok_s:.0f} tok/s"
 
 
 def stats_line(s: ReplyStats) -> str:

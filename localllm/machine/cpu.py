@@ -52,16 +52,13 @@ def sysctl(name: str) -> str:
     return out.stdout.strip()
 
 
-def _cores(logical: bool) -> int | None:
-    if not logical:
-        found = procfs.physical_cores()
-        if found:
-            return found
-    elif os.cpu_count():
-        return os.cpu_count()
+def _physical_cores() -> int | None:
+    found = procfs.physical_cores()
+    if found:
+        return found
     import psutil  # not Linux, or /sys unreadable
 
-    return psutil.cpu_count(logical=logical)
+    return psutil.cpu_count(logical=False)
 
 
 def machine() -> str:
@@ -95,6 +92,6 @@ def probe_cpu() -> CPUInfo:
 
         model = platform.processor()
     return CPUInfo(model=model or arch or "unknown", arch=arch,
-                   physical_cores=_cores(logical=False) or usable,
-                   logical_cores=_cores(logical=True) or usable,
+                   physical_cores=_physical_cores() or usable,
+                   logical_cores=os.cpu_count() or usable,  # what psutil.cpu_count() returns too
                    usable_cores=usable, flags=flags)

@@ -321,6 +321,11 @@ def decode_roofline(spec: ModelSpec, est: MemoryEstimate, cpu_gb_s: float, gpu_g
     weights it uses, once, and each of the `batch` sequences' KV cache at `fill`). The one definition
     behind estimate_speed's roofline, the chat's "BW limit" and the timing runs' "decode % of BW limit"."""
     parts, _ = _reads(spec, est, max(1, min(est.context, fill)))
+    return _roofline(parts, cpu_gb_s, gpu_gb_s, batch)
+
+
+def _roofline(parts: list[tuple[str, float, float, int]], cpu_gb_s: float, gpu_gb_s: float | None,
+              batch: int = 1) -> float:
     seconds = sum((weights + batch * kv) / _bytes_per_s(device, cpu_gb_s, gpu_gb_s)
                   for device, weights, kv, _ in parts)
     return 1 / seconds if seconds else 0.0
@@ -342,7 +347,7 @@ def estimate_speed(spec: ModelSpec, est: MemoryEstimate, cpu_gb_s: float, gpu_gb
         per_layer = PER_LAYER_S[(runtime, device)] + FORMAT_PER_LAYER_S.get(est.format, 0.0)
         weights_s = weights * (1 - experts + experts / EXPERT_EFFICIENCY[device]) / (efficiency * bw)
         seconds += weights_s + kv / (KV_EFFICIENCY[device] * bw) + n_layers * per_layer
-    roofline = decode_roofline(spec, est, cpu_gb_s, gpu_gb_s, fill)
+    roofline = _roofline(parts, cpu_gb_s, gpu_gb_s)  # decode_roofline's, from the parts read above
     total_bytes = int(sum(p[1] + p[2] for p in parts))
     speed = SpeedEstimate(1 / seconds if seconds else 0.0, roofline, total_bytes,
                           device_of(est), efficiency)

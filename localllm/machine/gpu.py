@@ -67,10 +67,10 @@ def process_gpu(pid: int) -> tuple[int, int | None] | None:
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             procs = list(nvml.nvmlDeviceGetComputeRunningProcesses(handle))
             procs += list(nvml.nvmlDeviceGetGraphicsRunningProcesses(handle))
-            held = sum(int(p.usedGpuMemory or 0) for p in procs if p.pid == pid)
-            if not any(p.pid == pid for p in procs):
+            mine = [p for p in procs if p.pid == pid]
+            if not mine:
                 continue
-            total += held
+            total += sum(int(p.usedGpuMemory or 0) for p in mine)
             try:
                 util = int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
             except Exception:  # NVML_ERROR_NOT_SUPPORTED on some boards and vGPUs
