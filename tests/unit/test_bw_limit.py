@@ -55,8 +55,10 @@ def test_without_a_tensor_table_the_file_size_is_the_roofline(model_path) -> Non
     assert row.columns["bw_pct"].mean is None
 
 
-def test_the_loaded_models_estimate_counts_the_kv_type_it_was_loaded_with(model_path) -> None:
+def test_the_loaded_models_estimate_counts_the_kv_type_it_was_loaded_with(model_path, tmp_path, monkeypatch) -> None:
     from localllm.backends.base import ModelInfo
+
+    monkeypatch.setenv("LOCALLLM_HOME", str(tmp_path))  # no measured runs calibrate it: the estimator alone
     from localllm.chat.calibration import Calibration
 
     def estimate(kv_type: str) -> float | None:
